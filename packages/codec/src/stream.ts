@@ -1,0 +1,272 @@
+/* Design notes
+ *
+ * encodeStream: copies the incoming byte stream into whole-ArrayBuffer stripes (the one copy
+ * the budget allows between socket and disk), hands each full stripe to the codec (a worker,
+ * by transfer) and yields blocks in order. At most `inFlight` blocks are being encoded or
+ * waiting for the consumer, and the source is not read while that many are out, so a slow
+ * consumer (a slow drive) slows the reading of the source: memory stays bounded by
+ * inFlight · (stripe + parity).
+ *
+ * decodeStream: reads framed chunks [xxh64][chunk] block by block from k shard sources
+ * (data shards first: with them no arithmetic is needed), verifies every chunk, rebuilds
+ * missing data chunks from parity, and yields the requested bytes as views of the chunks
+ * (no concatenation). A source that fails (stream error, short read, checksum mismatch) is
+ * reported through onShardError and replaced by a spare source when one was given; a spare
+ * is opened lazily and skips the blocks already done. Only the blocks covering the range are
+ * read: callers open each shard at layout.shardSpan(size, first, last).
+ */
+import type { BlockCodec } from './block-codec.ts'
+import { CodecError } from './errors.ts'
+import { type ByteSpan, CHUNK_HASH_BYTES, type ErasureLayout } from './layout.ts'
+
+/** Blocks encoded or decoded ahead of the consumer, by default. */
+export const DEFAULT_IN_FLIGHT_BLOCKS = 2
+
+export interface EncodedBlock {
+  index: number
+  /** Object bytes in this block. */
+  length: number
+  /** n shard chunks, data first: views of the stripe and parity buffers. */
+  shards: Uint8Array[]
+  /** n xxh64 headers, 8 little-endian bytes each: shard file i gets [headers[i]][shards[i]]. */
+  headers: Uint8Array[]
+  /** Gives the stripe back to the encoder's pool once the shards are written. Optional. */
+  release(): void
+}
+
+export interface EncodeStreamInit {
+  layout: ErasureLayout
+  codec: BlockCodec
+  inFlight?: number
+}
+
+/** Splits a byte stream into erasure-coded blocks; see the design notes above. */
+export async function* encodeStream(
+  source: AsyncIterable<Uint8Array>,
+  init: EncodeStreamInit,
+): AsyncGenerator<EncodedBlock> {
+  const { layout, codec } = init
+  const inFlight = Math.max(1, init.inFlight ?? DEFAULT_IN_FLIGHT_BLOCKS)
+  const free: ArrayBuffer[] = []
+  const take = (): ArrayBuffer => free.pop() ?? new ArrayBuffer(layout.stripeBytes)
+  const pending: Promise<EncodedBlock>[] = []
+  let index = 0
+
+  const dispatch = (stripe: ArrayBuffer, length: number): void => {
+    const block = index++
+    pending.push(
+      codec.encode({ k: layout.k, m: layout.m, stripe, length }).then((r) => {
+        const cb = r.chunkBytes
+        const shards: Uint8Array[] = []
+        for (let i = 0; i < layout.k; i++) shards.push(new Uint8Array(r.stripe, i * cb, cb))
+        for (let j = 0; j < layout.m; j++) shards.push(new Uint8Array(r.parity, j * cb, cb))
+        const headers = Array.from(
+          { length: layout.n },
+          (_, i) => new Uint8Array(r.hashes, i * CHUNK_HASH_BYTES, CHUNK_HASH_BYTES),
+        )
+        let released = false
+        return {
+          index: block,
+          length,
+          shards,
+          headers,
+          release() {
+            if (released) return
+            released = true
+            if (free.length < inFlight) free.push(r.stripe)
+          },
+        }
+      }),
+    )
+  }
+
+  let stripe = take()
+  let view = new Uint8Array(stripe)
+  let filled = 0
+  try {
+    for await (const chunk of source) {
+      let at = 0
+      while (at < chunk.length) {
+        const n = Math.min(chunk.length - at, layout.blockSize - filled)
+        view.set(chunk.subarray(at, at + n), filled)
+        filled += n
+        at += n
+        if (filled === layout.blockSize) {
+          dispatch(stripe, filled)
+          stripe = take()
+          view = new Uint8Array(stripe)
+          filled = 0
+          while (pending.length >= inFlight) yield await pending.shift()!
+        }
+      }
+    }
+    if (filled > 0) dispatch(stripe, filled)
+    while (pending.length > 0) yield await pending.shift()!
+  } finally {
+    // On early exit, let the in-flight work settle so no rejection goes unhandled.
+    await Promise.allSettled(pending)
+  }
+}
+
+/** One shard file's bytes, starting at the first block being read. */
+export type ShardStream = AsyncIterable<Uint8Array>
+
+export interface DecodeStreamInit {
+  layout: ErasureLayout
+  codec: BlockCodec
+  /** Object size in bytes. */
+  size: number
+  /** Bytes [start, end) to produce; default the whole object. */
+  range?: { start: number; end: number }
+  /**
+   * Shard sources by index. Called once per shard actually read, with the span of its file to
+   * open; data shards are opened first, parity only to replace a missing or failed one.
+   * Return undefined for a shard that is not available.
+   */
+  open(shard: number, span: ByteSpan): ShardStream | undefined
+  /** Told of every shard that failed, and why (for healing). The read continues if it can. */
+  onShardError?: (shard: number, err: Error) => void
+  inFlight?: number
+}
+
+/** Reads exactly-sized frames from a byte stream, copying each into an owned ArrayBuffer. */
+class FrameReader {
+  #it: AsyncIterator<Uint8Array>
+  #rest: Uint8Array = new Uint8Array(0)
+
+  constructor(stream: ShardStream) {
+    this.#it = stream[Symbol.asyncIterator]()
+  }
+
+  /** Next `bytes` bytes in a new ArrayBuffer, or null at the end of the stream (short: error). */
+  async read(bytes: number): Promise<ArrayBuffer | null> {
+    const out = new ArrayBuffer(bytes)
+    const view = new Uint8Array(out)
+    let filled = 0
+    while (filled < bytes) {
+      if (this.#rest.length === 0) {
+        const next = await this.#it.next()
+        if (next.done) {
+          if (filled === 0) return null
+          throw new Error(`stream ended ${bytes - filled} bytes short of a ${bytes}-byte frame`)
+        }
+        this.#rest = next.value
+        continue
+      }
+      const n = Math.min(bytes - filled, this.#rest.length)
+      view.set(this.#rest.subarray(0, n), filled)
+      this.#rest = this.#rest.subarray(n)
+      filled += n
+    }
+    return out
+  }
+
+  async close(): Promise<void> {
+    await this.#it.return?.()
+  }
+}
+
+/** Reassembles the bytes of an erasure-coded object (or a range of it); see the notes above. */
+export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint8Array> {
+  const { layout, codec, size } = init
+  const range = init.range ?? { start: 0, end: size }
+  if (range.start === range.end && range.start <= size && range.start >= 0) return
+  const { first, last } = layout.blocksFor(size, range.start, range.end)
+  const span = layout.shardSpan(size, first, last)
+  const readers = new Map<number, { reader: FrameReader; at: number }>()
+  const failed = new Set<number>()
+
+  const fail = (shard: number, err: Error): void => {
+    failed.add(shard)
+    const r = readers.get(shard)
+    readers.delete(shard)
+    void r?.reader.close().catch(() => {})
+    init.onShardError?.(shard, err)
+  }
+
+  /** Opens the next usable shard not yet in use; false when none is left. */
+  const openSpare = (): boolean => {
+    for (let s = 0; s < layout.n; s++) {
+      if (readers.has(s) || failed.has(s)) continue
+      const stream = init.open(s, span)
+      if (stream === undefined) {
+        failed.add(s)
+        continue
+      }
+      readers.set(s, { reader: new FrameReader(stream), at: first })
+      return true
+    }
+    return false
+  }
+
+  /** The framed chunk of `block` from `shard`, skipping the blocks a late spare missed. */
+  const chunkOf = async (shard: number, block: number): Promise<ArrayBuffer> => {
+    const r = readers.get(shard)!
+    for (;;) {
+      const at = r.at
+      const frame = await r.reader.read(
+        CHUNK_HASH_BYTES + layout.chunkBytes(layout.blockLength(size, at)),
+      )
+      if (frame === null) throw CodecError.TRUNCATED_SHARD(shard, at, 'shard stream ended early')
+      r.at++
+      if (at === block) return frame
+    }
+  }
+
+  /** Fills `chunks` with block `block` from k working shards, opening spares as shards fail. */
+  const gather = async (block: number, chunks: (ArrayBuffer | null)[]): Promise<void> => {
+    for (;;) {
+      while (readers.size < layout.k && openSpare()) {}
+      const todo = [...readers.keys()].filter((s) => chunks[s] === null)
+      const settled = await Promise.allSettled(todo.map((s) => chunkOf(s, block)))
+      settled.forEach((r, i) => {
+        const s = todo[i]!
+        if (r.status === 'fulfilled') chunks[s] = r.value
+        else fail(s, r.reason instanceof Error ? r.reason : new Error(String(r.reason)))
+      })
+      const have = chunks.filter((c) => c !== null).length
+      if (have >= layout.k) return
+      if (todo.length === 0) throw CodecError.TOO_FEW_SHARDS(have, layout.k)
+    }
+  }
+
+  const readBlock = async (block: number): Promise<Uint8Array[]> => {
+    const length = layout.blockLength(size, block)
+    let chunks: (ArrayBuffer | null)[] = new Array(layout.n).fill(null)
+    for (;;) {
+      await gather(block, chunks)
+      const r = await codec.decode({ k: layout.k, m: layout.m, block, length, chunks })
+      if (r.ok) {
+        let left = length
+        const out: Uint8Array[] = []
+        for (const [buf, off] of r.data) {
+          const n = Math.min(left, r.chunkBytes)
+          left -= n
+          if (n > 0) out.push(new Uint8Array(buf, off, n))
+        }
+        return out
+      }
+      // The chunk buffers were handed over and came back with the answer, in slot order.
+      let b = 0
+      chunks = chunks.map((c) => (c === null ? null : r.buffers[b++]!))
+      chunks[r.shard] = null
+      fail(r.shard, CodecError.CHECKSUM_MISMATCH(r.shard, r.block, r.expected, r.actual))
+    }
+  }
+
+  try {
+    for (let block = first; block <= last; block++) {
+      const data = await readBlock(block)
+      const blockStart = block * layout.blockSize
+      let pos = blockStart
+      for (const piece of data) {
+        const lo = Math.max(range.start, pos)
+        const hi = Math.min(range.end, pos + piece.length)
+        if (hi > lo) yield piece.subarray(lo - pos, hi - pos)
+        pos += piece.length
+      }
+    }
+  } finally {
+    await Promise.allSettled([...readers.values()].map((r) => r.reader.close()))
+  }
+}
