@@ -89,6 +89,13 @@ export class CodecPool implements BlockCodec {
       maxQueue: init.maxQueue ?? Number.POSITIVE_INFINITY,
       // Idle workers keep their WASM instances and plan caches warm.
       idleTimeout: Number.POSITIVE_INFINITY,
+      // A message round trip costs ~80 µs, a fifth of a 1 MiB encode: with a second task
+      // already queued in the worker it never waits for the next one. Tasks are synchronous,
+      // so they still run one at a time.
+      concurrentTasksPerWorker: 2,
+      recordTiming: false,
+      // Workers wait for messages in their event loop, not in Atomics.wait: measured no slower.
+      atomics: 'disabled',
     })
   }
 
@@ -109,7 +116,8 @@ export class CodecPool implements BlockCodec {
   }
 
   encode(task: Omit<EncodeTask, 'op'>): Promise<EncodeResult> {
-    return this.#run({ op: 'encode', ...task }, [task.stripe])
+    const transfer = task.parity ? [task.stripe, task.parity] : [task.stripe]
+    return this.#run({ op: 'encode', ...task }, transfer)
   }
 
   decode(task: Omit<DecodeTask, 'op'>): Promise<DecodeResult> {

@@ -2,14 +2,17 @@
  * Stable codes for every way the codec refuses its input. Errors cross worker threads and,
  * later, the RPC wire, where `instanceof` does not survive: check `err.code`, never the class.
  */
-export type CodecErrorCode =
-  | 'INVALID_PARAMETERS'
-  | 'SHARD_SIZE_MISMATCH'
-  | 'TOO_FEW_SHARDS'
-  | 'CHECKSUM_MISMATCH'
-  | 'TRUNCATED_SHARD'
-  | 'INVALID_RANGE'
-  | 'POOL_CLOSED'
+export const CODEC_ERROR_CODES = [
+  'INVALID_PARAMETERS',
+  'SHARD_SIZE_MISMATCH',
+  'TOO_FEW_SHARDS',
+  'CHECKSUM_MISMATCH',
+  'TRUNCATED_SHARD',
+  'INVALID_RANGE',
+  'POOL_CLOSED',
+] as const
+export type CodecErrorCode = (typeof CODEC_ERROR_CODES)[number]
+const CODES: ReadonlySet<string> = new Set(CODEC_ERROR_CODES)
 
 /** The one error type of `@tessera/codec`; build it with the static factories. */
 export class CodecError extends Error {
@@ -23,9 +26,9 @@ export class CodecError extends Error {
   constructor(
     code: CodecErrorCode,
     message: string,
-    where: { shard?: number; block?: number } = {},
+    where: { shard?: number; block?: number; cause?: unknown } = {},
   ) {
-    super(message)
+    super(message, where.cause === undefined ? undefined : { cause: where.cause })
     this.name = 'CodecError'
     this.code = code
     if (where.shard !== undefined) this.shard = where.shard
@@ -40,10 +43,12 @@ export class CodecError extends Error {
     return new CodecError('SHARD_SIZE_MISMATCH', message)
   }
 
-  static TOO_FEW_SHARDS(have: number, k: number): CodecError {
+  static TOO_FEW_SHARDS(have: number, k: number, cause?: unknown): CodecError {
+    const why = cause instanceof Error ? ` (last failure: ${cause.message})` : ''
     return new CodecError(
       'TOO_FEW_SHARDS',
-      `only ${have} shard(s) available, ${k} are needed to rebuild the data`,
+      `only ${have} shard(s) available, ${k} are needed to rebuild the data${why}`,
+      { cause },
     )
   }
 
@@ -84,5 +89,5 @@ function hex(v: bigint): string {
 export function isCodecError(err: unknown, code?: CodecErrorCode): err is CodecError {
   if (typeof err !== 'object' || err === null) return false
   const c = (err as { code?: unknown }).code
-  return typeof c === 'string' && (code === undefined ? c.length > 0 : c === code)
+  return typeof c === 'string' && (code === undefined ? CODES.has(c) : c === code)
 }

@@ -14,10 +14,7 @@
  * const all = rs.reconstruct([a, undefined, c, undefined, p0, p1]) // any 4 of 6 suffice
  * ```
  */
-export { CodecError, type CodecErrorCode, isCodecError } from './errors.ts'
-export { cauchyEncodingMatrix, gfInv, gfMul } from './gf256.ts'
-export { MAX_SHARDS, Planner } from './plan.ts'
-export { ReedSolomon, type ReedSolomonInit } from './reed-solomon.ts'
+
 export {
   type BlockCodec,
   CodecPool,
@@ -26,6 +23,8 @@ export {
 } from './block-codec.ts'
 export type { DecodeResult, EncodeResult } from './block-ops.ts'
 export { type ChunkHasher, loadChunkHasher } from './chunk-hash.ts'
+export { CODEC_ERROR_CODES, CodecError, type CodecErrorCode, isCodecError } from './errors.ts'
+export { cauchyEncodingMatrix, gfInv, gfMul } from './gf256.ts'
 export {
   type ByteSpan,
   CHUNK_HASH_BYTES,
@@ -33,6 +32,8 @@ export {
   ErasureLayout,
   type ErasureLayoutInit,
 } from './layout.ts'
+export { MAX_SHARDS, Planner } from './plan.ts'
+export { ReedSolomon, type ReedSolomonInit } from './reed-solomon.ts'
 export {
   DEFAULT_IN_FLIGHT_BLOCKS,
   type DecodeStreamInit,

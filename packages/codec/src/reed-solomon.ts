@@ -32,8 +32,11 @@ export class ReedSolomon {
     this.k = init.k
     this.m = init.m
     this.n = init.k + init.m
-    this.kernel =
-      init.kernel === 'reference' ? referenceKernel : (threadKernel ??= new WasmKernel())
+    if (init.kernel === 'reference') this.kernel = referenceKernel
+    else {
+      threadKernel ??= new WasmKernel()
+      this.kernel = threadKernel
+    }
   }
 
   /**

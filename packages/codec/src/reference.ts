@@ -1,6 +1,5 @@
 import { GF_MUL } from './gf256.ts'
 import type { Kernel } from './kernel.ts'
-import type { Plan } from './plan.ts'
 
 /**
  * The plain TypeScript kernel: one 256-byte row of the product table per coefficient, a

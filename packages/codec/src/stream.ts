@@ -16,7 +16,7 @@
  * read: callers open each shard at layout.shardSpan(size, first, last).
  */
 import type { BlockCodec } from './block-codec.ts'
-import { CodecError } from './errors.ts'
+import { CodecError, isCodecError } from './errors.ts'
 import { type ByteSpan, CHUNK_HASH_BYTES, type ErasureLayout } from './layout.ts'
 
 /** Blocks encoded or decoded ahead of the consumer, by default. */
@@ -47,7 +47,9 @@ export async function* encodeStream(
 ): AsyncGenerator<EncodedBlock> {
   const { layout, codec } = init
   const inFlight = Math.max(1, init.inFlight ?? DEFAULT_IN_FLIGHT_BLOCKS)
+  // Released stripe and parity buffers, reused: large fresh ArrayBuffers are slow to make.
   const free: ArrayBuffer[] = []
+  const freeParity: ArrayBuffer[] = []
   const take = (): ArrayBuffer => free.pop() ?? new ArrayBuffer(layout.stripeBytes)
   const pending: Promise<EncodedBlock>[] = []
   let index = 0
@@ -55,28 +57,31 @@ export async function* encodeStream(
   const dispatch = (stripe: ArrayBuffer, length: number): void => {
     const block = index++
     pending.push(
-      codec.encode({ k: layout.k, m: layout.m, stripe, length }).then((r) => {
-        const cb = r.chunkBytes
-        const shards: Uint8Array[] = []
-        for (let i = 0; i < layout.k; i++) shards.push(new Uint8Array(r.stripe, i * cb, cb))
-        for (let j = 0; j < layout.m; j++) shards.push(new Uint8Array(r.parity, j * cb, cb))
-        const headers = Array.from(
-          { length: layout.n },
-          (_, i) => new Uint8Array(r.hashes, i * CHUNK_HASH_BYTES, CHUNK_HASH_BYTES),
-        )
-        let released = false
-        return {
-          index: block,
-          length,
-          shards,
-          headers,
-          release() {
-            if (released) return
-            released = true
-            if (free.length < inFlight) free.push(r.stripe)
-          },
-        }
-      }),
+      codec
+        .encode({ k: layout.k, m: layout.m, stripe, length, parity: freeParity.pop() })
+        .then((r) => {
+          const cb = r.chunkBytes
+          const shards: Uint8Array[] = []
+          for (let i = 0; i < layout.k; i++) shards.push(new Uint8Array(r.stripe, i * cb, cb))
+          for (let j = 0; j < layout.m; j++) shards.push(new Uint8Array(r.parity, j * cb, cb))
+          const headers = Array.from(
+            { length: layout.n },
+            (_, i) => new Uint8Array(r.hashes, i * CHUNK_HASH_BYTES, CHUNK_HASH_BYTES),
+          )
+          let released = false
+          return {
+            index: block,
+            length,
+            shards,
+            headers,
+            release() {
+              if (released) return
+              released = true
+              if (free.length < inFlight) free.push(r.stripe)
+              if (freeParity.length < inFlight) freeParity.push(r.parity)
+            },
+          }
+        }),
     )
   }
 
@@ -138,18 +143,15 @@ class FrameReader {
     this.#it = stream[Symbol.asyncIterator]()
   }
 
-  /** Next `bytes` bytes in a new ArrayBuffer, or null at the end of the stream (short: error). */
-  async read(bytes: number): Promise<ArrayBuffer | null> {
+  /** The next `bytes` bytes in a new ArrayBuffer, or, if the stream ends first, how many it had. */
+  async read(bytes: number): Promise<ArrayBuffer | number> {
     const out = new ArrayBuffer(bytes)
     const view = new Uint8Array(out)
     let filled = 0
     while (filled < bytes) {
       if (this.#rest.length === 0) {
         const next = await this.#it.next()
-        if (next.done) {
-          if (filled === 0) return null
-          throw new Error(`stream ended ${bytes - filled} bytes short of a ${bytes}-byte frame`)
-        }
+        if (next.done) return filled
         this.#rest = next.value
         continue
       }
@@ -175,9 +177,12 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   const span = layout.shardSpan(size, first, last)
   const readers = new Map<number, { reader: FrameReader; at: number }>()
   const failed = new Set<number>()
+  // Thrown when too few shards are left: the failure that left us short says more than a count.
+  let lastFailure: Error | undefined
 
   const fail = (shard: number, err: Error): void => {
     failed.add(shard)
+    lastFailure = err
     const r = readers.get(shard)
     readers.delete(shard)
     void r?.reader.close().catch(() => {})
@@ -204,10 +209,15 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     const r = readers.get(shard)!
     for (;;) {
       const at = r.at
-      const frame = await r.reader.read(
-        CHUNK_HASH_BYTES + layout.chunkBytes(layout.blockLength(size, at)),
-      )
-      if (frame === null) throw CodecError.TRUNCATED_SHARD(shard, at, 'shard stream ended early')
+      const want = CHUNK_HASH_BYTES + layout.chunkBytes(layout.blockLength(size, at))
+      const frame = await r.reader.read(want)
+      if (typeof frame === 'number') {
+        throw CodecError.TRUNCATED_SHARD(
+          shard,
+          at,
+          `shard ends ${frame} bytes into this block's ${want}`,
+        )
+      }
       r.at++
       if (at === block) return frame
     }
@@ -226,7 +236,11 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
       })
       const have = chunks.filter((c) => c !== null).length
       if (have >= layout.k) return
-      if (todo.length === 0) throw CodecError.TOO_FEW_SHARDS(have, layout.k)
+      if (todo.length === 0) {
+        // A codec failure (checksum, truncation) names shard and block: it is the better error.
+        if (isCodecError(lastFailure)) throw lastFailure
+        throw CodecError.TOO_FEW_SHARDS(have, layout.k, lastFailure)
+      }
     }
   }
 

@@ -1,8 +1,8 @@
 // Entry of a codec worker thread (loaded by CodecPool through piscina). Runs one task at a
 // time and sends every buffer back by transfer.
-import { transferableSymbol, valueSymbol } from 'piscina'
-import { type CodecTask, runDecode, runEncode, runHash } from './block-ops.ts'
+import { move, transferableSymbol, valueSymbol } from 'piscina'
 import type { WorkerFailure } from './block-codec.ts'
+import { type CodecTask, runDecode, runEncode, runHash } from './block-ops.ts'
 import { loadChunkHasher } from './chunk-hash.ts'
 import type { CodecErrorCode } from './errors.ts'
 
@@ -10,14 +10,15 @@ const h64 = await loadChunkHasher()
 
 /** Wraps a result so that piscina transfers the listed buffers instead of cloning them. */
 function moving<T extends object>(value: T, buffers: ArrayBuffer[]): object {
-  return {
+  // move() marks the wrapper as movable; without it piscina would clone the wrapper itself.
+  return move({
     get [transferableSymbol]() {
       return buffers
     },
     get [valueSymbol]() {
       return value
     },
-  }
+  } as unknown as ArrayBuffer)
 }
 
 export default function run(task: CodecTask): object {

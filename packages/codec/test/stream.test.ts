@@ -1,0 +1,238 @@
+import t from 'tap'
+import {
+  type BlockCodec,
+  CHUNK_HASH_BYTES,
+  CodecPool,
+  decodeStream,
+  type EncodedBlock,
+  ErasureLayout,
+  encodeStream,
+  InlineCodec,
+  isCodecError,
+} from '../src/index.ts'
+import { equalBytes, Rng } from './helpers.ts'
+
+const rng = new Rng()
+t.comment(`seed ${rng.seed} (set TESSERA_TEST_SEED to replay)`)
+
+/** Yields `data` in randomly sized pieces, as a socket would. */
+async function* pieces(data: Uint8Array, max = 100_000): AsyncGenerator<Uint8Array> {
+  let at = 0
+  while (at < data.length) {
+    const n = Math.min(data.length - at, rng.int(1, max))
+    yield data.subarray(at, at + n)
+    at += n
+  }
+}
+
+/** Encodes `data` into n in-memory shard files, the way a node writes them. */
+async function shardFiles(layout: ErasureLayout, codec: BlockCodec, data: Uint8Array) {
+  const files = Array.from({ length: layout.n }, () => [] as Uint8Array[])
+  const blocks: number[] = []
+  for await (const block of encodeStream(pieces(data), { layout, codec })) {
+    blocks.push(block.index)
+    block.shards.forEach((s, i) => {
+      files[i]!.push(Buffer.from(block.headers[i]!), Buffer.from(s))
+    })
+    block.release()
+  }
+  return { files: files.map((f) => Buffer.concat(f)), blocks }
+}
+
+interface ReadLog {
+  opened: { shard: number; offset: number; length: number }[]
+  errors: { shard: number; code: string | undefined }[]
+}
+
+async function readBack(
+  layout: ErasureLayout,
+  codec: BlockCodec,
+  files: (Uint8Array | undefined)[],
+  size: number,
+  range?: { start: number; end: number },
+): Promise<{ bytes: Buffer; log: ReadLog }> {
+  const log: ReadLog = { opened: [], errors: [] }
+  const out: Uint8Array[] = []
+  for await (const piece of decodeStream({
+    layout,
+    codec,
+    size,
+    ...(range ? { range } : {}),
+    open(shard, span) {
+      const f = files[shard]
+      if (f === undefined) return undefined
+      log.opened.push({ shard, ...span })
+      return pieces(f.subarray(span.offset, span.offset + span.length), 50_000)
+    },
+    onShardError(shard, err) {
+      log.errors.push({ shard, code: (err as { code?: string }).code })
+    },
+  })) {
+    out.push(Buffer.from(piece))
+  }
+  return { bytes: Buffer.concat(out), log }
+}
+
+for (const kind of ['inline', 'pool'] as const) {
+  t.test(`${kind}: round trips of many sizes, with and without lost shards`, async (t) => {
+    const codec = kind === 'inline' ? await InlineCodec.create() : new CodecPool({ threads: 2 })
+    t.teardown(() => codec.close())
+    const layout = new ErasureLayout({ k: 4, m: 2, blockSize: 64 * 1024 })
+    for (const size of [0, 1, 3, 4, 5, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 300_001]) {
+      const data = rng.bytes(size)
+      const { files, blocks } = await shardFiles(layout, codec, data)
+      t.equal(blocks.length, layout.blockCount(size), `size ${size}: block count`)
+      t.ok(
+        files.every((f) => f.length === layout.shardFileBytes(size)),
+        `size ${size}: every shard file has the size the layout says`,
+      )
+      const whole = await readBack(layout, codec, files, size)
+      t.ok(equalBytes(whole.bytes, data), `size ${size}: read back exactly`)
+      t.ok(
+        whole.log.opened.every((o) => o.shard < layout.k),
+        `size ${size}: only data shards are read when all are there`,
+      )
+      const lost: (Uint8Array | undefined)[] = [...files]
+      for (const i of rng.pick(layout.n, layout.m)) lost[i] = undefined
+      const degraded = await readBack(layout, codec, lost, size)
+      t.ok(equalBytes(degraded.bytes, data), `size ${size}: read back with two shards lost`)
+    }
+  })
+}
+
+t.test('a byte range reads only the blocks it covers', async (t) => {
+  const codec = await InlineCodec.create()
+  const layout = new ErasureLayout({ k: 3, m: 2, blockSize: 3000 })
+  const size = 10 * 3000 + 17
+  const data = rng.bytes(size)
+  const { files } = await shardFiles(layout, codec, data)
+  for (const [start, end] of [
+    [0, 1],
+    [2999, 3001],
+    [6000, 9000],
+    [12345, 23456],
+    [size - 5, size],
+    [0, size],
+  ] as const) {
+    const { bytes, log } = await readBack(layout, codec, files, size, { start, end })
+    t.ok(equalBytes(bytes, data.subarray(start, end)), `[${start}, ${end}) exact`)
+    const first = Math.floor(start / 3000)
+    const last = Math.floor((end - 1) / 3000)
+    const stride = CHUNK_HASH_BYTES + 1000
+    t.same(
+      log.opened.map((o) => o.offset),
+      [0, 1, 2].map(() => first * stride),
+      `[${start}, ${end}) opens each data shard at block ${first}`,
+    )
+    t.ok(
+      log.opened.every((o) => o.offset + o.length <= (last + 1) * stride),
+      `[${start}, ${end}) reads nothing past block ${last}`,
+    )
+  }
+  await t.rejects(
+    readBack(layout, codec, files, size, { start: 5, end: size + 1 }),
+    { code: 'INVALID_RANGE' },
+    'a range past the end is refused',
+  )
+})
+
+t.test('a flipped byte is found, named by shard and block, and a spare takes over', async (t) => {
+  const codec = new CodecPool({ threads: 2 })
+  t.teardown(() => codec.close())
+  const layout = new ErasureLayout({ k: 4, m: 2, blockSize: 4096 })
+  const size = 5 * 4096 + 100
+  const data = rng.bytes(size)
+  const { files } = await shardFiles(layout, codec, data)
+  const stride = CHUNK_HASH_BYTES + 1024
+  const bad = [...files]
+  const flipped = Buffer.from(files[2]!)
+  flipped[3 * stride + CHUNK_HASH_BYTES + 10]! ^= 0x40
+  bad[2] = flipped
+  const { bytes, log } = await readBack(layout, codec, bad, size)
+  t.ok(equalBytes(bytes, data), 'the data is still read exactly')
+  t.same(log.errors, [{ shard: 2, code: 'CHECKSUM_MISMATCH' }], 'the bad shard is reported')
+  t.ok(
+    log.opened.some((o) => o.shard >= layout.k),
+    'a parity shard was opened to replace it',
+  )
+
+  // With no spare left, the typed error names the shard and the block.
+  const noSpare: (Uint8Array | undefined)[] = [files[0], files[1], flipped, files[3]]
+  while (noSpare.length < layout.n) noSpare.push(undefined)
+  try {
+    await readBack(layout, codec, noSpare, size)
+    t.fail('a corrupt chunk with no spare must fail')
+  } catch (err) {
+    t.ok(isCodecError(err, 'CHECKSUM_MISMATCH'), `no spare: ${(err as Error).message}`)
+    t.match(err, { shard: 2, block: 3 }, 'the error names shard 2, block 3')
+  }
+})
+
+t.test('a checksum mismatch is a typed error naming shard and block', async (t) => {
+  const codec = await InlineCodec.create()
+  const layout = new ErasureLayout({ k: 2, m: 1, blockSize: 1024 })
+  const data = rng.bytes(3000)
+  const { files } = await shardFiles(layout, codec, data)
+  const stride = CHUNK_HASH_BYTES + 512
+  const flipped = Buffer.from(files[1]!)
+  flipped[2 * stride + CHUNK_HASH_BYTES]! ^= 1
+  const { log } = await readBack(layout, codec, [files[0], flipped, files[2]], 3000)
+  t.same(log.errors, [{ shard: 1, code: 'CHECKSUM_MISMATCH' }])
+  const direct = await codec.decode({
+    k: 2,
+    m: 1,
+    block: 2,
+    length: 3000 - 2048,
+    chunks: [
+      files[0]!.buffer.slice(
+        files[0]!.byteOffset + 2 * stride,
+        files[0]!.byteOffset + files[0]!.length,
+      ) as ArrayBuffer,
+      flipped.buffer.slice(
+        flipped.byteOffset + 2 * stride,
+        flipped.byteOffset + flipped.length,
+      ) as ArrayBuffer,
+      null,
+    ],
+  })
+  t.match(direct, { ok: false, shard: 1, block: 2 }, 'decode names shard 1, block 2')
+})
+
+t.test('a truncated shard is replaced, and reported with its code', async (t) => {
+  const codec = await InlineCodec.create()
+  const layout = new ErasureLayout({ k: 2, m: 2, blockSize: 1000 })
+  const data = rng.bytes(4500)
+  const { files } = await shardFiles(layout, codec, data)
+  const cut = [...files]
+  cut[0] = files[0]!.subarray(0, files[0]!.length - 300)
+  const { bytes, log } = await readBack(layout, codec, cut, 4500)
+  t.ok(equalBytes(bytes, data))
+  t.same(log.errors, [{ shard: 0, code: 'TRUNCATED_SHARD' }])
+  await t.rejects(
+    readBack(layout, codec, [cut[0], files[1], undefined, undefined], 4500),
+    { code: 'TRUNCATED_SHARD', shard: 0 },
+    'with no spare the truncation itself is the error',
+  )
+})
+
+t.test('encoding keeps at most inFlight blocks out and reuses released stripes', async (t) => {
+  const codec = await InlineCodec.create()
+  const layout = new ErasureLayout({ k: 2, m: 1, blockSize: 1000 })
+  let pulled = 0
+  async function* counted(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < 20; i++) {
+      pulled++
+      yield new Uint8Array(1000)
+    }
+  }
+  const stripes = new Set<ArrayBufferLike>()
+  const seen: EncodedBlock[] = []
+  for await (const block of encodeStream(counted(), { layout, codec, inFlight: 2 })) {
+    t.ok(pulled <= block.index + 3, `block ${block.index}: source read only ${pulled} pieces ahead`)
+    stripes.add(block.shards[0]!.buffer)
+    seen.push(block)
+    block.release()
+  }
+  t.equal(seen.length, 20)
+  t.ok(stripes.size <= 3, `${stripes.size} stripe buffers served 20 blocks`)
+})

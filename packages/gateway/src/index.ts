@@ -1,0 +1,2 @@
+/** @packageDocumentation `@tessera/gateway`: built by its own issue; an empty shell until then. */
+export {}

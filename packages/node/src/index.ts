@@ -1,0 +1,2 @@
+/** @packageDocumentation `@tessera/node`: built by its own issue; an empty shell until then. */
+export {}
