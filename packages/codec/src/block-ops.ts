@@ -70,6 +70,12 @@ export interface HashTask {
 
 export type CodecTask = EncodeTask | DecodeTask | HashTask
 
+/** Several tasks in one message to a worker; answered by an array of results, in order. */
+export interface BatchTask {
+  op: 'batch'
+  tasks: CodecTask[]
+}
+
 const codes = new Map<string, ReedSolomon>()
 
 function code(k: number, m: number): ReedSolomon {

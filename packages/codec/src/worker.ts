@@ -2,7 +2,7 @@
 // time and sends every buffer back by transfer.
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import type { WorkerFailure } from './block-codec.ts'
-import { type CodecTask, runDecode, runEncode, runHash } from './block-ops.ts'
+import { type BatchTask, type CodecTask, runDecode, runEncode, runHash } from './block-ops.ts'
 import { loadChunkHasher } from './chunk-hash.ts'
 import type { CodecErrorCode } from './errors.ts'
 
@@ -21,20 +21,21 @@ function moving<T extends object>(value: T, buffers: ArrayBuffer[]): object {
   } as unknown as ArrayBuffer)
 }
 
-export default function run(task: CodecTask): object {
+/** Runs one task; returns its result and the buffers to transfer back, or a failure. */
+function runOne(task: CodecTask): { value: object; buffers: ArrayBuffer[] } {
   try {
     switch (task.op) {
       case 'encode': {
         const r = runEncode(task, h64)
-        return moving(r, [r.stripe, r.parity, r.hashes])
+        return { value: r, buffers: [r.stripe, r.parity, r.hashes] }
       }
       case 'decode': {
         const r = runDecode(task, h64)
-        return moving(r, r.buffers)
+        return { value: r, buffers: r.buffers }
       }
       case 'hash': {
         const hashes = runHash(task, h64).buffer as ArrayBuffer
-        return moving({ hashes, chunks: task.chunks }, [hashes, ...task.chunks])
+        return { value: { hashes, chunks: task.chunks }, buffers: [hashes, ...task.chunks] }
       }
     }
   } catch (err) {
@@ -42,6 +43,15 @@ export default function run(task: CodecTask): object {
     const failure: WorkerFailure = {
       failure: { code: e.code, message: String(e.message ?? err), shard: e.shard, block: e.block },
     }
-    return failure
+    // The task's buffers are lost to the caller, who gets an error; they are not sent back.
+    return { value: failure, buffers: [] }
   }
+}
+
+export default function run(message: BatchTask): object {
+  const results = message.tasks.map(runOne)
+  return moving(
+    results.map((r) => r.value),
+    results.flatMap((r) => r.buffers),
+  )
 }

@@ -74,3 +74,30 @@ t.test('the event loop stays free while the pool encodes a large object', async 
   // the loop never waits for a whole object: no stall near the 64-block total.
   t.ok(h.max / 1e6 < 250, `longest event-loop stall ${(h.max / 1e6).toFixed(1)} ms`)
 })
+
+t.test('a backlog is sent in batches; each task still settles on its own', async (t) => {
+  const pool = new CodecPool({ threads: 1, maxBatch: 4 })
+  const inline = await InlineCodec.create()
+  t.teardown(() => pool.close())
+  const inputs = Array.from({ length: 23 }, (_, i) => rng.bytes(1000 + i))
+  const jobs = inputs.map((data, i) => {
+    const stripe = new ArrayBuffer(data.length + 8)
+    new Uint8Array(stripe).set(data)
+    // Task 7 is invalid: it must fail alone, not take its batch-mates down with it.
+    const k = i === 7 ? 0 : 4
+    return pool.encode({ k, m: 2, stripe, length: data.length })
+  })
+  const settled = await Promise.allSettled(jobs)
+  const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [i] : []))
+  t.same(failed, [7], 'only the invalid task failed')
+  t.ok(isCodecError((settled[7] as PromiseRejectedResult).reason, 'INVALID_PARAMETERS'))
+  let same = 0
+  for (const [i, s] of settled.entries()) {
+    if (s.status !== 'fulfilled') continue
+    const stripe = new ArrayBuffer(inputs[i]!.length + 8)
+    new Uint8Array(stripe).set(inputs[i]!)
+    const want = await inline.encode({ k: 4, m: 2, stripe, length: inputs[i]!.length })
+    if (equalBytes(new Uint8Array(s.value.parity), new Uint8Array(want.parity))) same++
+  }
+  t.equal(same, 22, 'every other task got its own result, in order')
+})
