@@ -1,0 +1,96 @@
+/**
+ * The records nodes store and gateways read: object versions, buckets, multipart uploads and
+ * parts. Encoded with msgpack on the wire and on disk; one copy of a version record lives on
+ * every drive of the object's erasure set, with that drive's shard index.
+ */
+
+/**
+ * A hybrid logical clock timestamp: milliseconds since the epoch × 4096 + a counter, so it
+ * stays a safe integer (below 2^53) and orders versions written in the same millisecond.
+ */
+export type Hlc = number
+
+/** Counter values per millisecond in an {@link Hlc}. */
+export const HLC_COUNTER_SPAN = 4096
+
+/** Milliseconds since the epoch of an HLC timestamp. */
+export function hlcMillis(t: Hlc): number {
+  return Math.floor(t / HLC_COUNTER_SPAN)
+}
+
+/** How an object's data is erasure coded, and which shard this copy of the record is for. */
+export interface ErasureInfo {
+  k: number
+  m: number
+  /** Bytes of object data per block. */
+  blockSize: number
+  /** distribution[i] = slot (drive index within the set) that holds shard i. */
+  distribution: number[]
+  /** The shard index this drive holds (its record copy differs from others only here and in `inline`). */
+  index: number
+}
+
+export interface PartInfo {
+  number: number
+  /** Bytes of object data in this part. */
+  size: number
+  etag: string
+}
+
+export interface VersionRecord {
+  bucket: string
+  key: string
+  /** 'null' for objects written while versioning was never enabled. */
+  versionId: string
+  modTime: Hlc
+  size: number
+  etag: string
+  /** S3 flexible checksums by algorithm (CRC32, CRC32C, SHA1, SHA256, CRC64NVME), base64. */
+  checksums?: Record<string, string>
+  contentType?: string
+  /** x-amz-meta-* and standard headers kept with the object, lower-case names. */
+  userMeta?: Record<string, string>
+  erasure: ErasureInfo
+  parts: PartInfo[]
+  /** Folder under data/<bucket>/<2 hex>/<object hash>/ holding part.<N> files; absent when inline. */
+  dataDir?: string
+  deleteMarker: boolean
+  /** This drive's shard file bytes for small objects (no data file at all). */
+  inline?: Uint8Array
+}
+
+export interface BucketRecord {
+  name: string
+  /** Project the bucket belongs to (identity milestone); empty for now. */
+  project: string
+  created: Hlc
+  versioning: 'unversioned' | 'enabled' | 'suspended'
+  /** Settings added by later features (tagging, lifecycle, policy, …), msgpack-friendly values. */
+  settings?: Record<string, unknown>
+}
+
+export interface UploadRecord {
+  bucket: string
+  key: string
+  uploadId: string
+  initiated: Hlc
+  contentType?: string
+  userMeta?: Record<string, string>
+  checksumAlgorithm?: string
+  erasure: ErasureInfo
+}
+
+export interface PartRecord {
+  bucket: string
+  key: string
+  uploadId: string
+  number: number
+  size: number
+  etag: string
+  modTime: Hlc
+  checksums?: Record<string, string>
+  /** Folder holding this part's shard file (part.<number>). */
+  dataDir: string
+  erasure: ErasureInfo
+  inline?: Uint8Array
+}
