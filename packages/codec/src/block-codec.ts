@@ -151,7 +151,7 @@ export class CodecPool implements BlockCodec {
         .run(message, { transferList: batch.flatMap((q) => q.transfer) })
         .then(
           (results: unknown[]) => {
-            results.forEach((out, i) => settle(batch[i]!, out))
+            for (const [i, out] of results.entries()) settle(batch[i]!, out)
           },
           (err: unknown) => {
             for (const q of batch) q.reject(err)

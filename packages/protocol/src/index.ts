@@ -9,6 +9,49 @@
 export const PROTOCOL_VERSION = 1
 
 export {
+  type ClusterMap,
+  ClusterMapError,
+  type ClusterMapProblem,
+  type ErasureSpec,
+  loadClusterMap,
+  mapHash,
+  type NodeSpec,
+  type PoolSpec,
+  parseByteSize,
+  parseClusterMap,
+  stringifyClusterMap,
+} from './cluster-map.ts'
+export {
+  type ErrorDetails,
+  fromWire,
+  isStoreError,
+  STORE_ERROR_CODES,
+  StoreError,
+  type StoreErrorCode,
+  toStoreError,
+  type WireError,
+} from './errors.ts'
+export {
+  generateIdentity,
+  type Identity,
+  IdentityError,
+  type IdentityErrorCode,
+  identityFromBytes,
+  loadIdentity,
+  saveIdentity,
+} from './identity.ts'
+export * from './messages.ts'
+export { type Peer, PeerPool, type PeerPoolInit } from './peer-pool.ts'
+export {
+  type ClusterLayout,
+  computeLayout,
+  type DriveSlot,
+  type ErasureSet,
+  placementHash,
+  placeObject,
+  setsOfNode,
+} from './placement.ts'
+export {
   type BucketRecord,
   type ErasureInfo,
   HLC_COUNTER_SPAN,
@@ -19,3 +62,31 @@ export {
   type UploadRecord,
   type VersionRecord,
 } from './records.ts'
+export {
+  BODY_CHUNK_BYTES,
+  BODY_WINDOW_BYTES,
+  type CallContext,
+  type CallOptions,
+  DEFAULT_TIMEOUT_MS,
+  defineRpc,
+  type FrameChannel,
+  type Handler,
+  RpcClient,
+  type RpcDef,
+  RpcServer,
+  type WithBody,
+  withBody,
+} from './rpc.ts'
+export {
+  CHANNEL_ERROR_CODES,
+  ChannelError,
+  type ChannelErrorCode,
+  type ConnectSecureInit,
+  connectSecure,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  type Hello,
+  type ListenSecureInit,
+  listenSecure,
+  MAX_FRAME_BYTES,
+  type SecureChannel,
+} from './secure-channel.ts'

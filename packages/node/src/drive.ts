@@ -1,0 +1,222 @@
+/* Design notes
+ *
+ * A drive is a folder (normally its own mount point) that this node owns for one slot of one
+ * erasure set. Layout (design §3):
+ *   <drive>/.tessera/format.json   cluster id, pool, set, slot, drive id
+ *   <drive>/.tessera/meta/         LevelDB with the version, bucket, upload and system records
+ *   <drive>/.tessera/tmp/<tmpId>/  writes in progress; emptied at every start
+ *   <drive>/.tessera/trash/<uuid>  data waiting to be deleted by the background emptier
+ *   <drive>/data/<bucket>/<2 hex>/<object hash>/<data dir>/part.<N>
+ * A write becomes visible only by commit: rename tmp/<tmpId> into data/, fsync the parent
+ * folder, then write the version record with sync. A crash before the record leaves at most a
+ * data folder no record points to (found and removed by the scanner, later) and never a
+ * version without its data.
+ */
+import { createHash, randomUUID } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { type DriveRef, StoreError } from '@tessera/protocol'
+import { MetaStore } from './meta-store.ts'
+
+export const FORMAT_VERSION = 1
+/** Entries a fresh mount point may already hold (ext4 makes lost+found). */
+const ALLOWED_IN_EMPTY_DRIVE = new Set(['lost+found', '.tessera'])
+
+export interface FormatFile {
+  format: 'tessera'
+  version: number
+  cluster: string
+  pool: number
+  set: number
+  slot: number
+  driveId: string
+  formattedAt: string
+}
+
+export interface DriveInit {
+  path: string
+  cluster: string
+  ref: DriveRef
+}
+
+const NAME = /^[a-z0-9][a-z0-9.-]{1,62}$/
+const TOKEN = /^[A-Za-z0-9_-]{8,80}$/
+
+/** Checks a bucket name before it becomes a path component (the gateway checks S3's rules). */
+export function checkBucketName(bucket: string): void {
+  if (!NAME.test(bucket))
+    throw new StoreError('INVALID_REQUEST', `invalid bucket name ${JSON.stringify(bucket)}`)
+}
+
+/** Checks a data dir, tmp id or upload id before it becomes a path component. */
+export function checkToken(what: string, value: string): void {
+  if (!TOKEN.test(value))
+    throw new StoreError('INVALID_REQUEST', `invalid ${what} ${JSON.stringify(value)}`)
+}
+
+/** The object's folder name: the first 32 hex digits of sha256(bucket/key). */
+export function objectHash(bucket: string, key: string): string {
+  return createHash('sha256').update(`${bucket}/${key}`).digest('hex').slice(0, 32)
+}
+
+/** fsyncs a folder, so that a rename or create inside it survives a crash. */
+export async function syncDir(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export class Drive {
+  readonly path: string
+  readonly ref: DriveRef
+  readonly driveId: string
+  readonly meta: MetaStore
+  #trashTimer: NodeJS.Timeout | undefined
+
+  private constructor(path: string, ref: DriveRef, driveId: string, meta: MetaStore) {
+    this.path = path
+    this.ref = ref
+    this.driveId = driveId
+    this.meta = meta
+  }
+
+  /**
+   * Opens a drive: formats it if it is empty, else checks that its format file belongs to this
+   * cluster and slot, refusing with an error that names the drive, what it found and what it
+   * expected. Removes leftovers of writes interrupted by a crash from tmp/.
+   */
+  static async open(init: DriveInit): Promise<Drive> {
+    const { path, cluster, ref } = init
+    const formatPath = join(path, '.tessera', 'format.json')
+    await mkdir(path, { recursive: true })
+    let format: FormatFile
+    const existing = await readFile(formatPath, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined
+      throw err
+    })
+    if (existing === undefined) {
+      const entries = (await readdir(path)).filter((e) => !ALLOWED_IN_EMPTY_DRIVE.has(e))
+      if (entries.length > 0) {
+        throw new StoreError(
+          'DRIVE_NOT_FOUND',
+          `drive ${path} is not empty and has no .tessera/format.json (found ${entries.slice(0, 3).join(', ')}` +
+            `${entries.length > 3 ? ', …' : ''}); Tessera formats only empty drives`,
+          { drive: path },
+        )
+      }
+      format = {
+        format: 'tessera',
+        version: FORMAT_VERSION,
+        cluster,
+        ...ref,
+        driveId: randomUUID(),
+        formattedAt: new Date().toISOString(),
+      }
+      await mkdir(join(path, '.tessera'), { recursive: true })
+      await writeFile(`${formatPath}.tmp`, `${JSON.stringify(format, null, 2)}\n`, { flag: 'w' })
+      const fh = await open(`${formatPath}.tmp`, 'r+')
+      await fh.sync()
+      await fh.close()
+      await rename(`${formatPath}.tmp`, formatPath)
+      await syncDir(join(path, '.tessera'))
+    } else {
+      try {
+        format = JSON.parse(existing) as FormatFile
+      } catch {
+        throw new StoreError('DRIVE_NOT_FOUND', `drive ${path}: ${formatPath} is not valid JSON`, {
+          drive: path,
+        })
+      }
+      const found = `cluster ${format.cluster}, pool ${format.pool}, set ${format.set}, slot ${format.slot}`
+      const expected = `cluster ${cluster}, pool ${ref.pool}, set ${ref.set}, slot ${ref.slot}`
+      if (format.cluster !== cluster) {
+        throw new StoreError(
+          'DRIVE_NOT_FOUND',
+          `drive ${path} belongs to another cluster: found ${found}, expected ${expected}`,
+          { drive: path },
+        )
+      }
+      if (format.pool !== ref.pool || format.set !== ref.set || format.slot !== ref.slot) {
+        throw new StoreError(
+          'DRIVE_NOT_FOUND',
+          `drive ${path} is in another slot: found ${found}, expected ${expected}; ` +
+            'was it moved or listed in another order in cluster.yaml?',
+          { drive: path },
+        )
+      }
+    }
+    for (const dir of ['tmp', 'trash'])
+      await mkdir(join(path, '.tessera', dir), { recursive: true })
+    await mkdir(join(path, 'data'), { recursive: true })
+    // Writes interrupted by a crash: nothing refers to them, they go.
+    await rm(join(path, '.tessera', 'tmp'), { recursive: true, force: true })
+    await mkdir(join(path, '.tessera', 'tmp'), { recursive: true })
+    const meta = await MetaStore.open({ path: join(path, '.tessera', 'meta') })
+    return new Drive(path, ref, format.driveId, meta)
+  }
+
+  tmpPath(tmpId: string): string {
+    checkToken('tmp id', tmpId)
+    return join(this.path, '.tessera', 'tmp', tmpId)
+  }
+
+  objectPath(bucket: string, key: string): string {
+    checkBucketName(bucket)
+    const h = objectHash(bucket, key)
+    return join(this.path, 'data', bucket, h.slice(0, 2), h)
+  }
+
+  dataPath(bucket: string, key: string, dataDir: string): string {
+    checkToken('data dir', dataDir)
+    return join(this.objectPath(bucket, key), dataDir)
+  }
+
+  shardPath(bucket: string, key: string, dataDir: string, part: number): string {
+    if (!Number.isInteger(part) || part < 1 || part > 10000) {
+      throw new StoreError('INVALID_REQUEST', `invalid part number ${part}`)
+    }
+    return join(this.dataPath(bucket, key, dataDir), `part.${part}`)
+  }
+
+  /** Moves a file or folder to trash (a rename: instant); the emptier deletes it later. */
+  async trash(path: string): Promise<boolean> {
+    try {
+      await rename(path, join(this.path, '.tessera', 'trash', randomUUID()))
+      return true
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    }
+  }
+
+  /** Deletes what is in trash now. */
+  async emptyTrash(): Promise<number> {
+    const dir = join(this.path, '.tessera', 'trash')
+    const entries = await readdir(dir).catch(() => [] as string[])
+    for (const e of entries) await rm(join(dir, e), { recursive: true, force: true })
+    return entries.length
+  }
+
+  /** Empties trash every `intervalMs` in the background. */
+  startTrashEmptier(intervalMs: number, onError: (err: unknown) => void): void {
+    this.#trashTimer = setInterval(() => {
+      this.emptyTrash().catch(onError)
+    }, intervalMs)
+    this.#trashTimer.unref()
+  }
+
+  async usage(): Promise<{ totalBytes: number; freeBytes: number; usedBytes: number }> {
+    const s = await statfs(this.path)
+    const total = s.blocks * s.bsize
+    const free = s.bavail * s.bsize
+    return { totalBytes: total, freeBytes: free, usedBytes: total - s.bfree * s.bsize }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#trashTimer)
+    await this.meta.close()
+  }
+}

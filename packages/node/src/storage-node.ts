@@ -1,0 +1,431 @@
+/**
+ * The storage daemon's core: opens this node's drives (from the cluster layout), serves the
+ * RPCs of `@tessera/protocol` over the secure channel, and empties trash in the background.
+ * Logging goes through the injected logger; nothing here reads the environment.
+ */
+
+import { randomUUID } from 'node:crypto'
+import { stat } from 'node:fs/promises'
+import type { Server } from 'node:net'
+import { loadChunkHasher } from '@tessera/codec'
+import {
+  AbortWrite,
+  type ClusterMap,
+  CommitPart,
+  CommitVersion,
+  computeLayout,
+  DeleteBucket,
+  DeleteSystem,
+  DeleteUpload,
+  DeleteVersion,
+  type DriveInfo,
+  type DriveRef,
+  GetBucket,
+  GetDriveInfo,
+  GetSystem,
+  GetUpload,
+  Health,
+  type Identity,
+  ListBuckets,
+  ListParts,
+  ListRange,
+  ListSystem,
+  ListUploads,
+  listenSecure,
+  PROTOCOL_VERSION,
+  PutBucket,
+  PutShard,
+  PutSystem,
+  PutUpload,
+  ReadRaw,
+  ReadShard,
+  ReadVersions,
+  RewriteShard,
+  RpcServer,
+  StoreError,
+  setsOfNode,
+  withBody,
+} from '@tessera/protocol'
+import { Drive } from './drive.ts'
+import { commitShards, readRaw, readShardBlocks, rewriteShard, writeShard } from './shard-io.ts'
+
+/** The logging surface the node needs (pino's, or a child of it). */
+export interface Logger {
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+  debug(obj: object, msg?: string): void
+}
+
+export interface StorageNodeInit {
+  map: ClusterMap
+  mapHash: string
+  nodeId: string
+  identity: Identity
+  /** Where to listen; default the node's address in the map. */
+  listen?: { host: string; port: number }
+  /** How often trash is emptied; default 10 s. */
+  trashIntervalMs?: number
+}
+
+export interface StorageNodeComponents {
+  logger: Logger
+}
+
+const key = (r: DriveRef): string => `${r.pool}/${r.set}/${r.slot}`
+
+export class StorageNode {
+  readonly nodeId: string
+  readonly drives: ReadonlyMap<string, Drive>
+  #server: Server
+  #started = Date.now()
+  #log: Logger
+  #channels: Set<{ close(err?: Error): void }>
+
+  private constructor(
+    nodeId: string,
+    drives: Map<string, Drive>,
+    server: Server,
+    log: Logger,
+    channels: Set<{ close(err?: Error): void }>,
+  ) {
+    this.nodeId = nodeId
+    this.drives = drives
+    this.#server = server
+    this.#log = log
+    this.#channels = channels
+  }
+
+  /** Opens every drive of this node, then listens. Fails (naming every bad drive) before listening. */
+  static async start(
+    init: StorageNodeInit,
+    components: StorageNodeComponents,
+  ): Promise<StorageNode> {
+    const log = components.logger
+    const self = init.map.pools.flatMap((p) => p.nodes).find((n) => n.id === init.nodeId)
+    if (self === undefined) {
+      throw new StoreError('INVALID_REQUEST', `node ${init.nodeId} is not in the cluster map`)
+    }
+    if (self.publicKey !== init.identity.id) {
+      throw new StoreError(
+        'INVALID_REQUEST',
+        `the identity key's public id ${init.identity.id} is not the one the map lists for node ` +
+          `${init.nodeId} (${self.publicKey})`,
+      )
+    }
+    const layout = computeLayout(init.map)
+    const slots = setsOfNode(layout, init.nodeId)
+    const drives = new Map<string, Drive>()
+    const opened = await Promise.allSettled(
+      slots.map((s) =>
+        Drive.open({
+          path: s.path,
+          cluster: init.map.cluster,
+          ref: { pool: s.pool, set: s.set, slot: s.slot },
+        }),
+      ),
+    )
+    const problems: string[] = []
+    opened.forEach((r, i) => {
+      if (r.status === 'fulfilled') drives.set(key(r.value.ref), r.value)
+      else problems.push(`${slots[i]!.path}: ${(r.reason as Error).message}`)
+    })
+    if (problems.length > 0) {
+      await Promise.all([...drives.values()].map((d) => d.close()))
+      throw new StoreError('DRIVE_NOT_FOUND', `cannot open drives:\n  ${problems.join('\n  ')}`)
+    }
+    const allowed = new Set([
+      ...init.map.pools.flatMap((p) => p.nodes.map((n) => n.publicKey)),
+      ...init.map.gateways,
+    ])
+    const rpc = new RpcServer()
+    const channels = new Set<{ close(err?: Error): void }>()
+    const server = listenSecure({
+      identity: init.identity,
+      hello: { version: PROTOCOL_VERSION, mapHash: init.mapHash, role: 'node' },
+      authorize: (remoteId) =>
+        allowed.has(remoteId) ? undefined : 'not a member of the cluster map',
+      onChannel: (ch) => {
+        channels.add(ch)
+        ch.on('close', () => channels.delete(ch))
+        rpc.attach(ch)
+      },
+      onRefused: (remoteId, reason) => log.warn({ remoteId, reason }, 'refused a connection'),
+    })
+    const node = new StorageNode(init.nodeId, drives, server, log, channels)
+    await node.#register(rpc)
+    const [host, portText] = splitAddress(self.address)
+    const where = init.listen ?? { host, port: Number(portText) }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(where.port, where.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    for (const d of drives.values()) {
+      d.startTrashEmptier(init.trashIntervalMs ?? 10_000, (err) =>
+        log.warn({ drive: d.path, err: (err as Error).message }, 'emptying trash failed'),
+      )
+    }
+    log.info({ nodeId: init.nodeId, drives: drives.size, address: node.address }, 'node started')
+    return node
+  }
+
+  /** The address the node listens on. */
+  get address(): { host: string; port: number } {
+    const a = this.#server.address()
+    if (a === null || typeof a === 'string') throw new Error('the node is not listening')
+    return { host: a.address, port: a.port }
+  }
+
+  drive(ref: DriveRef): Drive {
+    const d = this.drives.get(key(ref))
+    if (d === undefined) {
+      throw new StoreError(
+        'DRIVE_NOT_FOUND',
+        `node ${this.nodeId} has no drive at pool ${ref.pool}, set ${ref.set}, slot ${ref.slot}`,
+        { ...ref },
+      )
+    }
+    return d
+  }
+
+  async #register(rpc: RpcServer): Promise<void> {
+    const h64 = await loadChunkHasher()
+
+    rpc.handle(Health, () => ({
+      nodeId: this.nodeId,
+      uptimeMs: Date.now() - this.#started,
+      drives: this.drives.size,
+      drivesOnline: this.drives.size,
+    }))
+
+    rpc.handle(GetDriveInfo, async () => {
+      const drives: DriveInfo[] = []
+      for (const d of this.drives.values()) {
+        try {
+          drives.push({
+            ...d.ref,
+            path: d.path,
+            driveId: d.driveId,
+            online: true,
+            ...(await d.usage()),
+          })
+        } catch (err) {
+          drives.push({
+            ...d.ref,
+            path: d.path,
+            driveId: d.driveId,
+            online: false,
+            totalBytes: 0,
+            freeBytes: 0,
+            usedBytes: 0,
+            error: (err as Error).message,
+          })
+        }
+      }
+      return { drives }
+    })
+
+    rpc.handle(PutShard, async (req, ctx) => {
+      const bytes = await writeShard(this.drive(req), req, ctx.body)
+      return { bytes }
+    })
+
+    rpc.handle(CommitVersion, async (req) => {
+      const d = this.drive(req)
+      const rec = req.record
+      if (req.tmpId !== undefined) {
+        if (rec.dataDir === undefined) {
+          throw new StoreError(
+            'INVALID_REQUEST',
+            'a commit with a tmp id needs the record’s dataDir',
+          )
+        }
+        const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir)
+        if (!moved) {
+          throw new StoreError('INVALID_REQUEST', `nothing was written under tmp id ${req.tmpId}`, {
+            drive: d.path,
+          })
+        }
+      }
+      d.objectPath(rec.bucket, rec.key) // validates the bucket name
+      const old =
+        rec.versionId === 'null' ? await d.meta.getVersion(rec.bucket, rec.key, 'null') : undefined
+      await d.meta.putVersion(rec)
+      if (old?.dataDir !== undefined && old.dataDir !== rec.dataDir) {
+        await d.trash(d.dataPath(rec.bucket, rec.key, old.dataDir))
+      }
+      return old?.dataDir !== undefined ? { replaced: old.dataDir } : {}
+    })
+
+    rpc.handle(AbortWrite, async (req) => {
+      const d = this.drive(req)
+      return { removed: await d.trash(d.tmpPath(req.tmpId)) }
+    })
+
+    rpc.handle(ReadVersions, async (req) => {
+      const d = this.drive(req)
+      if (req.versionId !== undefined) {
+        const v = await d.meta.getVersion(req.bucket, req.key, req.versionId)
+        return { versions: v ? [v] : [] }
+      }
+      return { versions: await d.meta.getVersions(req.bucket, req.key, req.limit) }
+    })
+
+    rpc.handle(ReadShard, async (req) => {
+      const d = this.drive(req)
+      const path = d.shardPath(req.bucket, req.key, req.dataDir, req.part)
+      // Answer a missing file with an error response, not a failed body.
+      await stat(path).catch(() => {
+        throw new StoreError(
+          'SHARD_NOT_FOUND',
+          `no shard file for ${req.bucket}/${req.key} part ${req.part} on drive ${d.path}`,
+          { drive: d.path, bucket: req.bucket, key: req.key, part: req.part },
+        )
+      })
+      return withBody({ bytes: 0 }, readShardBlocks(d, req, h64))
+    })
+
+    rpc.handle(DeleteVersion, async (req) => {
+      const d = this.drive(req)
+      const rec = await d.meta.getVersion(req.bucket, req.key, req.versionId)
+      if (rec === undefined) return { existed: false }
+      await d.meta.deleteVersion(req.bucket, req.key, req.versionId)
+      if (rec.dataDir !== undefined) await d.trash(d.dataPath(req.bucket, req.key, rec.dataDir))
+      return { existed: true }
+    })
+
+    rpc.handle(ListRange, async (req) => {
+      const d = this.drive(req)
+      if (req.versions) {
+        return d.meta.listVersions({
+          bucket: req.bucket,
+          prefix: req.prefix,
+          delimiter: req.delimiter,
+          keyMarker: req.keyMarker,
+          versionIdMarker: req.versionIdMarker,
+          limit: req.limit,
+        })
+      }
+      return d.meta.listLatest({
+        bucket: req.bucket,
+        prefix: req.prefix,
+        delimiter: req.delimiter,
+        startAfter: req.startAfter,
+        limit: req.limit,
+      })
+    })
+
+    rpc.handle(PutBucket, async (req) => {
+      const d = this.drive(req)
+      d.objectPath(req.record.name, '') // validates the name
+      if (req.ifAbsent && (await d.meta.getBucket(req.record.name)) !== undefined)
+        return { created: false }
+      await d.meta.putBucket(req.record)
+      return { created: true }
+    })
+    rpc.handle(GetBucket, async (req) => ({
+      record: await this.drive(req).meta.getBucket(req.name),
+    }))
+    rpc.handle(DeleteBucket, async (req) => {
+      const d = this.drive(req)
+      if (await d.meta.bucketHasVersions(req.name)) {
+        throw new StoreError(
+          'BUCKET_NOT_EMPTY',
+          `bucket ${req.name} is not empty on drive ${d.path}`,
+        )
+      }
+      const existed = (await d.meta.getBucket(req.name)) !== undefined
+      await d.meta.deleteBucket(req.name)
+      return { existed }
+    })
+    rpc.handle(ListBuckets, async (req) => ({ buckets: await this.drive(req).meta.listBuckets() }))
+
+    rpc.handle(PutUpload, async (req) => {
+      const d = this.drive(req)
+      d.objectPath(req.record.bucket, req.record.key)
+      checkUploadId(req.record.uploadId)
+      await d.meta.putUpload(req.record)
+      return {}
+    })
+    rpc.handle(GetUpload, async (req) => ({
+      record: await this.drive(req).meta.getUpload(req.bucket, req.key, req.uploadId),
+    }))
+    rpc.handle(DeleteUpload, async (req) => {
+      const d = this.drive(req)
+      const up = await d.meta.getUpload(req.bucket, req.key, req.uploadId)
+      if (up === undefined) return { existed: false }
+      const parts = await d.meta.getParts(req.bucket, req.key, req.uploadId, {})
+      await d.meta.deleteUpload(req.bucket, req.key, req.uploadId)
+      const dirs = new Set(parts.parts.map((p) => p.dataDir))
+      for (const dir of dirs) await d.trash(d.dataPath(req.bucket, req.key, dir))
+      return { existed: true }
+    })
+    rpc.handle(ListUploads, async (req) => {
+      const r = await this.drive(req).meta.listUploads(req)
+      return { uploads: r.uploads, isTruncated: r.isTruncated }
+    })
+    rpc.handle(CommitPart, async (req) => {
+      const d = this.drive(req)
+      const rec = req.record
+      if (req.tmpId !== undefined) {
+        const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir)
+        if (!moved)
+          throw new StoreError('INVALID_REQUEST', `nothing was written under tmp id ${req.tmpId}`)
+      }
+      await d.meta.putPart(rec)
+      return {}
+    })
+    rpc.handle(ListParts, async (req) => {
+      const r = await this.drive(req).meta.getParts(req.bucket, req.key, req.uploadId, {
+        partNumberMarker: req.partNumberMarker,
+        limit: req.limit,
+      })
+      return { parts: r.parts, isTruncated: r.isTruncated }
+    })
+
+    rpc.handle(ReadRaw, async (req) =>
+      withBody({ bytes: req.length }, readRaw(this.drive(req), req)),
+    )
+    rpc.handle(RewriteShard, async (req, ctx) => ({
+      bytes: await rewriteShard(this.drive(req), req, ctx.body, randomUUID()),
+    }))
+
+    rpc.handle(PutSystem, async (req) => {
+      await this.drive(req).meta.putSystem(req.key, req.value)
+      return {}
+    })
+    rpc.handle(GetSystem, async (req) => ({ value: await this.drive(req).meta.getSystem(req.key) }))
+    rpc.handle(ListSystem, async (req) => ({
+      entries: await this.drive(req).meta.listSystem(req.prefix),
+    }))
+    rpc.handle(DeleteSystem, async (req) => {
+      const d = this.drive(req)
+      const existed = (await d.meta.getSystem(req.key)) !== undefined
+      await d.meta.deleteSystem(req.key)
+      return { existed }
+    })
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    for (const ch of this.#channels) ch.close()
+    await closed
+    await Promise.all([...this.drives.values()].map((d) => d.close()))
+    this.#log.info({ nodeId: this.nodeId }, 'node stopped')
+  }
+}
+
+function checkUploadId(id: string): void {
+  if (!/^[A-Za-z0-9_-]{8,80}$/.test(id))
+    throw new StoreError('INVALID_REQUEST', `invalid upload id ${JSON.stringify(id)}`)
+}
+
+/** "host:port" or "[v6]:port" → [host, port]. */
+export function splitAddress(address: string): [string, string] {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address)
+  if (m === null) throw new StoreError('INVALID_REQUEST', `address ${address} is not host:port`)
+  return [m[1]!, m[2]!]
+}

@@ -1,0 +1,256 @@
+/**
+ * Every RPC between gateways and nodes (and node to node, for healing), declared once with its
+ * request and response types. The gateway calls `client.call(PutShard, req, { body })`; the
+ * node registers `server.handle(PutShard, async (req, ctx) => …)`. IDs are never reused: a
+ * change in meaning gets a new ID.
+ */
+import type { BucketRecord, PartRecord, UploadRecord, VersionRecord } from './records.ts'
+import { defineRpc } from './rpc.ts'
+
+/** A drive by its place in the erasure layout. */
+export interface DriveRef {
+  pool: number
+  set: number
+  slot: number
+}
+
+/** Where a shard file lives on a drive. */
+export interface ShardRef extends DriveRef {
+  bucket: string
+  key: string
+  dataDir: string
+  /** Part number (1 for plain objects). */
+  part: number
+}
+
+export interface DriveInfo extends DriveRef {
+  path: string
+  driveId: string
+  online: boolean
+  totalBytes: number
+  freeBytes: number
+  usedBytes: number
+  /** Why the drive is offline, when it is. */
+  error?: string
+}
+
+// Health and drives ----------------------------------------------------------------------------
+
+export const Health = defineRpc<
+  Record<string, never>,
+  { nodeId: string; uptimeMs: number; drivesOnline: number; drives: number }
+>({ id: 0x0001, name: 'Health' })
+
+export const GetDriveInfo = defineRpc<Record<string, never>, { drives: DriveInfo[] }>({
+  id: 0x0002,
+  name: 'GetDriveInfo',
+})
+
+// Object data ---------------------------------------------------------------------------------
+
+/**
+ * Streams one shard file into the drive's tmp folder and fsyncs it. Nothing is visible until
+ * CommitVersion (or CommitPart) names the same `tmpId`. `size` is the exact byte count.
+ */
+export const PutShard = defineRpc<ShardRef & { tmpId: string; size: number }, { bytes: number }>({
+  id: 0x0101,
+  name: 'PutShard',
+  requestBody: true,
+})
+
+/**
+ * Makes a version visible on one drive: moves tmp/<tmpId> (if given) to the object's data dir,
+ * then writes the version record durably. Replaces an existing 'null' version of the key.
+ */
+export const CommitVersion = defineRpc<
+  DriveRef & { record: VersionRecord; tmpId?: string },
+  { replaced?: string }
+>({ id: 0x0102, name: 'CommitVersion' })
+
+/** Drops a write that will not be committed. */
+export const AbortWrite = defineRpc<DriveRef & { tmpId: string }, { removed: boolean }>({
+  id: 0x0103,
+  name: 'AbortWrite',
+})
+
+/** The versions of one key on one drive, newest first (or one, by id). */
+export const ReadVersions = defineRpc<
+  DriveRef & { bucket: string; key: string; versionId?: string; limit?: number },
+  { versions: VersionRecord[] }
+>({ id: 0x0104, name: 'ReadVersions' })
+
+/**
+ * Streams blocks first..last of a shard file, every chunk verified on the node (the framed
+ * bytes, headers included, as stored). `size` is the part's object-data size and `k`,
+ * `blockSize` its erasure parameters, so the node knows the chunk boundaries.
+ */
+export const ReadShard = defineRpc<
+  ShardRef & { size: number; k: number; blockSize: number; firstBlock: number; lastBlock: number },
+  { bytes: number }
+>({ id: 0x0105, name: 'ReadShard', responseBody: true })
+
+/** Removes a version record from a drive and moves its data to trash. */
+export const DeleteVersion = defineRpc<
+  DriveRef & { bucket: string; key: string; versionId: string },
+  { existed: boolean }
+>({ id: 0x0106, name: 'DeleteVersion' })
+
+export interface ListRequest extends DriveRef {
+  bucket: string
+  prefix?: string
+  delimiter?: string
+  limit: number
+  /** Latest versions: keys after this one. */
+  startAfter?: string
+  /** All versions (ListObjectVersions) instead of the latest of each key. */
+  versions?: boolean
+  keyMarker?: string
+  versionIdMarker?: string
+}
+
+export interface ListResponse {
+  entries: VersionRecord[]
+  commonPrefixes: string[]
+  isTruncated: boolean
+  nextMarker?: string
+  nextKeyMarker?: string
+  nextVersionIdMarker?: string
+}
+
+export const ListRange = defineRpc<ListRequest, ListResponse>({ id: 0x0107, name: 'ListRange' })
+
+// Buckets --------------------------------------------------------------------------------------
+
+export const PutBucket = defineRpc<
+  DriveRef & { record: BucketRecord; ifAbsent?: boolean },
+  { created: boolean }
+>({
+  id: 0x0201,
+  name: 'PutBucket',
+})
+export const GetBucket = defineRpc<DriveRef & { name: string }, { record?: BucketRecord }>({
+  id: 0x0202,
+  name: 'GetBucket',
+})
+export const DeleteBucket = defineRpc<DriveRef & { name: string }, { existed: boolean }>({
+  id: 0x0203,
+  name: 'DeleteBucket',
+})
+export const ListBuckets = defineRpc<DriveRef, { buckets: BucketRecord[] }>({
+  id: 0x0204,
+  name: 'ListBuckets',
+})
+
+// Multipart ------------------------------------------------------------------------------------
+
+export const PutUpload = defineRpc<DriveRef & { record: UploadRecord }, Record<string, never>>({
+  id: 0x0301,
+  name: 'PutUpload',
+})
+export const GetUpload = defineRpc<
+  DriveRef & { bucket: string; key: string; uploadId: string },
+  { record?: UploadRecord }
+>({ id: 0x0302, name: 'GetUpload' })
+/** Removes an upload, its part records and their data (to trash). */
+export const DeleteUpload = defineRpc<
+  DriveRef & { bucket: string; key: string; uploadId: string },
+  { existed: boolean }
+>({ id: 0x0303, name: 'DeleteUpload' })
+export const ListUploads = defineRpc<
+  DriveRef & {
+    bucket: string
+    prefix?: string
+    keyMarker?: string
+    uploadIdMarker?: string
+    limit: number
+  },
+  { uploads: UploadRecord[]; isTruncated: boolean }
+>({ id: 0x0304, name: 'ListUploads' })
+/** Makes a part visible: moves tmp/<tmpId> to the part's data dir and writes the part record. */
+export const CommitPart = defineRpc<
+  DriveRef & { record: PartRecord; tmpId?: string },
+  Record<string, never>
+>({
+  id: 0x0305,
+  name: 'CommitPart',
+})
+export const ListParts = defineRpc<
+  DriveRef & {
+    bucket: string
+    key: string
+    uploadId: string
+    partNumberMarker?: number
+    limit?: number
+  },
+  { parts: PartRecord[]; isTruncated: boolean }
+>({ id: 0x0306, name: 'ListParts' })
+
+// Healing --------------------------------------------------------------------------------------
+
+/** Raw bytes of a shard file, unverified (healing verifies with the codec). */
+export const ReadRaw = defineRpc<ShardRef & { offset: number; length: number }, { bytes: number }>({
+  id: 0x0401,
+  name: 'ReadRaw',
+  responseBody: true,
+})
+
+/** Replaces a shard file with a rebuilt one (written to tmp, fsynced, renamed over). */
+export const RewriteShard = defineRpc<ShardRef & { size: number }, { bytes: number }>({
+  id: 0x0402,
+  name: 'RewriteShard',
+  requestBody: true,
+})
+
+// System records (identity and cluster state, later issues) ----------------------------------
+
+export const PutSystem = defineRpc<
+  DriveRef & { key: string; value: unknown },
+  Record<string, never>
+>({
+  id: 0x0501,
+  name: 'PutSystem',
+})
+export const GetSystem = defineRpc<DriveRef & { key: string }, { value?: unknown }>({
+  id: 0x0502,
+  name: 'GetSystem',
+})
+export const ListSystem = defineRpc<
+  DriveRef & { prefix: string },
+  { entries: { key: string; value: unknown }[] }
+>({
+  id: 0x0503,
+  name: 'ListSystem',
+})
+export const DeleteSystem = defineRpc<DriveRef & { key: string }, { existed: boolean }>({
+  id: 0x0504,
+  name: 'DeleteSystem',
+})
+
+/** Every RPC, for tests and for checking that IDs are unique. */
+export const ALL_RPCS = [
+  Health,
+  GetDriveInfo,
+  PutShard,
+  CommitVersion,
+  AbortWrite,
+  ReadVersions,
+  ReadShard,
+  DeleteVersion,
+  ListRange,
+  PutBucket,
+  GetBucket,
+  DeleteBucket,
+  ListBuckets,
+  PutUpload,
+  GetUpload,
+  DeleteUpload,
+  ListUploads,
+  CommitPart,
+  ListParts,
+  ReadRaw,
+  RewriteShard,
+  PutSystem,
+  GetSystem,
+  ListSystem,
+  DeleteSystem,
+] as const

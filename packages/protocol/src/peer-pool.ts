@@ -1,0 +1,131 @@
+/**
+ * Connections from this process to its peers (a gateway to the nodes, a node to other nodes
+ * for healing): a few secure channels per peer, opened on first use, the least busy one
+ * chosen for each call, a closed one replaced on the next call. A peer that cannot be reached
+ * fails the call fast with NODE_UNAVAILABLE, and is not dialled again for a short back-off, so
+ * a dead node costs its callers one timeout, not one per call.
+ */
+import { StoreError } from './errors.ts'
+import type { Identity } from './identity.ts'
+import { type CallOptions, RpcClient, type RpcDef } from './rpc.ts'
+import { connectSecure, type Hello } from './secure-channel.ts'
+
+export interface Peer {
+  /** The peer's public id, checked during the handshake. */
+  id: string
+  /** host:port */
+  address: string
+}
+
+export interface PeerPoolInit {
+  identity: Identity
+  hello: Hello
+  /** Channels per peer; several beat one multiplexed pipe (design §6). Default 2. */
+  connectionsPerPeer?: number
+  /** Connect plus handshake; default 3000 ms. */
+  connectTimeoutMs?: number
+  /** After a failed dial, how long calls to that peer fail at once; default 1000 ms. */
+  backoffMs?: number
+}
+
+interface PeerState {
+  clients: RpcClient[]
+  dialing: Promise<RpcClient> | undefined
+  downUntil: number
+  lastError: StoreError | undefined
+}
+
+export class PeerPool {
+  #init: Required<PeerPoolInit>
+  #peers = new Map<string, PeerState>()
+  #closed = false
+
+  constructor(init: PeerPoolInit) {
+    this.#init = { connectionsPerPeer: 2, connectTimeoutMs: 3000, backoffMs: 1000, ...init }
+  }
+
+  /** A connected client for the peer: an idle existing one, or a new one up to the limit. */
+  async client(peer: Peer): Promise<RpcClient> {
+    if (this.#closed) throw new StoreError('CHANNEL_CLOSED', 'the peer pool is closed')
+    let st = this.#peers.get(peer.id)
+    if (st === undefined) {
+      st = { clients: [], dialing: undefined, downUntil: 0, lastError: undefined }
+      this.#peers.set(peer.id, st)
+    }
+    st.clients = st.clients.filter((c) => !c.closed)
+    const idle = st.clients.find((c) => c.inFlight === 0)
+    if (idle) return idle
+    if (st.clients.length < this.#init.connectionsPerPeer) {
+      if (Date.now() < st.downUntil && st.clients.length === 0) throw st.lastError!
+      if (st.dialing === undefined) st.dialing = this.#dial(peer, st)
+      if (st.clients.length === 0) return st.dialing
+    }
+    return st.clients.reduce((a, b) => (b.inFlight < a.inFlight ? b : a))
+  }
+
+  async #dial(peer: Peer, st: PeerState): Promise<RpcClient> {
+    try {
+      const [host, port] = splitHostPort(peer.address)
+      const ch = await connectSecure({
+        host,
+        port,
+        identity: this.#init.identity,
+        expectedRemoteId: peer.id,
+        hello: this.#init.hello,
+        timeoutMs: this.#init.connectTimeoutMs,
+      })
+      const c = new RpcClient(ch)
+      st.clients.push(c)
+      return c
+    } catch (err) {
+      const e = err as { code?: string; message?: string }
+      // Refusals that will not fix themselves keep their own code; the rest mean "down".
+      const fatal =
+        e.code === 'MAP_MISMATCH' || e.code === 'VERSION_MISMATCH' || e.code === 'UNEXPECTED_PEER'
+      const se = new StoreError(
+        'NODE_UNAVAILABLE',
+        `cannot reach ${peer.id} at ${peer.address}: ${e.message ?? String(err)}`,
+        { peer: peer.id, address: peer.address, cause: fatal ? e.code : undefined },
+        err,
+      )
+      st.lastError = se
+      st.downUntil = Date.now() + this.#init.backoffMs
+      throw se
+    } finally {
+      st.dialing = undefined
+    }
+  }
+
+  /** Calls an RPC on a peer. */
+  async call<Req, Res>(
+    peer: Peer,
+    def: RpcDef<Req, Res>,
+    req: Req,
+    opts?: CallOptions,
+  ): Promise<Res> {
+    return (await this.client(peer)).call(def, req, opts)
+  }
+
+  /** Calls an RPC that answers with a body. */
+  async callStream<Req, Res>(
+    peer: Peer,
+    def: RpcDef<Req, Res>,
+    req: Req,
+    opts?: CallOptions,
+  ): Promise<{ res: Res; body: AsyncIterable<Uint8Array> }> {
+    return (await this.client(peer)).callStream(def, req, opts)
+  }
+
+  /** Closes every channel. */
+  close(): void {
+    this.#closed = true
+    for (const st of this.#peers.values()) for (const c of st.clients) c.channel.close()
+    this.#peers.clear()
+  }
+}
+
+function splitHostPort(address: string): [string, number] {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address)
+  if (m === null) throw new StoreError('INVALID_REQUEST', `address ${address} is not host:port`)
+  return [m[1]!, Number(m[2])]
+}

@@ -1,0 +1,601 @@
+/* Design notes
+ *
+ * Calls over a framed, encrypted channel (see secure-channel.ts). Every frame starts with a
+ * type byte and a 32-bit call id chosen by the caller; many calls share a channel.
+ *
+ *   REQ    [1][id][u16 rpc][u32 timeoutMs][u8 flags][msgpack request]   flags: 1 = body follows
+ *   RES    [2][id][u8 flags][msgpack response | wire error]             flags: 1 = body, 2 = error
+ *   DATA   [3][id][bytes]                                                a body chunk, either way
+ *   END    [4][id][u8 1 = error][msgpack wire error]                     end of a body
+ *   CANCEL [5][id]                                                       caller gave up
+ *   CREDIT [6][id][u32 bytes]                                            body receiver grants bytes
+ *
+ * Bodies travel as DATA frames of at most BODY_CHUNK_BYTES, the chunk as its own frame part
+ * (the channel seals parts one after another: no concatenation). Flow control is per body: the
+ * sender may have at most the granted credit in flight (the first BODY_WINDOW_BYTES are
+ * granted up front) and the receiver grants more only as its consumer takes data. So a slow
+ * drive slows the gateway that streams to it, and a node holds at most BODY_WINDOW_BYTES per
+ * inbound stream. The channel's own backpressure (send() false, 'drain') is respected too.
+ *
+ * Deadlines: the caller sends its timeout; the server aborts the handler's signal when it
+ * passes; the caller rejects with DEADLINE_EXCEEDED and sends CANCEL.
+ */
+import { Packr } from 'msgpackr'
+import {
+  fromWire,
+  type StoreError,
+  StoreError as StoreErrorClass,
+  toStoreError,
+  type WireError,
+} from './errors.ts'
+
+/** The transport the RPC layer runs on: a sealed, message-framed duplex. */
+export interface FrameChannel {
+  readonly remoteId: string
+  send(parts: readonly Uint8Array[]): boolean
+  on(event: 'frame', listener: (frame: Buffer) => void): unknown
+  on(event: 'drain', listener: () => void): unknown
+  on(event: 'close', listener: (err?: Error) => void): unknown
+  off(event: 'drain', listener: () => void): unknown
+  close(err?: Error): void
+}
+
+/** An RPC, declared once and used by both sides: request and response types tied together. */
+export interface RpcDef<Req, Res> {
+  readonly id: number
+  readonly name: string
+  /** The request carries a byte stream after its header. */
+  readonly requestBody: boolean
+  /** The response carries a byte stream after its header. */
+  readonly responseBody: boolean
+  /** Type carriers only; never set. */
+  readonly _req?: Req
+  readonly _res?: Res
+}
+
+export function defineRpc<Req, Res>(def: {
+  id: number
+  name: string
+  requestBody?: boolean
+  responseBody?: boolean
+}): RpcDef<Req, Res> {
+  return { requestBody: false, responseBody: false, ...def }
+}
+
+/** Largest DATA frame payload. */
+export const BODY_CHUNK_BYTES = 1024 * 1024
+/** Bytes a body sender may have in flight before the receiver grants more. */
+export const BODY_WINDOW_BYTES = 4 * 1024 * 1024
+/** Default call timeout. */
+export const DEFAULT_TIMEOUT_MS = 30_000
+
+const REQ = 1
+const RES = 2
+const DATA = 3
+const END = 4
+const CANCEL = 5
+const CREDIT = 6
+
+const packr = new Packr({ useRecords: false, int64AsType: 'number' })
+const encode = (v: unknown): Buffer => packr.pack(v)
+const decode = (b: Uint8Array): unknown => packr.unpack(b)
+
+function head(type: number, id: number, extra = 0): Buffer {
+  const b = Buffer.allocUnsafe(5 + extra)
+  b[0] = type
+  b.writeUInt32BE(id, 1)
+  return b
+}
+
+/**
+ * A body arriving over the channel: an async iterable of chunks with credit-based flow
+ * control. Chunks are views of the decrypted frames (no copy).
+ */
+class InboundBody implements AsyncIterable<Uint8Array> {
+  #queue: Uint8Array[] = []
+  #waiting: ((r: IteratorResult<Uint8Array>) => void) | undefined
+  #failWaiting: ((err: Error) => void) | undefined
+  #done = false
+  #error: Error | undefined
+  #unacked = 0
+  #grant: (bytes: number) => void
+  #onAbandon: () => void
+  #taken = false
+
+  constructor(grant: (bytes: number) => void, onAbandon: () => void) {
+    this.#grant = grant
+    this.#onAbandon = onAbandon
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.#discarding) {
+      this.#grant(chunk.length)
+      return
+    }
+    if (this.#done) return
+    if (this.#waiting) {
+      const w = this.#waiting
+      this.#waiting = undefined
+      this.#failWaiting = undefined
+      this.#consumed(chunk.length)
+      w({ value: chunk, done: false })
+    } else this.#queue.push(chunk)
+  }
+
+  #discarding = false
+  #ended: (() => void) | undefined
+
+  /**
+   * Throws away what is left of the body (granting credit so the sender can finish) and
+   * resolves when the sender has ended it. For handlers that answered without reading it all.
+   */
+  discard(): Promise<void> {
+    if (this.#done) return Promise.resolve()
+    this.#discarding = true
+    const queued = this.#queue.reduce((a, c) => a + c.length, 0)
+    this.#queue = []
+    if (queued > 0) this.#grant(queued)
+    return new Promise((resolve) => {
+      this.#ended = resolve
+    })
+  }
+
+  end(err?: Error): void {
+    this.#ended?.()
+    if (this.#done) return
+    this.#done = true
+    this.#error = err
+    if (this.#waiting && this.#queue.length === 0) {
+      const w = this.#waiting
+      const f = this.#failWaiting
+      this.#waiting = undefined
+      this.#failWaiting = undefined
+      if (err) f?.(err)
+      else w({ value: undefined, done: true })
+    }
+  }
+
+  #consumed(n: number): void {
+    this.#unacked += n
+    // Grant in half-window steps: few CREDIT frames, and the sender never stalls on a full window.
+    if (this.#unacked >= BODY_WINDOW_BYTES / 2) {
+      this.#grant(this.#unacked)
+      this.#unacked = 0
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    if (this.#taken) throw new Error('a body can be read only once')
+    this.#taken = true
+    return {
+      next: () => {
+        const chunk = this.#queue.shift()
+        if (chunk !== undefined) {
+          this.#consumed(chunk.length)
+          return Promise.resolve({ value: chunk, done: false })
+        }
+        if (this.#done) {
+          return this.#error
+            ? Promise.reject(this.#error)
+            : Promise.resolve({ value: undefined, done: true })
+        }
+        return new Promise((resolve, reject) => {
+          this.#waiting = resolve
+          this.#failWaiting = reject
+        })
+      },
+      return: () => {
+        if (!this.#done) {
+          this.#done = true
+          this.#queue = []
+          this.#onAbandon()
+        }
+        return Promise.resolve({ value: undefined, done: true })
+      },
+    }
+  }
+}
+
+/** Sends a body as DATA frames within the credit the receiver grants, then END. */
+class OutboundBody {
+  #credit = BODY_WINDOW_BYTES
+  #wake: (() => void) | undefined
+  #stopped: Error | undefined
+
+  grant(bytes: number): void {
+    this.#credit += bytes
+    this.#wakeUp()
+  }
+
+  stop(err: Error): void {
+    this.#stopped = err
+    this.#wakeUp()
+  }
+
+  #wakeUp(): void {
+    const w = this.#wake
+    this.#wake = undefined
+    w?.()
+  }
+
+  async pump(ch: FrameChannel, id: number, body: AsyncIterable<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of body) {
+        for (let at = 0; at < chunk.length; at += BODY_CHUNK_BYTES) {
+          const piece = chunk.subarray(at, at + BODY_CHUNK_BYTES)
+          // Wait for credit; a chunk may overshoot the window once, so no deadlock on big chunks.
+          while (this.#credit <= 0 && !this.#stopped)
+            await new Promise<void>((r) => (this.#wake = r))
+          if (this.#stopped) throw this.#stopped
+          this.#credit -= piece.length
+          if (!ch.send([head(DATA, id), piece])) await drained(ch)
+        }
+        if (this.#stopped) throw this.#stopped
+      }
+      ch.send([head(END, id, 1)])
+    } catch (err) {
+      if (this.#stopped) return
+      const w = toStoreError(err).toWire()
+      const h = head(END, id, 1)
+      h[5] = 1
+      ch.send([h, encode(w)])
+    }
+  }
+}
+
+function drained(ch: FrameChannel): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      ch.off('drain', done)
+      resolve()
+    }
+    ch.on('drain', done)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+/** What a handler gets besides its request. */
+export interface CallContext {
+  /** The request body, for RPCs declared with requestBody. */
+  body: AsyncIterable<Uint8Array>
+  /** Aborted when the caller cancels, the deadline passes or the channel closes. */
+  signal: AbortSignal
+  /** The caller's identity (public id). */
+  remoteId: string
+}
+
+/** A response with a body, for RPCs declared with responseBody. */
+export interface WithBody<Res> {
+  res: Res
+  body: AsyncIterable<Uint8Array>
+}
+
+export type Handler<Req, Res> = (
+  req: Req,
+  ctx: CallContext,
+) => Promise<RpcDefResponse<Res>> | RpcDefResponse<Res>
+type RpcDefResponse<Res> = Res | WithBody<Res>
+
+/** Marks a response that carries a body. */
+export function withBody<Res>(res: Res, body: AsyncIterable<Uint8Array>): WithBody<Res> {
+  return { res, body, [BODY_MARK]: true } as WithBody<Res>
+}
+const BODY_MARK = Symbol('tessera.rpc.body')
+
+const EMPTY_BODY: AsyncIterable<Uint8Array> = {
+  [Symbol.asyncIterator]: () => ({ next: async () => ({ value: undefined, done: true }) }),
+}
+
+interface ServerCall {
+  abort: AbortController
+  inbound?: InboundBody
+  outbound?: OutboundBody
+  timer?: NodeJS.Timeout
+}
+
+/** Dispatches calls arriving on channels to the handlers registered for each RPC. */
+export class RpcServer {
+  #handlers = new Map<number, { def: RpcDef<unknown, unknown>; fn: Handler<unknown, unknown> }>()
+
+  handle<Req, Res>(def: RpcDef<Req, Res>, fn: Handler<Req, Res>): void {
+    if (this.#handlers.has(def.id))
+      throw new Error(`RPC ${def.name} (${def.id}) is registered twice`)
+    this.#handlers.set(def.id, {
+      def: def as RpcDef<unknown, unknown>,
+      fn: fn as Handler<unknown, unknown>,
+    })
+  }
+
+  /** Serves calls from this channel until it closes. */
+  attach(ch: FrameChannel): void {
+    const calls = new Map<number, ServerCall>()
+    ch.on('frame', (frame) => {
+      const type = frame[0]
+      const id = frame.readUInt32BE(1)
+      if (type === REQ) this.#start(ch, calls, id, frame)
+      else if (type === DATA) calls.get(id)?.inbound?.push(frame.subarray(5))
+      else if (type === END) {
+        const c = calls.get(id)
+        c?.inbound?.end(
+          frame[5] === 1 ? fromWire(decode(frame.subarray(6)) as WireError) : undefined,
+        )
+      } else if (type === CREDIT) calls.get(id)?.outbound?.grant(frame.readUInt32BE(5))
+      else if (type === CANCEL) {
+        const c = calls.get(id)
+        const err = new StoreErrorClass('CANCELLED', 'the caller cancelled the call')
+        c?.abort.abort(err)
+        c?.inbound?.end(err)
+        c?.outbound?.stop(err)
+      } else ch.close(new Error(`unknown RPC frame type ${type} from ${ch.remoteId}`))
+    })
+    ch.on('close', () => {
+      const err = new StoreErrorClass('CHANNEL_CLOSED', `the channel to ${ch.remoteId} closed`)
+      for (const c of calls.values()) {
+        c.abort.abort(err)
+        c.inbound?.end(err)
+        c.outbound?.stop(err)
+        clearTimeout(c.timer)
+      }
+      calls.clear()
+    })
+  }
+
+  #start(ch: FrameChannel, calls: Map<number, ServerCall>, id: number, frame: Buffer): void {
+    const rpcId = frame.readUInt16BE(5)
+    const timeoutMs = frame.readUInt32BE(7)
+    const hasBody = (frame[11]! & 1) === 1
+    const call: ServerCall = { abort: new AbortController() }
+    calls.set(id, call)
+    if (hasBody) {
+      call.inbound = new InboundBody(
+        (bytes) => {
+          const h = head(CREDIT, id, 4)
+          h.writeUInt32BE(bytes, 5)
+          ch.send([h])
+        },
+        () => {},
+      )
+    }
+    call.timer = setTimeout(() => {
+      const err = new StoreErrorClass('DEADLINE_EXCEEDED', `deadline of ${timeoutMs} ms passed`)
+      call.abort.abort(err)
+      call.inbound?.end(err)
+    }, timeoutMs)
+    const finish = (): void => {
+      clearTimeout(call.timer)
+      calls.delete(id)
+    }
+    const fail = (err: unknown): void => {
+      if (!calls.has(id)) return
+      finish()
+      const h = head(RES, id, 1)
+      h[5] = 2
+      ch.send([h, encode(toStoreError(err).toWire())])
+    }
+    const entry = this.#handlers.get(rpcId)
+    if (entry === undefined) {
+      fail(new StoreErrorClass('UNKNOWN_RPC', `no RPC with id ${rpcId} on this node`))
+      return
+    }
+    let req: unknown
+    try {
+      req = decode(frame.subarray(12))
+    } catch (err) {
+      fail(
+        new StoreErrorClass('INVALID_REQUEST', `${entry.def.name}: undecodable request`, {}, err),
+      )
+      return
+    }
+    const ctx: CallContext = {
+      body: call.inbound ?? EMPTY_BODY,
+      signal: call.abort.signal,
+      remoteId: ch.remoteId,
+    }
+    Promise.resolve()
+      .then(() => entry.fn(req, ctx))
+      .then(
+        async (out) => {
+          if (!calls.has(id)) return
+          const isBody = typeof out === 'object' && out !== null && BODY_MARK in out
+          const withB = out as unknown as WithBody<unknown>
+          const h = head(RES, id, 1)
+          h[5] = isBody ? 1 : 0
+          ch.send([h, encode(isBody ? withB.res : out)])
+          // A handler that answered without reading all of its request body: let the rest
+          // flow in and out so the caller's sender finishes, before the call is forgotten.
+          if (call.inbound) await call.inbound.discard()
+          if (isBody) {
+            call.outbound = new OutboundBody()
+            await call.outbound.pump(ch, id, withB.body)
+          }
+          finish()
+        },
+        (err) => fail(err),
+      )
+      .catch((err) => fail(err))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+export interface CallOptions {
+  /** A request body, for RPCs declared with requestBody. */
+  body?: AsyncIterable<Uint8Array>
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+interface ClientCall {
+  resolve(v: { res: unknown; body?: AsyncIterable<Uint8Array> }): void
+  reject(err: StoreError): void
+  inbound?: InboundBody
+  outbound?: OutboundBody
+  timer: NodeJS.Timeout
+  wantsBody: boolean
+  answered: boolean
+  /** Our request body is still being sent. */
+  pumping: boolean
+}
+
+/** Makes calls over one channel. Many calls may be in flight at once. */
+export class RpcClient {
+  readonly channel: FrameChannel
+  #next = 1
+  #calls = new Map<number, ClientCall>()
+  #closed: StoreError | undefined
+
+  constructor(ch: FrameChannel) {
+    this.channel = ch
+    ch.on('frame', (frame) => this.#onFrame(frame))
+    ch.on('close', (err) => {
+      this.#closed = new StoreErrorClass(
+        'CHANNEL_CLOSED',
+        `the channel to ${ch.remoteId} closed${err ? `: ${err.message}` : ''}`,
+      )
+      for (const c of this.#calls.values()) this.#settleError(c, this.#closed)
+      this.#calls.clear()
+    })
+  }
+
+  /** Calls in flight (for choosing the least busy connection). */
+  get inFlight(): number {
+    return this.#calls.size
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined
+  }
+
+  /** Calls an RPC that has no response body. */
+  async call<Req, Res>(def: RpcDef<Req, Res>, req: Req, opts: CallOptions = {}): Promise<Res> {
+    const { res } = await this.#call(def, req, opts)
+    return res as Res
+  }
+
+  /** Calls an RPC that answers with a body; the body must be read (or returned) by the caller. */
+  async callStream<Req, Res>(
+    def: RpcDef<Req, Res>,
+    req: Req,
+    opts: CallOptions = {},
+  ): Promise<{ res: Res; body: AsyncIterable<Uint8Array> }> {
+    const out = await this.#call(def, req, opts)
+    return { res: out.res as Res, body: out.body ?? EMPTY_BODY }
+  }
+
+  #call(
+    def: RpcDef<unknown, unknown>,
+    req: unknown,
+    opts: CallOptions,
+  ): Promise<{ res: unknown; body?: AsyncIterable<Uint8Array> }> {
+    if (this.#closed) return Promise.reject(this.#closed)
+    if (def.requestBody !== (opts.body !== undefined)) {
+      return Promise.reject(
+        new StoreErrorClass(
+          'INVALID_REQUEST',
+          `${def.name} ${def.requestBody ? 'needs' : 'takes no'} request body`,
+        ),
+      )
+    }
+    const id = this.#next
+    this.#next = this.#next >= 0xffffffff ? 1 : this.#next + 1
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    return new Promise((resolve, reject) => {
+      const call: ClientCall = {
+        resolve,
+        reject,
+        wantsBody: def.responseBody,
+        answered: false,
+        pumping: opts.body !== undefined,
+        timer: setTimeout(() => {
+          this.#cancel(
+            id,
+            new StoreErrorClass(
+              'DEADLINE_EXCEEDED',
+              `${def.name} to ${this.channel.remoteId} took over ${timeoutMs} ms`,
+            ),
+          )
+        }, timeoutMs),
+      }
+      this.#calls.set(id, call)
+      opts.signal?.addEventListener(
+        'abort',
+        () => this.#cancel(id, new StoreErrorClass('CANCELLED', `${def.name} was cancelled`)),
+        { once: true },
+      )
+      const h = head(REQ, id, 7)
+      h.writeUInt16BE(def.id, 5)
+      h.writeUInt32BE(timeoutMs, 7)
+      h[11] = opts.body ? 1 : 0
+      this.channel.send([h, encode(req)])
+      if (opts.body) {
+        call.outbound = new OutboundBody()
+        void call.outbound.pump(this.channel, id, opts.body).then(() => {
+          call.pumping = false
+          // Answered without a body while we were still sending: the call is over now.
+          if (call.answered && !call.inbound) this.#calls.delete(id)
+        })
+      }
+    })
+  }
+
+  #cancel(id: number, err: StoreError): void {
+    const c = this.#calls.get(id)
+    if (!c) return
+    this.#calls.delete(id)
+    this.channel.send([head(CANCEL, id)])
+    this.#settleError(c, err)
+  }
+
+  #settleError(c: ClientCall, err: StoreError): void {
+    clearTimeout(c.timer)
+    c.outbound?.stop(err)
+    if (c.answered) c.inbound?.end(err)
+    else {
+      c.answered = true
+      c.reject(err)
+    }
+  }
+
+  #onFrame(frame: Buffer): void {
+    const type = frame[0]
+    const id = frame.readUInt32BE(1)
+    const c = this.#calls.get(id)
+    if (c === undefined) return // a late frame of a cancelled call
+    if (type === RES) {
+      const flags = frame[5]!
+      const payload = decode(frame.subarray(6))
+      if (flags & 2) {
+        this.#calls.delete(id)
+        c.outbound?.stop(fromWire(payload as WireError))
+        this.#settleError(c, fromWire(payload as WireError))
+        return
+      }
+      c.answered = true
+      if (flags & 1) {
+        c.inbound = new InboundBody(
+          (bytes) => {
+            const h = head(CREDIT, id, 4)
+            h.writeUInt32BE(bytes, 5)
+            this.channel.send([h])
+          },
+          () =>
+            this.#cancel(id, new StoreErrorClass('CANCELLED', 'the response body was abandoned')),
+        )
+        c.resolve({ res: payload, body: c.inbound })
+      } else {
+        clearTimeout(c.timer)
+        // Keep the call while our request body is still being sent; it ends with the pump.
+        if (!c.pumping) this.#calls.delete(id)
+        c.resolve({ res: payload })
+      }
+    } else if (type === DATA) c.inbound?.push(frame.subarray(5))
+    else if (type === END) {
+      clearTimeout(c.timer)
+      this.#calls.delete(id)
+      c.inbound?.end(frame[5] === 1 ? fromWire(decode(frame.subarray(6)) as WireError) : undefined)
+    } else if (type === CREDIT) c.outbound?.grant(frame.readUInt32BE(5))
+  }
+}

@@ -1,0 +1,240 @@
+// The RPC layer over real secure channels on loopback: concurrency, bodies both ways, flow
+// control, deadlines, cancellation and errors with their codes.
+
+import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import {
+  BODY_CHUNK_BYTES,
+  BODY_WINDOW_BYTES,
+  connectSecure,
+  defineRpc,
+  generateIdentity,
+  type Identity,
+  listenSecure,
+  PROTOCOL_VERSION,
+  RpcClient,
+  RpcServer,
+  StoreError,
+  withBody,
+} from '../src/index.ts'
+
+const Echo = defineRpc<{ n: number; text: string }, { n: number; text: string }>({
+  id: 0x7001,
+  name: 'Echo',
+})
+const Upload = defineRpc<{ expect: number }, { bytes: number; sha: string }>({
+  id: 0x7002,
+  name: 'Upload',
+  requestBody: true,
+})
+const Download = defineRpc<{ bytes: number; failAt?: number }, { bytes: number }>({
+  id: 0x7003,
+  name: 'Download',
+  responseBody: true,
+})
+const Hang = defineRpc<Record<string, never>, Record<string, never>>({ id: 0x7004, name: 'Hang' })
+const Fail = defineRpc<{ code: 'BUCKET_NOT_FOUND' }, Record<string, never>>({
+  id: 0x7005,
+  name: 'Fail',
+})
+const SlowUpload = defineRpc<{ delayMs: number }, { bytes: number; maxAhead: number }>({
+  id: 0x7006,
+  name: 'SlowUpload',
+  requestBody: true,
+})
+const Unregistered = defineRpc<Record<string, never>, Record<string, never>>({
+  id: 0x70ff,
+  name: 'Nope',
+})
+
+const hello = { version: PROTOCOL_VERSION, mapHash: 'a'.repeat(64), role: 'node' as const }
+
+let yielded = 0
+const aborted: string[] = []
+
+async function setup(t: { teardown(fn: () => void): void }): Promise<{
+  client: RpcClient
+  server: Identity
+}> {
+  const server = await generateIdentity()
+  const caller = await generateIdentity()
+  const rpc = new RpcServer()
+  rpc.handle(Echo, (req) => req)
+  rpc.handle(Upload, async (_req, ctx) => {
+    const h = createHash('sha256')
+    let bytes = 0
+    for await (const c of ctx.body) {
+      h.update(c)
+      bytes += c.length
+    }
+    return { bytes, sha: h.digest('hex') }
+  })
+  rpc.handle(Download, (req) =>
+    withBody(
+      { bytes: req.bytes },
+      (async function* () {
+        for (let at = 0; at < req.bytes; at += 300_000) {
+          if (req.failAt !== undefined && at >= req.failAt) {
+            throw new StoreError('CHECKSUM_MISMATCH', 'block 3 is bad', { block: 3 })
+          }
+          yield Buffer.alloc(Math.min(300_000, req.bytes - at), at % 251)
+        }
+      })(),
+    ),
+  )
+  rpc.handle(Hang, (_req, ctx) => {
+    return new Promise((_, reject) => {
+      ctx.signal.addEventListener('abort', () => {
+        aborted.push((ctx.signal.reason as StoreError).code)
+        reject(ctx.signal.reason)
+      })
+    })
+  })
+  rpc.handle(Fail, (req) => {
+    throw new StoreError(req.code, 'no such bucket: photos', { bucket: 'photos' })
+  })
+  rpc.handle(SlowUpload, async (req, ctx) => {
+    let bytes = 0
+    let maxAhead = 0
+    for await (const c of ctx.body) {
+      bytes += c.length
+      maxAhead = Math.max(maxAhead, yielded - bytes)
+      await new Promise((r) => setTimeout(r, req.delayMs))
+    }
+    return { bytes, maxAhead }
+  })
+  const srv = listenSecure({
+    identity: server,
+    hello,
+    authorize: () => undefined,
+    onChannel: (ch) => rpc.attach(ch),
+  })
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const ch = await connectSecure({
+    host: '127.0.0.1',
+    port: (srv.address() as AddressInfo).port,
+    identity: caller,
+    expectedRemoteId: server.id,
+    hello: { ...hello, role: 'gateway' },
+  })
+  t.teardown(() => {
+    ch.close()
+    srv.close()
+  })
+  return { client: new RpcClient(ch), server }
+}
+
+t.test('many concurrent calls on one channel', async (t) => {
+  const { client } = await setup(t)
+  const out = await Promise.all(
+    Array.from({ length: 500 }, (_, n) => client.call(Echo, { n, text: 'x'.repeat(n % 50) })),
+  )
+  t.ok(
+    out.every((r, n) => r.n === n && r.text.length === n % 50),
+    '500 answers, each to its call',
+  )
+  t.equal(client.inFlight, 0, 'no call is left pending')
+})
+
+t.test('request bodies and response bodies, large and exact', async (t) => {
+  const { client } = await setup(t)
+  const data = randomBytes(20 * 1024 * 1024 + 13)
+  const r = await client.call(
+    Upload,
+    { expect: data.length },
+    {
+      body: (async function* () {
+        for (let at = 0; at < data.length; at += 3_000_000) yield data.subarray(at, at + 3_000_000)
+      })(),
+    },
+  )
+  t.same(r, { bytes: data.length, sha: createHash('sha256').update(data).digest('hex') })
+  const { res, body } = await client.callStream(Download, { bytes: 5_000_001 })
+  t.equal(res.bytes, 5_000_001)
+  let got = 0
+  let ok = true
+  for await (const c of body) {
+    for (let i = 0; i < c.length; i += 4099)
+      if (c[i] !== (got + i - ((got + i) % 300_000)) % 251) ok = false
+    got += c.length
+  }
+  t.equal(got, 5_000_001)
+  t.ok(ok, 'the bytes are the ones sent')
+})
+
+t.test('a slow receiver bounds what the sender has in flight', async (t) => {
+  const { client } = await setup(t)
+  yielded = 0
+  const total = 24 * 1024 * 1024
+  const r = await client.call(
+    SlowUpload,
+    { delayMs: 5 },
+    {
+      body: (async function* () {
+        for (let at = 0; at < total; at += 256 * 1024) {
+          yielded += 256 * 1024
+          yield Buffer.alloc(256 * 1024)
+        }
+      })(),
+      timeoutMs: 60_000,
+    },
+  )
+  t.equal(r.bytes, total)
+  t.ok(
+    r.maxAhead <= BODY_WINDOW_BYTES + 2 * BODY_CHUNK_BYTES,
+    `the sender ran at most ${(r.maxAhead / 2 ** 20).toFixed(1)} MiB ahead of the receiver`,
+  )
+})
+
+t.test('deadlines and cancellation reach the handler', async (t) => {
+  const { client } = await setup(t)
+  aborted.length = 0
+  const t0 = Date.now()
+  await t.rejects(client.call(Hang, {}, { timeoutMs: 150 }), { code: 'DEADLINE_EXCEEDED' })
+  t.ok(Date.now() - t0 < 2000, 'the caller gave up at its deadline')
+  const ac = new AbortController()
+  const p = client.call(Hang, {}, { signal: ac.signal })
+  setTimeout(() => ac.abort(), 50)
+  await t.rejects(p, { code: 'CANCELLED' })
+  await new Promise((r) => setTimeout(r, 300))
+  t.same(
+    aborted.sort(),
+    ['CANCELLED', 'DEADLINE_EXCEEDED'],
+    'the server handler was aborted both times',
+  )
+})
+
+t.test('errors cross the wire with code and details', async (t) => {
+  const { client } = await setup(t)
+  await t.rejects(client.call(Fail, { code: 'BUCKET_NOT_FOUND' }), {
+    code: 'BUCKET_NOT_FOUND',
+    message: 'no such bucket: photos',
+    details: { bucket: 'photos' },
+  })
+  await t.rejects(client.call(Unregistered, {}), { code: 'UNKNOWN_RPC' })
+  const { body } = await client.callStream(Download, { bytes: 3_000_000, failAt: 900_000 })
+  let got = 0
+  try {
+    for await (const c of body) got += c.length
+    t.fail('the body must fail')
+  } catch (err) {
+    t.match(
+      err,
+      { code: 'CHECKSUM_MISMATCH', details: { block: 3 } },
+      'a body error keeps its code',
+    )
+    t.equal(got, 900_000, 'what came before the error was delivered')
+  }
+  t.equal((await client.call(Echo, { n: 1, text: 'still fine' })).text, 'still fine')
+})
+
+t.test('a closed channel fails pending calls', async (t) => {
+  const { client } = await setup(t)
+  const p = client.call(Hang, {})
+  setTimeout(() => client.channel.close(), 50)
+  await t.rejects(p, { code: 'CHANNEL_CLOSED' })
+  await t.rejects(client.call(Echo, { n: 1, text: '' }), { code: 'CHANNEL_CLOSED' })
+})

@@ -1,0 +1,392 @@
+// Real tessera-node processes on loopback, real Noise channels, real drives in temp folders:
+// round trips of shards and records through every RPC family.
+import { randomBytes, randomUUID } from 'node:crypto'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { objectHash } from '@tessera/node'
+import {
+  CommitPart,
+  DeleteBucket,
+  DeleteSystem,
+  DeleteUpload,
+  DeleteVersion,
+  GetBucket,
+  GetDriveInfo,
+  GetSystem,
+  Health,
+  ListBuckets,
+  ListParts,
+  ListRange,
+  ListSystem,
+  PutBucket,
+  PutShard,
+  PutSystem,
+  PutUpload,
+  ReadShard,
+  ReadVersions,
+} from '@tessera/protocol'
+import t from 'tap'
+import { startCluster } from './harness/cluster.ts'
+import { getObject, place, putObject, shardDrive } from './harness/object-io.ts'
+
+const BLOCK = 64 * 1024
+
+t.test('a 3-node cluster answers every RPC family', async (t) => {
+  const c = await startCluster(t, { nodes: 3, drivesPerNode: 2, k: 4, m: 2, blockSize: BLOCK })
+  const ref = (d: { pool: number; set: number; slot: number }) => ({
+    pool: d.pool,
+    set: d.set,
+    slot: d.slot,
+  })
+
+  t.test('health and drive info', async (t) => {
+    for (const n of c.nodes) {
+      const h = await c.pool.call(c.peer(n.id), Health, {})
+      t.match(h, { nodeId: n.id, drives: 2, drivesOnline: 2 })
+      const { drives } = await c.pool.call(c.peer(n.id), GetDriveInfo, {})
+      t.equal(drives.length, 2)
+      t.ok(drives.every((d) => d.online && d.totalBytes > 0 && d.driveId.length > 0))
+    }
+  })
+
+  t.test('objects: put, read whole and ranges, list, delete', async (t) => {
+    const data = randomBytes(300_001)
+    const put = await putObject(c, 'photos', 'a/b/c.jpg', data)
+    t.ok(
+      put.results.every((r) => r.status === 'fulfilled'),
+      'every drive committed',
+    )
+    t.equal(Buffer.compare(await getObject(c, 'photos', 'a/b/c.jpg'), data), 0, 'read back exactly')
+    const part = await getObject(c, 'photos', 'a/b/c.jpg', {
+      range: { start: 70_000, end: 200_123 },
+    })
+    t.equal(Buffer.compare(part, data.subarray(70_000, 200_123)), 0, 'a range reads back exactly')
+
+    const d0 = shardDrive(put.placed, 0)
+    const list = await c.pool.call(c.peer(d0.nodeId), ListRange, {
+      ...ref(d0),
+      bucket: 'photos',
+      prefix: 'a/',
+      delimiter: '/',
+      limit: 10,
+    })
+    t.same(list.commonPrefixes, ['a/b/'], 'the delimiter rolls the key up')
+    const flat = await c.pool.call(c.peer(d0.nodeId), ListRange, {
+      ...ref(d0),
+      bucket: 'photos',
+      limit: 10,
+    })
+    t.same(
+      flat.entries.map((e) => e.key),
+      ['a/b/c.jpg'],
+    )
+
+    // Every drive holds its own shard index in its copy of the record.
+    for (let i = 0; i < 6; i++) {
+      const d = shardDrive(put.placed, i)
+      const { versions } = await c.pool.call(c.peer(d.nodeId), ReadVersions, {
+        ...ref(d),
+        bucket: 'photos',
+        key: 'a/b/c.jpg',
+      })
+      t.equal(versions[0]?.erasure.index, i, `drive of shard ${i} has index ${i}`)
+    }
+
+    const dataDir = put.record.dataDir!
+    const del = await c.pool.call(c.peer(d0.nodeId), DeleteVersion, {
+      ...ref(d0),
+      bucket: 'photos',
+      key: 'a/b/c.jpg',
+      versionId: 'null',
+    })
+    t.ok(del.existed)
+    const after = await c.pool.call(c.peer(d0.nodeId), ReadVersions, {
+      ...ref(d0),
+      bucket: 'photos',
+      key: 'a/b/c.jpg',
+    })
+    t.same(after.versions, [], 'the record is gone')
+    // The data went to trash and the emptier removes it (interval 200 ms in the harness).
+    await new Promise((r) => setTimeout(r, 600))
+    const trash = await readdir(join(d0.path, '.tessera', 'trash'))
+    t.same(trash, [], 'trash was emptied in the background')
+    const files = await readdir(join(d0.path, 'data', 'photos'), { recursive: true })
+    t.notOk(
+      files.some((f) => String(f).includes(dataDir)),
+      'no data file is left under data/',
+    )
+  })
+
+  t.test('small objects are inline: no data file at all', async (t) => {
+    const data = randomBytes(1000)
+    const put = await putObject(c, 'photos', 'tiny.txt', data)
+    t.ok(put.results.every((r) => r.status === 'fulfilled'))
+    t.equal(put.record.dataDir, undefined)
+    t.equal(Buffer.compare(await getObject(c, 'photos', 'tiny.txt'), data), 0)
+    for (let i = 0; i < 6; i++) {
+      const d = shardDrive(put.placed, i)
+      const h = objectHash('photos', 'tiny.txt')
+      await t.rejects(
+        stat(join(d.path, 'data', 'photos', h.slice(0, 2), h)),
+        { code: 'ENOENT' },
+        `drive of shard ${i} has no folder for the object`,
+      )
+    }
+  })
+
+  t.test('a flipped byte in a shard file is detected and named', async (t) => {
+    const data = randomBytes(5 * BLOCK + 77)
+    const put = await putObject(c, 'photos', 'flip.bin', data)
+    t.ok(put.results.every((r) => r.status === 'fulfilled'))
+    const d1 = shardDrive(put.placed, 1)
+    const p = place(c, 'photos', 'flip.bin')
+    const shardFile = (await readdir(join(d1.path, 'data'), { recursive: true })).find((f) =>
+      String(f).endsWith(join(put.record.dataDir!, 'part.1')),
+    )
+    t.ok(shardFile, 'the shard file exists')
+    const full = join(d1.path, 'data', String(shardFile))
+    const bytes = await readFile(full)
+    const stride = 8 + p.layout.fullChunkBytes
+    bytes[2 * stride + 8 + 5]! ^= 0x01
+    await writeFile(full, bytes)
+
+    const body = (
+      await c.pool.callStream(c.peer(d1.nodeId), ReadShard, {
+        ...ref(d1),
+        bucket: 'photos',
+        key: 'flip.bin',
+        dataDir: put.record.dataDir!,
+        part: 1,
+        size: data.length,
+        k: 4,
+        blockSize: BLOCK,
+        firstBlock: 0,
+        lastBlock: 5,
+      })
+    ).body
+    let blocks = 0
+    try {
+      for await (const _ of body) blocks++
+      t.fail('the read must fail at the bad block')
+    } catch (err) {
+      t.equal((err as { code?: string }).code, 'CHECKSUM_MISMATCH')
+      t.match((err as Error).message, d1.path, 'the error names the drive')
+      t.match((err as Error).message, 'flip.bin', 'the error names the object')
+      t.match((err as { details?: object }).details, { block: 2 }, 'the error names the block')
+      t.equal(blocks, 2, 'blocks before the bad one were delivered')
+    }
+    const errors: number[] = []
+    const back = await getObject(c, 'photos', 'flip.bin', { onShardError: (s) => errors.push(s) })
+    t.equal(Buffer.compare(back, data), 0, 'the object still reads back, from parity')
+    t.same(errors, [1], 'the bad shard was reported')
+  })
+
+  t.test('buckets', async (t) => {
+    const d = c.layout.pools[0]!.sets[0]!.drives[0]!
+    const peer = c.peer(d.nodeId)
+    const record = {
+      name: 'logs',
+      project: '',
+      created: Date.now() * 4096,
+      versioning: 'unversioned' as const,
+    }
+    t.same(await c.pool.call(peer, PutBucket, { ...ref(d), record, ifAbsent: true }), {
+      created: true,
+    })
+    t.same(await c.pool.call(peer, PutBucket, { ...ref(d), record, ifAbsent: true }), {
+      created: false,
+    })
+    t.match(await c.pool.call(peer, GetBucket, { ...ref(d), name: 'logs' }), {
+      record: { name: 'logs' },
+    })
+    const { buckets } = await c.pool.call(peer, ListBuckets, ref(d))
+    t.ok(buckets.some((b) => b.name === 'logs'))
+    t.same(await c.pool.call(peer, DeleteBucket, { ...ref(d), name: 'logs' }), { existed: true })
+    t.same(await c.pool.call(peer, GetBucket, { ...ref(d), name: 'logs' }), {})
+    await t.rejects(
+      c.pool.call(peer, PutBucket, { ...ref(d), record: { ...record, name: '../etc' } }),
+      { code: 'INVALID_REQUEST' },
+      'a bucket name that is not a safe path component is refused',
+    )
+  })
+
+  t.test('multipart uploads and parts', async (t) => {
+    const p = place(c, 'photos', 'big.iso')
+    const d = shardDrive(p, 0)
+    const peer = c.peer(d.nodeId)
+    const uploadId = randomUUID()
+    const erasure = { k: 4, m: 2, blockSize: BLOCK, distribution: p.distribution, index: 0 }
+    await c.pool.call(peer, PutUpload, {
+      ...ref(d),
+      record: { bucket: 'photos', key: 'big.iso', uploadId, initiated: Date.now() * 4096, erasure },
+    })
+    const dataDir = randomUUID()
+    for (const number of [1, 2]) {
+      const tmpId = randomUUID()
+      const shard = randomBytes(1000 + number)
+      await c.pool.call(
+        peer,
+        PutShard,
+        {
+          ...ref(d),
+          bucket: 'photos',
+          key: 'big.iso',
+          dataDir,
+          part: number,
+          tmpId,
+          size: shard.length,
+        },
+        {
+          body: (async function* () {
+            yield shard
+          })(),
+        },
+      )
+      await c.pool.call(peer, CommitPart, {
+        ...ref(d),
+        tmpId,
+        record: {
+          bucket: 'photos',
+          key: 'big.iso',
+          uploadId,
+          number,
+          size: 4000,
+          etag: `e${number}`,
+          modTime: Date.now() * 4096,
+          dataDir,
+          erasure,
+        },
+      })
+    }
+    const { parts } = await c.pool.call(peer, ListParts, {
+      ...ref(d),
+      bucket: 'photos',
+      key: 'big.iso',
+      uploadId,
+    })
+    t.same(
+      parts.map((x) => x.number),
+      [1, 2],
+    )
+    const st = await stat(join(d.path, 'data', 'photos')).catch(() => undefined)
+    t.ok(st?.isDirectory())
+    t.same(
+      await c.pool.call(peer, DeleteUpload, {
+        ...ref(d),
+        bucket: 'photos',
+        key: 'big.iso',
+        uploadId,
+      }),
+      {
+        existed: true,
+      },
+    )
+    const again = await c.pool.call(peer, ListParts, {
+      ...ref(d),
+      bucket: 'photos',
+      key: 'big.iso',
+      uploadId,
+    })
+    t.same(again.parts, [], 'parts went with the upload')
+  })
+
+  t.test('system records', async (t) => {
+    const d = c.layout.pools[0]!.sets[0]!.drives[1]!
+    const peer = c.peer(d.nodeId)
+    await c.pool.call(peer, PutSystem, {
+      ...ref(d),
+      key: 'iam/users/alice',
+      value: { name: 'alice', n: 1 },
+    })
+    await c.pool.call(peer, PutSystem, { ...ref(d), key: 'iam/users/bob', value: { name: 'bob' } })
+    t.same(await c.pool.call(peer, GetSystem, { ...ref(d), key: 'iam/users/alice' }), {
+      value: { name: 'alice', n: 1 },
+    })
+    const { entries } = await c.pool.call(peer, ListSystem, { ...ref(d), prefix: 'iam/users/' })
+    t.same(
+      entries.map((e) => e.key),
+      ['iam/users/alice', 'iam/users/bob'],
+    )
+    t.same(await c.pool.call(peer, DeleteSystem, { ...ref(d), key: 'iam/users/bob' }), {
+      existed: true,
+    })
+  })
+
+  t.test('errors cross the wire with their codes', async (t) => {
+    const d = c.layout.pools[0]!.sets[0]!.drives[0]!
+    const peer = c.peer(d.nodeId)
+    await t.rejects(
+      c.pool.call(peer, ReadVersions, { pool: 0, set: 99, slot: 0, bucket: 'photos', key: 'x' }),
+      { code: 'DRIVE_NOT_FOUND' },
+    )
+    await t.rejects(
+      c.pool.callStream(peer, ReadShard, {
+        ...ref(d),
+        bucket: 'photos',
+        key: 'nope',
+        dataDir: randomUUID(),
+        part: 1,
+        size: 10,
+        k: 4,
+        blockSize: BLOCK,
+        firstBlock: 0,
+        lastBlock: 0,
+      }),
+      { code: 'SHARD_NOT_FOUND' },
+    )
+    await t.rejects(
+      c.pool.call(
+        peer,
+        PutShard,
+        {
+          ...ref(d),
+          bucket: 'photos',
+          key: 'k',
+          dataDir: randomUUID(),
+          part: 1,
+          tmpId: randomUUID(),
+          size: 10,
+        },
+        {
+          body: (async function* () {
+            yield new Uint8Array(5)
+          })(),
+        },
+      ),
+      { code: 'INVALID_REQUEST', message: /ended after 5 of 10 bytes/ },
+      'a truncated body is refused and names the shortfall',
+    )
+  })
+
+  t.test('64 concurrent shard streams complete', async (t) => {
+    const size = 1024 * 1024
+    const payload = randomBytes(size)
+    const drives = c.layout.pools[0]!.sets.flatMap((s) => s.drives)
+    const jobs = Array.from({ length: 64 }, (_, i) => {
+      const d = drives[i % drives.length]!
+      return c.pool.call(
+        c.peer(d.nodeId),
+        PutShard,
+        {
+          ...ref(d),
+          bucket: 'load',
+          key: `k${i}`,
+          dataDir: randomUUID(),
+          part: 1,
+          tmpId: randomUUID(),
+          size,
+        },
+        {
+          body: (async function* () {
+            for (let at = 0; at < size; at += 100_000) yield payload.subarray(at, at + 100_000)
+          })(),
+        },
+      )
+    })
+    const done = await Promise.all(jobs)
+    t.ok(
+      done.every((r) => r.bytes === size),
+      '64 × 1 MiB written',
+    )
+  })
+})
