@@ -1,19 +1,16 @@
 // node bench/dist/channel.bench.js [--smoke] — one-way streaming throughput on loopback of
 // raw TCP, Node's TLS 1.3 (TLS_CHACHA20_POLY1305_SHA256) and @tessera/protocol's secure
 // channel at three frame sizes, side by side in one run: each timed run streams every case in
-// turn over connections opened once. Measured twice: receiver in this process (one event loop
-// does both sides) and receiver in a forked child process (one process per side, the real
-// deployment). Prints a table and writes results/channel.json; `--smoke` streams 64 MiB once
-// per case and writes nothing.
+// turn over connections opened once. Measured with the receiver in this process (one event
+// loop does both sides) and in a forked child process (one process per side, the real
+// deployment); then all of it again in a second node process started with
+// --single-threaded-gc (V8 without background GC threads, in sender and receiver alike),
+// because on a 2-core machine those threads decide the result: see the design notes of
+// secure-channel.ts. Prints a table and writes results/channel.json; `--smoke` streams
+// 64 MiB once per case and writes nothing.
 
-import { type ChildProcess, fork } from 'node:child_process'
-import {
-  generateKeyPairSync,
-  type KeyObject,
-  randomBytes,
-  sign,
-  X509Certificate,
-} from 'node:crypto'
+import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
@@ -28,6 +25,7 @@ import {
   type SecureChannel,
 } from '@tessera/protocol'
 import { machine, median, printTable } from './measure.ts'
+import { selfSignedCert } from './tls-cert.ts'
 
 const smoke = process.argv.includes('--smoke')
 const MiB = 1024 * 1024
@@ -38,6 +36,9 @@ const RUNS = smoke ? 1 : 5
 const WRITE_BYTES = MiB
 const TLS_SUITE = 'TLS_CHACHA20_POLY1305_SHA256'
 const MAP_HASH = 'bench'
+/** The V8 setting of the second pass; only valid on the command line (not NODE_OPTIONS). */
+const V8_VARIANT = '--single-threaded-gc'
+const v8Setting = process.execArgv.includes(V8_VARIANT) ? V8_VARIANT : 'default'
 
 type CaseName = 'tcp' | 'tls' | 'channel-256KiB' | 'channel-1MiB' | 'channel-4MiB'
 /** tcp: raw net sockets; tls: Node TLS 1.3 with TLS_SUITE; channel-*: ours, by frame size. */
@@ -48,62 +49,6 @@ const CASES: { name: CaseName; frameBytes?: number }[] = [
   { name: 'channel-1MiB', frameBytes: MiB },
   { name: 'channel-4MiB', frameBytes: 4 * MiB },
 ]
-
-// ---------------------------------------------------------------------------------------------
-// A self-signed certificate, made in pure Node: no X.509 builder ships with Node, but an
-// Ed25519 certificate is a few DER structures and one crypto.sign() (no openssl binary needed).
-
-function der(tag: number, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts)
-  let len: Buffer
-  if (body.length < 0x80) len = Buffer.from([body.length])
-  else {
-    const bytes: number[] = []
-    for (let n = body.length; n > 0; n >>= 8) bytes.unshift(n & 0xff)
-    len = Buffer.from([0x80 | bytes.length, ...bytes])
-  }
-  return Buffer.concat([Buffer.from([tag]), len, body])
-}
-
-function utcTime(d: Date): Buffer {
-  // 2026-01-02T03:04:05.678Z -> 260102030405Z (UTCTime, fine until 2050)
-  const digits = d.toISOString().replace(/[-T:]/g, '').slice(2, 14)
-  return der(0x17, Buffer.from(`${digits}Z`))
-}
-
-function selfSignedCert(): { key: KeyObject; certPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
-  const ed25519 = der(0x30, der(0x06, Buffer.from([0x2b, 0x65, 0x70]))) // 1.3.101.112
-  const name = der(
-    0x30,
-    der(
-      0x31,
-      der(
-        0x30,
-        der(0x06, Buffer.from([0x55, 0x04, 0x03])),
-        der(0x0c, Buffer.from('tessera-bench')),
-      ),
-    ),
-  )
-  const serial = randomBytes(8)
-  serial[0]! &= 0x7f
-  const now = Date.now()
-  const tbs = der(
-    0x30,
-    der(0xa0, der(0x02, Buffer.from([2]))), // v3
-    der(0x02, serial),
-    ed25519,
-    name,
-    der(0x30, utcTime(new Date(now - 3600_000)), utcTime(new Date(now + 86400_000))),
-    name,
-    publicKey.export({ type: 'spki', format: 'der' }),
-  )
-  const cert = der(0x30, tbs, ed25519, der(0x03, Buffer.from([0]), sign(null, tbs, privateKey)))
-  const b64 = cert.toString('base64').replace(/.{64}/g, '$&\n')
-  const certPem = `-----BEGIN CERTIFICATE-----\n${b64.trimEnd()}\n-----END CERTIFICATE-----\n`
-  if (!new X509Certificate(certPem).verify(publicKey)) throw new Error('bad self-signed cert')
-  return { key: privateKey, certPem }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Receiver: listens for every case and reports when a given byte count has arrived.
@@ -337,6 +282,8 @@ async function openSender(
 interface Row {
   case: CaseName
   receiver: 'same process' | 'child process'
+  /** V8 flags of sender and receiver: 'default' or V8_VARIANT. */
+  v8: string
   gbps: number
   vsTls: number
   vsTcp: number
@@ -391,7 +338,7 @@ async function measure(layout: Row['receiver']): Promise<Row[]> {
       acc.cpuNs.push(m.cpuNs)
       results.set(s.name, acc)
       console.error(
-        `  [${layout}] run ${r + 1}/${RUNS} ${s.name}: ${m.gbps.toFixed(3)} GB/s, ` +
+        `  [${layout}, v8 ${v8Setting}] run ${r + 1}/${RUNS} ${s.name}: ${m.gbps.toFixed(3)} GB/s, ` +
           `${m.cpuNs.toFixed(3)} CPU ns/byte`,
       )
     }
@@ -402,6 +349,7 @@ async function measure(layout: Row['receiver']): Promise<Row[]> {
   return senders.map((s) => ({
     case: s.name,
     receiver: layout,
+    v8: v8Setting,
     gbps: round(g(s.name)),
     vsTls: round(g(s.name) / g('tls')),
     vsTcp: round(g(s.name) / g('tcp')),
@@ -410,15 +358,38 @@ async function measure(layout: Row['receiver']): Promise<Row[]> {
   }))
 }
 
+/** Runs this bench again in a node started with V8_VARIANT and returns its rows. */
+async function variantRows(): Promise<Row[]> {
+  const args = [V8_VARIANT, fileURLToPath(import.meta.url), '--variant']
+  if (smoke) args.push('--smoke')
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString()
+  })
+  const [code] = await once(child, 'exit')
+  if (code !== 0) throw new Error(`the ${V8_VARIANT} pass exited with ${code}`)
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('ROW '))
+    .map((l) => JSON.parse(l.slice(4)) as Row)
+}
+
 async function main(): Promise<void> {
+  const rows = [...(await measure('same process')), ...(await measure('child process'))]
+  if (process.argv.includes('--variant')) {
+    for (const r of rows) console.log(`ROW ${JSON.stringify(r)}`)
+    return
+  }
+  rows.push(...(await variantRows()))
   console.log(
     `streaming ${STREAM_BYTES / MiB} MiB one way on 127.0.0.1, median of ${RUNS} run(s)` +
       (smoke ? ' (smoke)' : ''),
   )
-  const rows = [...(await measure('same process')), ...(await measure('child process'))]
   printTable(rows as unknown as Record<string, unknown>[], [
     'case',
     'receiver',
+    'v8',
     'gbps',
     'vsTls',
     'vsTcp',
@@ -434,6 +405,7 @@ async function main(): Promise<void> {
       bench: 'channel',
       streamBytes: STREAM_BYTES,
       runs: RUNS,
+      sender: 'this process (dialer)',
       machine: machine(),
       rows,
     }

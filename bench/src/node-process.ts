@@ -61,7 +61,10 @@ export async function startBenchNode(opts: {
     gateways: [gateway.id],
   }
   await writeFile(join(dir, 'cluster.yaml'), stringifyClusterMap(map))
-  await writeFile(join(dir, 'node.yaml'), 'node: n1\nmap: cluster.yaml\nidentity: node.key\nlogLevel: warn\n')
+  await writeFile(
+    join(dir, 'node.yaml'),
+    'node: n1\nmap: cluster.yaml\nidentity: node.key\nlogLevel: warn\ntrashIntervalMs: 200\n',
+  )
   const child = spawn(process.execPath, [NODE_MAIN, 'start', '--config', join(dir, 'node.yaml')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })

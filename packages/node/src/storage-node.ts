@@ -147,7 +147,11 @@ export class StorageNode {
         allowed.has(remoteId) ? undefined : 'not a member of the cluster map',
       onChannel: (ch) => {
         channels.add(ch)
-        ch.on('close', () => channels.delete(ch))
+        ch.on('close', (err?: Error) => {
+          channels.delete(ch)
+          if (err)
+            log.warn({ remoteId: ch.remoteId, err: err.message }, 'channel closed with an error')
+        })
         rpc.attach(ch)
       },
       onRefused: (remoteId, reason) => log.warn({ remoteId, reason }, 'refused a connection'),

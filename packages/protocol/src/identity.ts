@@ -4,7 +4,7 @@
  * lists as `publicKey`. Key bytes never appear in logs or error messages.
  */
 import { constants } from 'node:fs'
-import { open } from 'node:fs/promises'
+import { open, unlink } from 'node:fs/promises'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -87,14 +87,21 @@ export async function saveIdentity(path: string, identity: Identity): Promise<vo
     }
     throw err
   }
+  const bytes = privateKeyToProtobuf(identity.privateKey as unknown as CryptoPrivateKey)
   try {
     // The umask can only take bits away from 0600, but the mode is the point of this file.
     await file.chmod(0o600)
-    await file.writeFile(privateKeyToProtobuf(identity.privateKey as unknown as CryptoPrivateKey))
+    await file.writeFile(bytes)
     await file.sync()
+  } catch (err) {
+    // A half-written key file would block the next attempt (no overwrites): remove it.
+    await file.close().catch(() => {})
+    await unlink(path).catch(() => {})
+    throw err
   } finally {
-    await file.close()
+    bytes.fill(0)
   }
+  await file.close()
 }
 
 /**

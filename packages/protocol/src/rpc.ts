@@ -32,11 +32,12 @@ import {
 /** The transport the RPC layer runs on: a sealed, message-framed duplex. */
 export interface FrameChannel {
   readonly remoteId: string
+  readonly closed: boolean
   send(parts: readonly Uint8Array[]): boolean
   on(event: 'frame', listener: (frame: Buffer) => void): unknown
   on(event: 'drain', listener: () => void): unknown
   on(event: 'close', listener: (err?: Error) => void): unknown
-  off(event: 'drain', listener: () => void): unknown
+  off(event: 'drain' | 'close', listener: () => void): unknown
   close(err?: Error): void
 }
 
@@ -81,7 +82,8 @@ const encode = (v: unknown): Buffer => packr.pack(v)
 const decode = (b: Uint8Array): unknown => packr.unpack(b)
 
 function head(type: number, id: number, extra = 0): Buffer {
-  const b = Buffer.allocUnsafe(5 + extra)
+  // Zeroed: flag bytes that a sender leaves alone must read as 0, not as old heap bytes.
+  const b = Buffer.alloc(5 + extra)
   b[0] = type
   b.writeUInt32BE(id, 1)
   return b
@@ -228,29 +230,56 @@ class OutboundBody {
             await new Promise<void>((r) => (this.#wake = r))
           if (this.#stopped) throw this.#stopped
           this.#credit -= piece.length
-          if (!ch.send([head(DATA, id), piece])) await drained(ch)
+          if (!send(ch, [head(DATA, id), piece])) await drained(ch)
         }
         if (this.#stopped) throw this.#stopped
       }
-      ch.send([head(END, id, 1)])
+      send(ch, [head(END, id, 1)])
     } catch (err) {
       if (this.#stopped) return
       const w = toStoreError(err).toWire()
       const h = head(END, id, 1)
       h[5] = 1
-      ch.send([h, encode(w)])
+      send(ch, [h, encode(w)])
     }
   }
 }
 
+/**
+ * Sends a frame; false when the caller should wait for 'drain'. A channel that closed under us
+ * (a reply racing a disconnect) swallows the frame: the close itself settles every call.
+ */
+function send(ch: FrameChannel, parts: readonly Uint8Array[]): boolean {
+  if (ch.closed) return true
+  try {
+    return ch.send(parts)
+  } catch (err) {
+    if (ch.closed) return true
+    throw err
+  }
+}
+
+// One 'drain' wait per channel, shared by every body waiting on it (many streams share a
+// channel: a listener each would pile up).
+const drains = new WeakMap<FrameChannel, Promise<void>>()
+
 function drained(ch: FrameChannel): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      ch.off('drain', done)
-      resolve()
-    }
-    ch.on('drain', done)
-  })
+  let p = drains.get(ch)
+  if (p === undefined) {
+    p = new Promise<void>((resolve) => {
+      // A close ends the wait too: the sender then finds its body stopped.
+      const done = (): void => {
+        ch.off('drain', done)
+        ch.off('close', done)
+        drains.delete(ch)
+        resolve()
+      }
+      ch.on('drain', done)
+      ch.on('close', done)
+    })
+    drains.set(ch, p)
+  }
+  return p
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,23 +341,12 @@ export class RpcServer {
   attach(ch: FrameChannel): void {
     const calls = new Map<number, ServerCall>()
     ch.on('frame', (frame) => {
-      const type = frame[0]
-      const id = frame.readUInt32BE(1)
-      if (type === REQ) this.#start(ch, calls, id, frame)
-      else if (type === DATA) calls.get(id)?.inbound?.push(frame.subarray(5))
-      else if (type === END) {
-        const c = calls.get(id)
-        c?.inbound?.end(
-          frame[5] === 1 ? fromWire(decode(frame.subarray(6)) as WireError) : undefined,
-        )
-      } else if (type === CREDIT) calls.get(id)?.outbound?.grant(frame.readUInt32BE(5))
-      else if (type === CANCEL) {
-        const c = calls.get(id)
-        const err = new StoreErrorClass('CANCELLED', 'the caller cancelled the call')
-        c?.abort.abort(err)
-        c?.inbound?.end(err)
-        c?.outbound?.stop(err)
-      } else ch.close(new Error(`unknown RPC frame type ${type} from ${ch.remoteId}`))
+      // A malformed frame is the peer's fault: close its channel, never crash the process.
+      try {
+        this.#onFrame(ch, calls, frame)
+      } catch (err) {
+        ch.close(new Error(`bad RPC frame from ${ch.remoteId}: ${(err as Error).message}`))
+      }
     })
     ch.on('close', () => {
       const err = new StoreErrorClass('CHANNEL_CLOSED', `the channel to ${ch.remoteId} closed`)
@@ -342,6 +360,24 @@ export class RpcServer {
     })
   }
 
+  #onFrame(ch: FrameChannel, calls: Map<number, ServerCall>, frame: Buffer): void {
+    const type = frame[0]
+    const id = frame.readUInt32BE(1)
+    if (type === REQ) this.#start(ch, calls, id, frame)
+    else if (type === DATA) calls.get(id)?.inbound?.push(frame.subarray(5))
+    else if (type === END) {
+      const c = calls.get(id)
+      c?.inbound?.end(frame[5] === 1 ? fromWire(decode(frame.subarray(6)) as WireError) : undefined)
+    } else if (type === CREDIT) calls.get(id)?.outbound?.grant(frame.readUInt32BE(5))
+    else if (type === CANCEL) {
+      const c = calls.get(id)
+      const err = new StoreErrorClass('CANCELLED', 'the caller cancelled the call')
+      c?.abort.abort(err)
+      c?.inbound?.end(err)
+      c?.outbound?.stop(err)
+    } else ch.close(new Error(`unknown RPC frame type ${type} from ${ch.remoteId}`))
+  }
+
   #start(ch: FrameChannel, calls: Map<number, ServerCall>, id: number, frame: Buffer): void {
     const rpcId = frame.readUInt16BE(5)
     const timeoutMs = frame.readUInt32BE(7)
@@ -353,7 +389,7 @@ export class RpcServer {
         (bytes) => {
           const h = head(CREDIT, id, 4)
           h.writeUInt32BE(bytes, 5)
-          ch.send([h])
+          send(ch, [h])
         },
         () => {},
       )
@@ -372,7 +408,7 @@ export class RpcServer {
       finish()
       const h = head(RES, id, 1)
       h[5] = 2
-      ch.send([h, encode(toStoreError(err).toWire())])
+      send(ch, [h, encode(toStoreError(err).toWire())])
     }
     const entry = this.#handlers.get(rpcId)
     if (entry === undefined) {
@@ -402,7 +438,7 @@ export class RpcServer {
           const withB = out as unknown as WithBody<unknown>
           const h = head(RES, id, 1)
           h[5] = isBody ? 1 : 0
-          ch.send([h, encode(isBody ? withB.res : out)])
+          send(ch, [h, encode(isBody ? withB.res : out)])
           // A handler that answered without reading all of its request body: let the rest
           // flow in and out so the caller's sender finishes, before the call is forgotten.
           if (call.inbound) await call.inbound.discard()
@@ -449,7 +485,13 @@ export class RpcClient {
 
   constructor(ch: FrameChannel) {
     this.channel = ch
-    ch.on('frame', (frame) => this.#onFrame(frame))
+    ch.on('frame', (frame) => {
+      try {
+        this.#onFrame(frame)
+      } catch (err) {
+        ch.close(new Error(`bad RPC frame from ${ch.remoteId}: ${(err as Error).message}`))
+      }
+    })
     ch.on('close', (err) => {
       this.#closed = new StoreErrorClass(
         'CHANNEL_CLOSED',
@@ -529,7 +571,7 @@ export class RpcClient {
       h.writeUInt16BE(def.id, 5)
       h.writeUInt32BE(timeoutMs, 7)
       h[11] = opts.body ? 1 : 0
-      this.channel.send([h, encode(req)])
+      send(this.channel, [h, encode(req)])
       if (opts.body) {
         call.outbound = new OutboundBody()
         void call.outbound.pump(this.channel, id, opts.body).then(() => {
@@ -545,7 +587,7 @@ export class RpcClient {
     const c = this.#calls.get(id)
     if (!c) return
     this.#calls.delete(id)
-    this.channel.send([head(CANCEL, id)])
+    send(this.channel, [head(CANCEL, id)])
     this.#settleError(c, err)
   }
 
@@ -579,7 +621,7 @@ export class RpcClient {
           (bytes) => {
             const h = head(CREDIT, id, 4)
             h.writeUInt32BE(bytes, 5)
-            this.channel.send([h])
+            send(this.channel, [h])
           },
           () =>
             this.#cancel(id, new StoreErrorClass('CANCELLED', 'the response body was abandoned')),

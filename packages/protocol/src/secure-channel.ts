@@ -45,11 +45,19 @@
  *    TLS without close_notify).
  *
  *    Why one update per frame and not one per chunk (which would overlap decryption with
- *    reading): each update() returns a fresh buffer, and on this data path V8 garbage
- *    collection, driven by bytes of fresh buffers, costs about as much CPU as the cipher
- *    (perf: ~30-40% of each side). One update per frame allocates only the plaintext the
- *    caller gets: 2 bytes allocated per byte received (socket chunk + plaintext) instead of 3,
- *    and it measured ~25% less receiver CPU than decrypting chunk by chunk.
+ *    reading): every update() returns a fresh buffer (Node has no decrypt-into API), and
+ *    fresh buffer bytes are what drives V8's major GCs here. One update per frame allocates
+ *    only the plaintext the caller gets: 2 bytes allocated per byte received (socket chunk +
+ *    plaintext) instead of 3, for ~25% less receiver CPU than decrypting chunk by chunk.
+ *
+ *    Cost model (bench/src/channel.bench.ts, 2 vCPUs): the cipher is not the bottleneck; V8's
+ *    background GC threads are. TLS seals in C++ buffers and allocates nothing on the send
+ *    side, we allocate 1 byte per byte sent (cipher output) and 2 per byte received. With
+ *    default flags, perf shows ~30-40% of each process in concurrent marking and sweeping, on
+ *    threads that compete with the other process for the 2 cores, and the channel streams at
+ *    ~0.85-0.9x TLS. With `node --single-threaded-gc` in both processes (command line only:
+ *    NODE_OPTIONS refuses it, and v8.setFlagsFromString at run time crashes V8) the same code
+ *    streams at ~1.7x TLS with one process per side, using less CPU per byte than TLS.
  *
  * 5. Flow control. send() returns socket.write's verdict: false means wait for 'drain'.
  *    Frames flow once a 'frame' listener is attached (as 'data' on a Readable); pause() stops
@@ -93,6 +101,8 @@ const MAX_SEQ = 2n ** 64n - 1n
 const NOISE_MESSAGES_TO_DIALER = 2
 const NOISE_MESSAGES_TO_LISTENER = 3
 const HELLO_MAX_BYTES = 1024
+// Bytes read ahead of noise during the handshake before the socket is paused (2 noise messages).
+const HANDSHAKE_QUEUE_MAX_BYTES = 2 * (2 + 65535)
 const HELLO_STRING_MAX = 256
 
 /**
@@ -436,7 +446,9 @@ class NoiseTransport {
         const size = q.peekUint(2)
         this.#left--
         // A copy: noise decrypts in place, and the queue's chunks may hold our raw bytes too.
-        yield q.take(2 + size)
+        const message = q.take(2 + size)
+        if (q.length < HANDSHAKE_QUEUE_MAX_BYTES && !this.#detached) this.#socket.resume()
+        yield message
         continue
       }
       if (this.#error !== undefined) throw this.#error
@@ -455,6 +467,9 @@ class NoiseTransport {
 
   readonly #onData = (chunk: Buffer): void => {
     this.#queue.push(chunk)
+    // Bounded before authentication: a peer cannot make us queue more than this; the pause
+    // never holds back a message noise needs, since messages are far smaller.
+    if (this.#queue.length >= HANDSHAKE_QUEUE_MAX_BYTES) this.#socket.pause()
     this.#wakeUp()
   }
 

@@ -238,3 +238,30 @@ t.test('a closed channel fails pending calls', async (t) => {
   await t.rejects(p, { code: 'CHANNEL_CLOSED' })
   await t.rejects(client.call(Echo, { n: 1, text: '' }), { code: 'CHANNEL_CLOSED' })
 })
+
+t.test('a malformed frame closes that channel only; the server keeps serving', async (t) => {
+  const { client, server } = await setup(t)
+  t.ok(server.id.length > 0)
+  const closed = new Promise<Error | undefined>((resolve) => client.channel.on('close', resolve))
+  // Call 1 uploads a body that stalls, so the server has an inbound body for it; then an END
+  // frame for call 1 whose flag says "error" but carries no error payload (what an unzeroed
+  // flag byte used to produce), which the server cannot decode.
+  const upload = client.call(
+    Upload,
+    { expect: 1 },
+    {
+      body: (async function* () {
+        yield Buffer.alloc(10)
+        await new Promise((r) => setTimeout(r, 5000).unref())
+      })(),
+    },
+  )
+  upload.catch(() => {})
+  await new Promise((r) => setTimeout(r, 100))
+  client.channel.send([Buffer.from([4, 0, 0, 0, 1, 1])])
+  await closed
+  await t.rejects(upload, { code: 'CHANNEL_CLOSED' }, 'the call fails with the channel')
+  t.ok(client.closed, 'the offending channel is closed')
+  const again = await setup(t)
+  t.equal((await again.client.call(Echo, { n: 7, text: 'alive' })).text, 'alive', 'new calls work')
+})

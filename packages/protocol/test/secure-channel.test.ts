@@ -143,7 +143,11 @@ t.test('frames of every size make the round trip, both ways', async (t) => {
     for (const p of payloads) from.send([p])
     const received = await got
     for (let i = 0; i < sizes.length; i++) {
-      t.ok(received[i]!.equals(payloads[i]!), `${sizes[i]} bytes arrive intact`)
+      const f = received[i]!
+      t.ok(f.equals(payloads[i]!), `${sizes[i]} bytes arrive intact`)
+      if (f.length > 0) {
+        t.ok(f.byteOffset === 0 && f.buffer.byteLength === f.length, 'owns its memory')
+      }
     }
   }
 })
@@ -212,7 +216,7 @@ t.test('no bytes are lost at the handover from noise to raw frames', async (t) =
   t.ok(withRawBytes > 0, `${withRawBytes} of 50 handovers carried raw bytes over intact`)
 })
 
-t.test('a frame sent as a listener is handed over arrives even with no dialer frame', async (t) => {
+t.test('the listener may send first: its frame arrives before any dialer frame', async (t) => {
   const l = await listen(t, { onChannel: (ch) => ch.send([Buffer.alloc(300_000, 7)]) })
   const dialer = await dial(t, l.port)
   // Wait before listening: the frame sits in the handshake's queue or the socket meanwhile.
@@ -294,12 +298,13 @@ t.test('a closed port rejects with the socket error', async (t) => {
 
 /**
  * A TCP proxy in front of `port` that changes the first dialer→listener bytes sent after
- * `arm()`, and passes everything else through.
+ * `arm()`, and passes everything else through. When `tamper` returns a number, only that
+ * many bytes of the chunk are passed on, and the proxy then ends the upstream connection.
  */
 async function tamperingProxy(
   t: Test,
   port: number,
-  tamper: (chunk: Buffer) => void,
+  tamper: (chunk: Buffer) => number | undefined,
 ): Promise<{ port: number; arm(): void }> {
   let armed = false
   const server = net.createServer((client) => {
@@ -312,7 +317,11 @@ async function tamperingProxy(
     client.on('data', (chunk: Buffer) => {
       if (armed) {
         armed = false
-        tamper(chunk)
+        const cut = tamper(chunk)
+        if (cut !== undefined) {
+          upstream.end(chunk.subarray(0, cut))
+          return
+        }
       }
       upstream.write(chunk)
     })
@@ -334,6 +343,7 @@ t.test('a flipped ciphertext bit closes the channel and delivers nothing', async
   const l = await listen(t)
   const proxy = await tamperingProxy(t, l.port, (chunk) => {
     chunk[4 + 100]! ^= 0x01
+    return undefined
   })
   const accepted = l.nextChannel()
   const dialer = await dial(t, proxy.port)
@@ -353,7 +363,10 @@ t.test('a flipped ciphertext bit closes the channel and delivers nothing', async
 
 t.test('an oversized frame length closes the channel', async (t) => {
   const l = await listen(t)
-  const proxy = await tamperingProxy(t, l.port, (chunk) => chunk.writeUInt32BE(0xffffffff, 0))
+  const proxy = await tamperingProxy(t, l.port, (chunk) => {
+    chunk.writeUInt32BE(0xffffffff, 0)
+    return undefined
+  })
   const accepted = l.nextChannel()
   const dialer = await dial(t, proxy.port)
   const listener = await accepted
@@ -362,6 +375,21 @@ t.test('an oversized frame length closes the channel', async (t) => {
   proxy.arm()
   dialer.send([randomBytes(10)])
   t.match(await listenerClosed, { code: 'FRAME_TOO_LARGE' })
+})
+
+t.test('a connection cut inside a frame closes with BAD_FRAME', async (t) => {
+  const l = await listen(t)
+  const proxy = await tamperingProxy(t, l.port, () => 500)
+  const accepted = l.nextChannel()
+  const dialer = await dial(t, proxy.port)
+  const listener = await accepted
+  listener.on('frame', () => t.fail('no frame'))
+  const listenerClosed = closed(listener)
+  proxy.arm()
+  dialer.send([randomBytes(1000)])
+  const err = (await listenerClosed) as Error & { code?: string }
+  t.equal(err?.code, 'BAD_FRAME')
+  t.match(err?.message, /inside a frame/)
 })
 
 t.test('close() ends both sides cleanly', async (t) => {
