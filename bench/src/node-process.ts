@@ -47,6 +47,8 @@ export async function startBenchNode(opts: {
   k: number
   m: number
   connectionsPerPeer?: number
+  /** Extra node flags for the daemon, e.g. ['--single-threaded-gc']. */
+  execArgv?: string[]
 }): Promise<BenchNode> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-bench-'))
   for (const d of opts.drives) await mkdir(d, { recursive: true })
@@ -65,9 +67,13 @@ export async function startBenchNode(opts: {
     join(dir, 'node.yaml'),
     'node: n1\nmap: cluster.yaml\nidentity: node.key\nlogLevel: warn\ntrashIntervalMs: 200\n',
   )
-  const child = spawn(process.execPath, [NODE_MAIN, 'start', '--config', join(dir, 'node.yaml')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+  const child = spawn(
+    process.execPath,
+    [...(opts.execArgv ?? []), NODE_MAIN, 'start', '--config', join(dir, 'node.yaml')],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
   await new Promise<void>((resolve, reject) => {
     let out = ''
     child.stdout!.on('data', (d: Buffer) => {

@@ -5,7 +5,7 @@
 // a small durable record write (a real disk: fsync included), durable commits per second at 1
 // and 64 concurrent writers, and the node's peak memory under 64 concurrent 64 MiB streams.
 // Prints a table and writes results/rpc.json; `--smoke` is tiny and writes nothing.
-import { execFileSync, fork } from 'node:child_process'
+import { execFileSync, fork, spawnSync } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -34,6 +34,13 @@ const disk = { pool: 0, set: 0, slot: 1 }
 
 // ---------------------------------------------------------------------------------------------
 // Baseline receiver, in a child process: counts bytes on a TCP and a TLS port.
+
+/**
+ * The V8 variant measured as well: without background GC threads, which on 2 cores compete
+ * with the other process (see secure-channel.ts). Every process of that run uses it.
+ */
+const GC_VARIANT = '--single-threaded-gc'
+const variantChild = process.argv.includes('--variant')
 
 if (process.argv.includes('--receiver')) {
   const { key, certPem } = JSON.parse(process.env.BENCH_CERT!) as { key: string; certPem: string }
@@ -64,6 +71,8 @@ if (process.argv.includes('--receiver')) {
     tcp: (tcp.address() as net.AddressInfo).port,
     tls: (tlsServer.address() as net.AddressInfo).port,
   })
+} else if (variantChild) {
+  console.log(JSON.stringify(await streaming(GC_VARIANT)))
 } else {
   await main()
 }
@@ -163,57 +172,24 @@ function record(key: string): VersionRecord {
 }
 
 async function main(): Promise<void> {
-  // A RAM-backed drive, so the stream measures the RPC path and not this VM's disk.
-  const base = mkdtempSync(join(tmpdir(), 'tessera-rpc-bench-'))
-  const ramDir = join(base, 'ram')
-  mkdirSync(ramDir)
-  let ramNote = 'tmpfs'
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${smoke ? '512m' : '6g'}`, 'tmpfs', ramDir], {
-      stdio: 'ignore',
-    })
-  } catch {
-    ramNote = `no tmpfs (mount not permitted): ${tmpdir()} on disk`
-  }
-  const node = await startBenchNode({
-    drives: [ramDir, join(base, 'disk')],
-    k: 1,
-    m: 1,
-    connectionsPerPeer: 4,
-  })
-  const base2 = await baselines()
+  const env = await environment([])
+  const { node } = env
   const rows: Record<string, unknown>[] = []
   try {
-    // Streaming, interleaved per run so that noise hits every case alike.
-    const res: Record<string, number[]> = { tcp: [], tls: [], rpc: [], rpc4: [] }
-    await base2.stream('tcp', STREAM_BYTES / 4)
-    await base2.stream('tls', STREAM_BYTES / 4)
-    await putShardStream(node, STREAM_BYTES / 4, 1)
-    for (let r = 0; r < RUNS; r++) {
-      res.tcp!.push(await base2.stream('tcp', STREAM_BYTES))
-      res.tls!.push(await base2.stream('tls', STREAM_BYTES))
-      res.rpc!.push(await putShardStream(node, STREAM_BYTES, 1))
-      res.rpc4!.push(await putShardStream(node, STREAM_BYTES, 4))
-      console.error(
-        `  run ${r + 1}/${RUNS}: ${Object.entries(res)
-          .map(([k, v]) => `${k} ${v.at(-1)!.toFixed(2)}`)
-          .join(', ')} GB/s`,
-      )
-    }
-    const tcp = median(res.tcp!)
-    const tlsG = median(res.tls!)
-    const row = (c: string, g: number) => ({
-      case: c,
-      gbps: round(g),
-      vsTls: round(g / tlsG),
-      vsTcp: round(g / tcp),
-    })
-    rows.push(
-      row('stream-tcp', tcp),
-      row('stream-tls13-chacha20', tlsG),
-      row('stream-rpc-putshard', median(res.rpc!)),
-      row('stream-rpc-putshard-4-streams', median(res.rpc4!)),
+    rows.push(...(await streamRows(env, '')))
+    // The same comparison with every process (sender, TLS receiver, node) under GC_VARIANT.
+    const child = spawnSync(
+      process.execPath,
+      [GC_VARIANT, fileURLToPath(import.meta.url), '--variant', ...(smoke ? ['--smoke'] : [])],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 1 << 20,
+      },
     )
+    const line = child.stdout.trim().split('\n').at(-1)
+    if (child.status === 0 && line) rows.push(...(JSON.parse(line) as Record<string, unknown>[]))
+    else console.error(`  the ${GC_VARIANT} run failed (status ${child.status})`)
 
     // A small durable record write: one CommitVersion (inline, 1 KiB) on the disk drive.
     const lat: number[] = []
@@ -262,10 +238,7 @@ async function main(): Promise<void> {
       targetMiB: 512,
     })
   } finally {
-    base2.close()
-    await node.close()
-    if (ramNote === 'tmpfs') execFileSync('umount', ['-l', ramDir], { stdio: 'ignore' })
-    rmSync(base, { recursive: true, force: true })
+    await env.close()
   }
   printTable(rows, [
     'case',
@@ -278,7 +251,7 @@ async function main(): Promise<void> {
     'peakMiB',
     'targetMiB',
   ])
-  const result = { bench: 'rpc', smoke, ram: ramNote, machine: machine(), rows }
+  const result = { bench: 'rpc', smoke, ram: env.ramNote, machine: machine(), rows }
   if (!smoke) {
     const dir = new URL('../results/', import.meta.url)
     mkdirSync(dir, { recursive: true })
@@ -286,6 +259,89 @@ async function main(): Promise<void> {
     writeFileSync(new URL('rpc.run.json', dir), `${JSON.stringify(result, null, 2)}\n`)
   }
   console.log(JSON.stringify(result))
+}
+
+interface Env {
+  node: BenchNode
+  base2: Awaited<ReturnType<typeof baselines>>
+  ramNote: string
+  close(): Promise<void>
+}
+
+/** A node with a RAM drive and a disk drive, and the TCP/TLS baseline receiver. */
+async function environment(execArgv: string[]): Promise<Env> {
+  // A RAM-backed drive, so the stream measures the RPC path and not this VM's disk.
+  const base = mkdtempSync(join(tmpdir(), 'tessera-rpc-bench-'))
+  const ramDir = join(base, 'ram')
+  mkdirSync(ramDir)
+  let ramNote = 'tmpfs'
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${smoke ? '512m' : '6g'}`, 'tmpfs', ramDir], {
+      stdio: 'ignore',
+    })
+  } catch {
+    ramNote = `no tmpfs (mount not permitted): ${tmpdir()} on disk`
+  }
+  const node = await startBenchNode({
+    drives: [ramDir, join(base, 'disk')],
+    k: 1,
+    m: 1,
+    connectionsPerPeer: 4,
+    execArgv,
+  })
+  const base2 = await baselines()
+  return {
+    node,
+    base2,
+    ramNote,
+    async close() {
+      base2.close()
+      await node.close()
+      if (ramNote === 'tmpfs') execFileSync('umount', ['-l', ramDir], { stdio: 'ignore' })
+      rmSync(base, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Streaming through TCP, TLS and the RPC, interleaved per run; rows tagged with `suffix`. */
+async function streamRows(env: Env, suffix: string): Promise<Record<string, unknown>[]> {
+  const { node, base2 } = env
+  const res: Record<string, number[]> = { tcp: [], tls: [], rpc: [], rpc4: [] }
+  await base2.stream('tcp', STREAM_BYTES / 4)
+  await base2.stream('tls', STREAM_BYTES / 4)
+  await putShardStream(node, STREAM_BYTES / 4, 1)
+  for (let r = 0; r < RUNS; r++) {
+    res.tcp!.push(await base2.stream('tcp', STREAM_BYTES))
+    res.tls!.push(await base2.stream('tls', STREAM_BYTES))
+    res.rpc!.push(await putShardStream(node, STREAM_BYTES, 1))
+    res.rpc4!.push(await putShardStream(node, STREAM_BYTES, 4))
+    const now = Object.entries(res).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(2)}`)
+    console.error(`  run ${r + 1}/${RUNS}${suffix}: ${now.join(', ')} GB/s`)
+  }
+  const tcp = median(res.tcp!)
+  const tlsG = median(res.tls!)
+  const row = (c: string, g: number) => ({
+    case: `${c}${suffix}`,
+    gbps: round(g),
+    vsTls: round(g / tlsG),
+    vsTcp: round(g / tcp),
+  })
+  return [
+    row('stream-tcp', tcp),
+    row('stream-tls13-chacha20', tlsG),
+    row('stream-rpc-putshard', median(res.rpc!)),
+    row('stream-rpc-putshard-4-streams', median(res.rpc4!)),
+  ]
+}
+
+/** The child run under GC_VARIANT: streaming rows only. */
+async function streaming(flag: string): Promise<Record<string, unknown>[]> {
+  const env = await environment([flag])
+  try {
+    return await streamRows(env, `-${flag.replace(/^--/, '')}`)
+  } finally {
+    await env.close()
+  }
 }
 
 function round(v: number): number {
