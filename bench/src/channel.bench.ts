@@ -12,7 +12,6 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdirSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
@@ -24,7 +23,7 @@ import {
   PROTOCOL_VERSION,
   type SecureChannel,
 } from '@tessera/protocol'
-import { machine, median, printTable } from './measure.ts'
+import { machine, median, printTable, writeResults } from './measure.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
 const smoke = process.argv.includes('--smoke')
@@ -398,9 +397,6 @@ async function main(): Promise<void> {
   ])
   for (const r of rows) console.log(JSON.stringify(r))
   if (!smoke) {
-    const dir = new URL('../results/', import.meta.url)
-    mkdirSync(dir, { recursive: true })
-    writeFileSync(new URL('channel.json', dir), `${JSON.stringify(rows, null, 2)}\n`)
     const run = {
       bench: 'channel',
       streamBytes: STREAM_BYTES,
@@ -409,7 +405,7 @@ async function main(): Promise<void> {
       machine: machine(),
       rows,
     }
-    writeFileSync(new URL('channel.run.json', dir), `${JSON.stringify(run, null, 2)}\n`)
+    writeResults('channel', rows, run)
   }
 }
 

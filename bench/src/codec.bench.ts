@@ -3,7 +3,6 @@
 // hashing and the worker pool's scaling. Prints a table and writes results/codec.json.
 // `--smoke` runs a few iterations of everything (CI), and writes no result file.
 import { createHash } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import {
   type BlockCodec,
@@ -14,7 +13,7 @@ import {
   ReedSolomon,
 } from '@tessera/codec'
 import { prepareIsal } from './isal.ts'
-import { gbps, machine, printTable } from './measure.ts'
+import { gbps, machine, printTable, writeResults } from './measure.ts'
 
 const smoke = process.argv.includes('--smoke')
 const BLOCK = DEFAULT_BLOCK_SIZE_BYTES
@@ -267,9 +266,6 @@ const result = {
   rows,
 }
 if (!smoke) {
-  const dir = new URL('../results/', import.meta.url)
-  mkdirSync(dir, { recursive: true })
-  writeFileSync(new URL('codec.json', dir), `${JSON.stringify(rows, null, 2)}\n`)
-  writeFileSync(new URL('codec.run.json', dir), `${JSON.stringify(result, null, 2)}\n`)
+  writeResults('codec', rows, result)
 }
 console.log(JSON.stringify(result))

@@ -4,13 +4,13 @@
 // is MetaStore.putVersion, whose concurrent writes share synced batches (group commit). Median
 // of 5 runs; prints a table and writes results/commit.json. `--smoke` runs a few writes of each
 // case and writes no result file.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MetaStore } from '@tessera/node'
 import type { VersionRecord } from '@tessera/protocol'
-import { machine, median, printTable } from './measure.ts'
+import { machine, median, printTable, writeResults } from './measure.ts'
 
 const smoke = process.argv.includes('--smoke')
 const RUNS = smoke ? 1 : 5
@@ -174,9 +174,6 @@ const result = {
   rows,
 }
 if (!smoke) {
-  const dir = new URL('../results/', import.meta.url)
-  mkdirSync(dir, { recursive: true })
-  writeFileSync(new URL('commit.json', dir), `${JSON.stringify(rows, null, 2)}\n`)
-  writeFileSync(new URL('commit.run.json', dir), `${JSON.stringify(result, null, 2)}\n`)
+  writeResults('commit', rows, result)
 }
 console.log(JSON.stringify(result))

@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 
 /** Median of the values (the machine is shared and noisy: never quote a mean or a best). */
@@ -55,4 +56,15 @@ export function printTable(
 
 function fmt(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 3 : 2)
+}
+
+/**
+ * Writes results/<name>.json (the rows, for comparing runs over time) and
+ * results/<name>.run.json (the whole result with machine info).
+ */
+export function writeResults(name: string, rows: readonly unknown[], result: unknown): void {
+  const dir = new URL('../results/', import.meta.url)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(new URL(`${name}.json`, dir), `${JSON.stringify(rows, null, 2)}\n`)
+  writeFileSync(new URL(`${name}.run.json`, dir), `${JSON.stringify(result, null, 2)}\n`)
 }

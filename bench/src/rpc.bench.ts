@@ -8,14 +8,14 @@
 import { execFileSync, fork, spawnSync } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { AbortWrite, CommitVersion, PutShard, type VersionRecord } from '@tessera/protocol'
-import { machine, median, printTable } from './measure.ts'
+import { machine, median, printTable, writeResults } from './measure.ts'
 import { type BenchNode, startBenchNode } from './node-process.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
@@ -253,10 +253,7 @@ async function main(): Promise<void> {
   ])
   const result = { bench: 'rpc', smoke, ram: env.ramNote, machine: machine(), rows }
   if (!smoke) {
-    const dir = new URL('../results/', import.meta.url)
-    mkdirSync(dir, { recursive: true })
-    writeFileSync(new URL('rpc.json', dir), `${JSON.stringify(rows, null, 2)}\n`)
-    writeFileSync(new URL('rpc.run.json', dir), `${JSON.stringify(result, null, 2)}\n`)
+    writeResults('rpc', rows, result)
   }
   console.log(JSON.stringify(result))
 }

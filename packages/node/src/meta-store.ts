@@ -629,18 +629,12 @@ export class MetaStore {
           : endOf(uploadKeyPrefix(bucket, keyMarker))
       from = maxKey(from, after)
     }
-    const uploads: UploadRecord[] = []
-    let isTruncated = false
-    await this.#scan('list uploads', from, endOf(scanPrefix), async (scan) => {
-      const wanted = () => limit - uploads.length + 1
-      for (let e = await scan.next(wanted()); e !== undefined; e = await scan.next(wanted())) {
-        if (uploads.length >= limit) {
-          isTruncated = true
-          return
-        }
-        uploads.push(unpack<UploadRecord>(e[1]))
-      }
-    })
+    const { items: uploads, isTruncated } = await this.#collect<UploadRecord>(
+      'list uploads',
+      from,
+      endOf(scanPrefix),
+      limit,
+    )
     const result: ListUploadsResult = { uploads, isTruncated }
     const last = uploads.at(-1)
     if (isTruncated && last !== undefined) {
@@ -669,18 +663,12 @@ export class MetaStore {
       options.partNumberMarker === undefined
         ? prefix
         : endOf(partKey(bucket, key, uploadId, options.partNumberMarker))
-    const parts: PartRecord[] = []
-    let isTruncated = false
-    await this.#scan('list parts', from, endOf(prefix), async (scan) => {
-      const wanted = () => limit - parts.length + 1
-      for (let e = await scan.next(wanted()); e !== undefined; e = await scan.next(wanted())) {
-        if (parts.length >= limit) {
-          isTruncated = true
-          return
-        }
-        parts.push(unpack<PartRecord>(e[1]))
-      }
-    })
+    const { items: parts, isTruncated } = await this.#collect<PartRecord>(
+      'list parts',
+      from,
+      endOf(prefix),
+      limit,
+    )
     const result: ListPartsResult = { parts, isTruncated }
     const last = parts.at(-1)
     if (isTruncated && last !== undefined) result.nextPartNumberMarker = last.number
@@ -754,6 +742,28 @@ export class MetaStore {
   }
 
   /** Runs `fn` over a scan of [gte, lt) and records its step count. */
+  /** Up to `limit` records of [gte, lt) in key order; reads one more to tell truncation. */
+  async #collect<T>(
+    doing: string,
+    gte: Uint8Array,
+    lt: Uint8Array,
+    limit: number,
+  ): Promise<{ items: T[]; isTruncated: boolean }> {
+    const items: T[] = []
+    let isTruncated = false
+    await this.#scan(doing, gte, lt, async (scan) => {
+      const wanted = () => limit - items.length + 1
+      for (let e = await scan.next(wanted()); e !== undefined; e = await scan.next(wanted())) {
+        if (items.length >= limit) {
+          isTruncated = true
+          return
+        }
+        items.push(unpack<T>(e[1]))
+      }
+    })
+    return { items, isTruncated }
+  }
+
   async #scan(
     doing: string,
     gte: Uint8Array,
