@@ -158,20 +158,24 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     bytes[2 * stride + 8 + 5]! ^= 0x01
     await writeFile(full, bytes)
 
-    const body = (
-      await c.pool.callStream(c.peer(d1.nodeId), ReadShard, {
-        ...ref(d1),
-        bucket: 'photos',
-        key: 'flip.bin',
-        dataDir: put.record.dataDir!,
-        part: 1,
-        size: data.length,
-        k: 4,
-        blockSize: BLOCK,
-        firstBlock: 0,
-        lastBlock: 5,
-      })
-    ).body
+    const read = await c.pool.callStream(c.peer(d1.nodeId), ReadShard, {
+      ...ref(d1),
+      bucket: 'photos',
+      key: 'flip.bin',
+      dataDir: put.record.dataDir!,
+      part: 1,
+      size: data.length,
+      k: 4,
+      blockSize: BLOCK,
+      firstBlock: 0,
+      lastBlock: 5,
+    })
+    t.equal(
+      read.res.bytes,
+      p.layout.shardSpan(data.length, 0, 5).length,
+      'the answer gives the span',
+    )
+    const body = read.body
     let blocks = 0
     try {
       for await (const _ of body) blocks++

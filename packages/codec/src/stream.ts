@@ -131,7 +131,6 @@ export interface DecodeStreamInit {
   open(shard: number, span: ByteSpan): ShardStream | undefined
   /** Told of every shard that failed, and why (for healing). The read continues if it can. */
   onShardError?: (shard: number, err: Error) => void
-  inFlight?: number
 }
 
 /** Reads exactly-sized frames from a byte stream, copying each into an owned ArrayBuffer. */

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { stat } from 'node:fs/promises'
 import type { Server } from 'node:net'
-import { loadChunkHasher } from '@tessera/codec'
+import { ErasureLayout, loadChunkHasher } from '@tessera/codec'
 import {
   AbortWrite,
   type ClusterMap,
@@ -289,7 +289,10 @@ export class StorageNode {
           { drive: d.path, bucket: req.bucket, key: req.key, part: req.part },
         )
       })
-      return withBody({ bytes: 0 }, readShardBlocks(d, req, h64))
+      // The span of the blocks asked for: what the body will carry when every chunk checks out.
+      const layout = new ErasureLayout({ k: req.k, m: 0, blockSize: req.blockSize })
+      const { length } = layout.shardSpan(req.size, req.firstBlock, req.lastBlock)
+      return withBody({ bytes: length }, readShardBlocks(d, req, h64))
     })
 
     rpc.handle(DeleteVersion, async (req) => {
