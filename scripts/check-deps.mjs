@@ -10,6 +10,8 @@ const ALLOWED = {
   '@tessera/protocol': [],
   '@tessera/node': ['@tessera/protocol', '@tessera/codec'],
   '@tessera/gateway': ['@tessera/protocol', '@tessera/codec'],
+  // The operator CLI and embedded server: the one place node and gateway meet in a process.
+  '@tessera/server': ['@tessera/protocol', '@tessera/node', '@tessera/gateway'],
   '@tessera/bench': '*',
   '@tessera/test': '*',
 }
@@ -18,6 +20,7 @@ const DIRS = [
   'packages/protocol',
   'packages/node',
   'packages/gateway',
+  'packages/server',
   'bench',
   'test',
 ]

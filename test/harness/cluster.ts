@@ -26,6 +26,15 @@ import {
 export const NODE_MAIN = fileURLToPath(
   new URL('../../../packages/node/dist/src/main.js', import.meta.url),
 )
+export const GATEWAY_MAIN = fileURLToPath(
+  new URL('../../../packages/gateway/dist/src/main.js', import.meta.url),
+)
+
+/** The root credential every test gateway is started with. */
+export const ROOT = {
+  accessKeyId: 'TESSERAROOTTESTKEY01',
+  secretAccessKey: 'test-secret-key-0123456789abcdefghijklmnop',
+} as const
 
 export interface ClusterOptions {
   nodes: number
@@ -36,6 +45,17 @@ export interface ClusterOptions {
   inlineBelow?: number
   /** Drive folder of node i, drive j; default <dir>/n<i>/d<j>. */
   drivePath?: (dir: string, node: number, drive: number) => string
+  /** tessera-gateway processes to start, each with its own identity; default 0. */
+  gateways?: number
+}
+
+export interface GatewayProcess {
+  id: string
+  configPath: string
+  logPath: string
+  /** http://127.0.0.1:<port> once started. */
+  endpoint: string
+  child: ChildProcess | undefined
 }
 
 export interface NodeProcess {
@@ -70,6 +90,7 @@ export class TestCluster {
   readonly layout: ClusterLayout
   readonly nodes: NodeProcess[]
   readonly gateway: Identity
+  readonly gateways: GatewayProcess[]
   readonly pool: PeerPool
 
   constructor(init: {
@@ -77,6 +98,7 @@ export class TestCluster {
     map: ClusterMap
     nodes: NodeProcess[]
     gateway: Identity
+    gateways?: GatewayProcess[]
   }) {
     this.dir = init.dir
     this.map = init.map
@@ -84,6 +106,7 @@ export class TestCluster {
     this.layout = computeLayout(init.map)
     this.nodes = init.nodes
     this.gateway = init.gateway
+    this.gateways = init.gateways ?? []
     this.pool = new PeerPool({
       identity: init.gateway,
       hello: { version: PROTOCOL_VERSION, mapHash: this.hash, role: 'gateway' },
@@ -106,35 +129,34 @@ export class TestCluster {
   /** Starts node `id`'s process and waits until it listens; rejects with its stderr if it exits. */
   async start(id: string): Promise<void> {
     const n = this.node(id)
-    const log = createWriteStream(n.logPath, { flags: 'a' })
-    const child = spawn(process.execPath, [NODE_MAIN, 'start', '--config', n.configPath], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const { child } = await spawnDaemon(NODE_MAIN, n.configPath, n.logPath, `node ${id}`)
     n.child = child
-    let stderr = ''
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString()
-      log.write(d)
-    })
-    await new Promise<void>((resolve, reject) => {
-      let out = ''
-      const onData = (d: Buffer): void => {
-        out += d.toString()
-        log.write(d)
-        if (out.includes('"listening"')) {
-          child.stdout!.off('data', onData)
-          child.stdout!.on('data', (x: Buffer) => log.write(x))
-          resolve()
-        }
-      }
-      child.stdout!.on('data', onData)
-      child.once('exit', (code) => reject(new Error(`node ${id} exited with ${code}: ${stderr}`)))
-    })
   }
 
-  /** Stops node `id` (SIGTERM, or SIGKILL for a crash) and waits for the process to end. */
+  gatewayProc(id: string): GatewayProcess {
+    const g = this.gateways.find((x) => x.id === id)
+    if (!g) throw new Error(`no gateway ${id}`)
+    return g
+  }
+
+  /** Starts gateway `id` and waits until it serves S3. */
+  async startGateway(id: string): Promise<void> {
+    const g = this.gatewayProc(id)
+    const { child, line } = await spawnDaemon(
+      GATEWAY_MAIN,
+      g.configPath,
+      g.logPath,
+      `gateway ${id}`,
+    )
+    g.child = child
+    const port = (JSON.parse(line) as { listening: { port: number } }).listening.port
+    g.endpoint = `http://127.0.0.1:${port}`
+  }
+
+  /** Stops node or gateway `id` (SIGTERM, or SIGKILL for a crash) and waits for it to end. */
   async stop(id: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    const n = this.node(id)
+    const n: { child: ChildProcess | undefined } =
+      this.gateways.find((g) => g.id === id) ?? this.node(id)
     const child = n.child
     if (!child || child.exitCode !== null || child.signalCode !== null)
       return child?.exitCode ?? null
@@ -147,8 +169,43 @@ export class TestCluster {
 
   async close(): Promise<void> {
     this.pool.close()
-    await Promise.all(this.nodes.map((n) => this.stop(n.id, 'SIGKILL')))
+    await Promise.all([...this.gateways, ...this.nodes].map((n) => this.stop(n.id, 'SIGKILL')))
   }
+}
+
+/** Spawns a daemon's `start --config`, resolving with its first stdout line once it listens. */
+async function spawnDaemon(
+  main: string,
+  configPath: string,
+  logPath: string,
+  what: string,
+): Promise<{ child: ChildProcess; line: string }> {
+  const log = createWriteStream(logPath, { flags: 'a' })
+  const child = spawn(process.execPath, [main, 'start', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString()
+    log.write(d)
+  })
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const onData = (d: Buffer): void => {
+      out += d.toString()
+      log.write(d)
+      const at = out.indexOf('"listening"')
+      if (at >= 0 && out.indexOf('\n', at) >= 0) {
+        child.stdout!.off('data', onData)
+        child.stdout!.on('data', (x: Buffer) => log.write(x))
+        const start = out.lastIndexOf('\n', at) + 1
+        resolve(out.slice(start, out.indexOf('\n', at)))
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}: ${stderr}`)))
+  })
+  return { child, line }
 }
 
 /** Writes keys, map and configs for a cluster under `t.testdir()`, starts every node. */
@@ -193,9 +250,37 @@ export async function startCluster(t: TestLike, opts: ClusterOptions): Promise<T
     pools: [{ nodes: specs }],
     gateways: [gateway.id],
   }
+  const gateways: GatewayProcess[] = []
+  for (let i = 0; i < (opts.gateways ?? 0); i++) {
+    const id = `g${i + 1}`
+    const home = join(dir, id)
+    await mkdir(home, { recursive: true })
+    const identity = await generateIdentity()
+    await saveIdentity(join(home, 'gateway.key'), identity)
+    map.gateways.push(identity.id)
+    await writeFile(
+      join(home, 'root.yaml'),
+      `accessKeyId: ${ROOT.accessKeyId}\nsecretAccessKey: ${ROOT.secretAccessKey}\n`,
+      { mode: 0o600 },
+    )
+    const configPath = join(home, 'gateway.yaml')
+    await writeFile(
+      configPath,
+      'map: ../cluster.yaml\nidentity: gateway.key\nlisten: 127.0.0.1:0\n' +
+        'credentials: root.yaml\nlogLevel: info\n',
+    )
+    gateways.push({
+      id,
+      configPath,
+      logPath: join(home, 'gateway.log'),
+      endpoint: '',
+      child: undefined,
+    })
+  }
   await writeFile(join(dir, 'cluster.yaml'), stringifyClusterMap(map))
-  const cluster = new TestCluster({ dir, map, nodes, gateway })
+  const cluster = new TestCluster({ dir, map, nodes, gateway, gateways })
   t.teardown(() => cluster.close())
   await Promise.all(nodes.map((n) => cluster.start(n.id)))
+  await Promise.all(gateways.map((g) => cluster.startGateway(g.id)))
   return cluster
 }

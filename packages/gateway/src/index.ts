@@ -1,2 +1,17 @@
-/** @packageDocumentation `@tessera/gateway`: built by its own issue; an empty shell until then. */
-export {}
+/**
+ * @packageDocumentation
+ * `@tessera/gateway`: the stateless S3 front door. It speaks S3 over uWebSockets.js, verifies
+ * AWS Signature V4, and stores objects erasure-coded on the cluster's nodes through the
+ * protocol's RPCs. It keeps nothing that is not also on the nodes.
+ *
+ * @example
+ * ```ts
+ * import { Gateway } from '@tessera/gateway'
+ * const gw = await Gateway.start({ map, mapHash, identity, port: 9000, region: 'us-east-1',
+ *   root: { accessKeyId, secretAccessKey } }, { logger })
+ * ```
+ */
+export { type AccessControl, type Principal, RootAccess } from './auth/access.ts'
+export { ConfigError, type GatewayConfig, loadConfig, readCredentials } from './config.ts'
+export { Gateway, type GatewayComponents, type GatewayInit } from './gateway.ts'
+export { S3_ERRORS, S3Error, type S3ErrorCode } from './s3/errors.ts'

@@ -13,6 +13,7 @@ import {
   type ClusterMap,
   CommitPart,
   CommitVersion,
+  CompleteUpload,
   computeLayout,
   DeleteBucket,
   DeleteSystem,
@@ -44,6 +45,7 @@ import {
   RpcServer,
   StoreError,
   setsOfNode,
+  type VersionRecord,
   withBody,
 } from '@tessera/protocol'
 import { Drive } from './drive.ts'
@@ -306,23 +308,32 @@ export class StorageNode {
 
     rpc.handle(ListRange, async (req) => {
       const d = this.drive(req)
+      // Listings carry metadata only: a record's inline shard bytes stay on the drive.
+      const strip = <R extends { entries: VersionRecord[] }>(r: R): R => {
+        for (const e of r.entries) delete e.inline
+        return r
+      }
       if (req.versions) {
-        return d.meta.listVersions({
+        return strip(
+          await d.meta.listVersions({
+            bucket: req.bucket,
+            prefix: req.prefix,
+            delimiter: req.delimiter,
+            keyMarker: req.keyMarker,
+            versionIdMarker: req.versionIdMarker,
+            limit: req.limit,
+          }),
+        )
+      }
+      return strip(
+        await d.meta.listLatest({
           bucket: req.bucket,
           prefix: req.prefix,
           delimiter: req.delimiter,
-          keyMarker: req.keyMarker,
-          versionIdMarker: req.versionIdMarker,
+          startAfter: req.startAfter,
           limit: req.limit,
-        })
-      }
-      return d.meta.listLatest({
-        bucket: req.bucket,
-        prefix: req.prefix,
-        delimiter: req.delimiter,
-        startAfter: req.startAfter,
-        limit: req.limit,
-      })
+        }),
+      )
     })
 
     rpc.handle(PutBucket, async (req) => {
@@ -391,6 +402,35 @@ export class StorageNode {
         limit: req.limit,
       })
       return { parts: r.parts, isTruncated: r.isTruncated }
+    })
+
+    rpc.handle(CompleteUpload, async (req) => {
+      const d = this.drive(req)
+      const rec = req.record
+      const up = await d.meta.getUpload(rec.bucket, rec.key, req.uploadId)
+      if (up === undefined) {
+        throw new StoreError(
+          'UPLOAD_NOT_FOUND',
+          `no upload ${req.uploadId} of ${rec.bucket}/${rec.key} on drive ${d.path}`,
+        )
+      }
+      const { parts } = await d.meta.getParts(rec.bucket, rec.key, req.uploadId, {})
+      const used = new Set(rec.parts.map((p) => p.number))
+      const old =
+        rec.versionId === 'null' ? await d.meta.getVersion(rec.bucket, rec.key, 'null') : undefined
+      // One batch: the version appears and the upload disappears together.
+      await d.meta.batch([
+        { type: 'putVersion', record: rec },
+        { type: 'deleteUpload', bucket: rec.bucket, key: rec.key, uploadId: req.uploadId },
+      ])
+      for (const p of parts) {
+        if (used.has(p.number) && p.dataDir === rec.dataDir) continue
+        await d.trash(d.shardPath(rec.bucket, rec.key, p.dataDir, p.number))
+      }
+      if (old?.dataDir !== undefined && old.dataDir !== rec.dataDir) {
+        await d.trash(d.dataPath(rec.bucket, rec.key, old.dataDir))
+      }
+      return old?.dataDir !== undefined ? { replaced: old.dataDir } : {}
     })
 
     rpc.handle(ReadRaw, async (req) =>

@@ -185,6 +185,16 @@ export const ListParts = defineRpc<
   { parts: PartRecord[]; isTruncated: boolean }
 >({ id: 0x0306, name: 'ListParts' })
 
+/**
+ * Turns an upload into an object version without copying data: writes `record` (whose parts
+ * and dataDir name the upload's part files), drops the upload and its part records, and moves
+ * the part files the record does not use to trash. Replaces an existing 'null' version.
+ */
+export const CompleteUpload = defineRpc<
+  DriveRef & { uploadId: string; record: VersionRecord },
+  { replaced?: string }
+>({ id: 0x0307, name: 'CompleteUpload' })
+
 // Healing --------------------------------------------------------------------------------------
 
 /** Raw bytes of a shard file, unverified (healing verifies with the codec). */
@@ -247,6 +257,7 @@ export const ALL_RPCS = [
   ListUploads,
   CommitPart,
   ListParts,
+  CompleteUpload,
   ReadRaw,
   RewriteShard,
   PutSystem,

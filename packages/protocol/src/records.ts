@@ -35,6 +35,8 @@ export interface PartInfo {
   /** Bytes of object data in this part. */
   size: number
   etag: string
+  /** The part's flexible checksums, base64 (multipart objects). */
+  checksums?: Record<string, string>
 }
 
 export interface VersionRecord {
@@ -47,9 +49,13 @@ export interface VersionRecord {
   etag: string
   /** S3 flexible checksums by algorithm (CRC32, CRC32C, SHA1, SHA256, CRC64NVME), base64. */
   checksums?: Record<string, string>
+  /** How a multipart object's checksum was made: from the part checksums, or of the whole. */
+  checksumType?: 'COMPOSITE' | 'FULL_OBJECT'
   contentType?: string
   /** x-amz-meta-* and standard headers kept with the object, lower-case names. */
   userMeta?: Record<string, string>
+  /** Object tags (S3 object tagging), at most 10. */
+  tags?: Record<string, string>
   erasure: ErasureInfo
   parts: PartInfo[]
   /** Folder under data/<bucket>/<2 hex>/<object hash>/ holding part.<N> files; absent when inline. */
@@ -77,6 +83,10 @@ export interface UploadRecord {
   contentType?: string
   userMeta?: Record<string, string>
   checksumAlgorithm?: string
+  checksumType?: 'COMPOSITE' | 'FULL_OBJECT'
+  tags?: Record<string, string>
+  /** Folder under the object's path that receives the part files (part.<N>). */
+  dataDir?: string
   erasure: ErasureInfo
 }
 

@@ -1,0 +1,151 @@
+/**
+ * tessera-gateway's configuration: one YAML file (`--config`), overridden by TESSERA_*
+ * environment variables; every problem reported at once. The root credential comes from a
+ * file that must be mode 0600 (or from the environment), never from the config file itself.
+ */
+import { readFile, stat } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { parse } from 'yaml'
+
+export const ENV_PREFIX = 'TESSERA_'
+export const ENV = {
+  map: `${ENV_PREFIX}MAP`,
+  identity: `${ENV_PREFIX}IDENTITY`,
+  listen: `${ENV_PREFIX}GATEWAY_LISTEN`,
+  region: `${ENV_PREFIX}REGION`,
+  domain: `${ENV_PREFIX}DOMAIN`,
+  logLevel: `${ENV_PREFIX}LOG_LEVEL`,
+  credentials: `${ENV_PREFIX}ROOT_CREDENTIALS`,
+  rootAccessKey: `${ENV_PREFIX}ROOT_ACCESS_KEY`,
+  rootSecretKey: `${ENV_PREFIX}ROOT_SECRET_KEY`,
+} as const
+
+export interface GatewayConfig {
+  /** Path of cluster.yaml. */
+  map: string
+  /** Path of the gateway's identity key (0600); its public id must be in the map's gateways. */
+  identity: string
+  /** host:port for S3; default 0.0.0.0:9000. */
+  listen: string
+  /** Region name reported to clients and expected in signatures; default us-east-1. */
+  region: string
+  /** Domain for virtual-hosted-style requests (<bucket>.<domain>); none by default. */
+  domain?: string
+  /** pino level. */
+  logLevel: string
+  /** Root credential, from the 0600 credentials file or the environment. */
+  root: { accessKeyId: string; secretAccessKey: string }
+}
+
+export const DEFAULTS = { listen: '0.0.0.0:9000', region: 'us-east-1', logLevel: 'info' } as const
+
+const FILE_KEYS = [
+  'map',
+  'identity',
+  'listen',
+  'region',
+  'domain',
+  'logLevel',
+  'credentials',
+] as const
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+
+export class ConfigError extends Error {
+  static override name = 'ConfigError'
+  readonly problems: string[]
+  constructor(source: string, problems: string[]) {
+    super(`${source}: ${problems.length} problem(s)\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+/** Reads a root credentials file (YAML: accessKeyId, secretAccessKey), refusing loose modes. */
+export async function readCredentials(
+  path: string,
+): Promise<{ accessKeyId: string; secretAccessKey: string }> {
+  const st = await stat(path)
+  if ((st.mode & 0o077) !== 0) {
+    throw new Error(
+      `${path} is readable by others (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 ${path}`,
+    )
+  }
+  const doc = parse(await readFile(path, 'utf8')) as Record<string, unknown> | null
+  const id = doc?.accessKeyId
+  const secret = doc?.secretAccessKey
+  if (typeof id !== 'string' || typeof secret !== 'string' || id === '' || secret.length < 8) {
+    throw new Error(`${path} must hold accessKeyId and secretAccessKey (at least 8 characters)`)
+  }
+  return { accessKeyId: id, secretAccessKey: secret }
+}
+
+export async function loadConfig(init: {
+  file?: string
+  env: NodeJS.ProcessEnv
+}): Promise<GatewayConfig> {
+  const problems: string[] = []
+  const raw: Record<string, unknown> = {}
+  const base = init.file ? dirname(resolve(init.file)) : process.cwd()
+  if (init.file) {
+    let doc: unknown
+    try {
+      doc = parse(await readFile(init.file, 'utf8'))
+    } catch (err) {
+      throw new ConfigError(init.file, [(err as Error).message])
+    }
+    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc)))
+      throw new ConfigError(init.file, ['the file must be a mapping of settings'])
+    for (const [k, v] of Object.entries((doc ?? {}) as Record<string, unknown>)) {
+      if (!(FILE_KEYS as readonly string[]).includes(k))
+        problems.push(`unknown setting "${k}" (allowed: ${FILE_KEYS.join(', ')})`)
+      else raw[k] = v
+    }
+  }
+  for (const k of FILE_KEYS) {
+    const v = init.env[ENV[k]]
+    if (v !== undefined && v !== '') raw[k] = v
+  }
+  const str = (k: (typeof FILE_KEYS)[number], required: boolean): string | undefined => {
+    const v = raw[k]
+    if (v === undefined) {
+      if (required) problems.push(`${k} is required (file key or ${ENV[k]})`)
+      return undefined
+    }
+    if (typeof v !== 'string' || v === '') {
+      problems.push(`${k} must be a non-empty string`)
+      return undefined
+    }
+    return v
+  }
+  const path = (v: string | undefined) =>
+    v === undefined || isAbsolute(v) ? (v ?? '') : resolve(base, v)
+  const map = path(str('map', true))
+  const identity = path(str('identity', true))
+  const listen = str('listen', false) ?? DEFAULTS.listen
+  if (!/^\[?[^\]]+\]?:\d{1,5}$/.test(listen)) problems.push(`listen "${listen}" is not host:port`)
+  const region = str('region', false) ?? DEFAULTS.region
+  const domain = str('domain', false)
+  const logLevel = str('logLevel', false) ?? DEFAULTS.logLevel
+  if (!LEVELS.has(logLevel))
+    problems.push(`logLevel "${logLevel}" is not one of ${[...LEVELS].join(', ')}`)
+  let root: GatewayConfig['root'] | undefined
+  const envId = init.env[ENV.rootAccessKey]
+  const envSecret = init.env[ENV.rootSecretKey]
+  if (envId && envSecret) root = { accessKeyId: envId, secretAccessKey: envSecret }
+  else {
+    const file = str('credentials', false)
+    if (file === undefined)
+      problems.push(
+        `root credentials are required: credentials (a 0600 file) or ${ENV.rootAccessKey} and ${ENV.rootSecretKey}`,
+      )
+    else {
+      try {
+        root = await readCredentials(path(file))
+      } catch (err) {
+        problems.push(`credentials: ${(err as Error).message}`)
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(init.file ?? 'environment', problems)
+  return { map, identity, listen, region, ...(domain ? { domain } : {}), logLevel, root: root! }
+}

@@ -1,0 +1,163 @@
+/**
+ * Bucket records: one copy on every drive of the cluster (every drive must know a bucket, so
+ * that any set can refuse writes to a bucket that does not exist and report emptiness), read
+ * by quorum, cached for a short time so a request costs no bucket lookup on the hot path.
+ */
+import {
+  type BucketRecord,
+  DeleteBucket,
+  GetBucket,
+  ListBuckets,
+  ListRange,
+  PutBucket,
+  StoreError,
+} from '@tessera/protocol'
+import type { Cluster } from './cluster.ts'
+import { hlcNow } from './hlc.ts'
+
+/** How long a bucket record is trusted from the cache; changes on other gateways show within it. */
+export const BUCKET_CACHE_MS = 1000
+
+export class BucketStore {
+  #cluster: Cluster
+  #cache = new Map<string, { record: BucketRecord | undefined; at: number }>()
+
+  constructor(cluster: Cluster) {
+    this.#cluster = cluster
+  }
+
+  /** The drives that answer bucket reads: those of the set the bucket name places in. */
+  #readDrives(name: string) {
+    return this.#cluster.place(0, name, '').set.drives
+  }
+
+  async get(name: string): Promise<BucketRecord | undefined> {
+    const hit = this.#cache.get(name)
+    if (hit && Date.now() - hit.at < BUCKET_CACHE_MS) return hit.record
+    const results = await this.#cluster.callAll(this.#readDrives(name), GetBucket, { name })
+    const ok = results.flatMap((r) => (r.ok ? [r.value.record] : []))
+    if (ok.length < this.#cluster.readQuorum) {
+      throw new StoreError(
+        'QUORUM_FAILED',
+        `only ${ok.length} drives answered for bucket ${name} (need ${this.#cluster.readQuorum})`,
+      )
+    }
+    const present = ok.filter((r): r is BucketRecord => r !== undefined)
+    // The newest settings of a bucket that a read quorum knows.
+    const record =
+      present.length >= this.#cluster.readQuorum
+        ? present.reduce((a, b) => (bucketStamp(b) > bucketStamp(a) ? b : a))
+        : undefined
+    this.#cache.set(name, { record, at: Date.now() })
+    if (this.#cache.size > 10_000) this.#cache.delete(this.#cache.keys().next().value!)
+    return record
+  }
+
+  /** The bucket, or BUCKET_NOT_FOUND. */
+  async require(name: string): Promise<BucketRecord> {
+    const b = await this.get(name)
+    if (b === undefined) throw new StoreError('BUCKET_NOT_FOUND', `no bucket ${name}`)
+    return b
+  }
+
+  /** Creates a bucket on every drive; false when it existed already. */
+  async create(name: string, project = ''): Promise<boolean> {
+    if ((await this.get(name)) !== undefined) return false
+    const now = hlcNow()
+    const record: BucketRecord = {
+      name,
+      project,
+      created: now,
+      versioning: 'unversioned',
+      settings: { updated: now },
+    }
+    await this.#writeAll(record, true)
+    this.#cache.set(name, { record, at: Date.now() })
+    return true
+  }
+
+  /** Replaces a bucket's record (versioning, settings) on every drive. */
+  async update(name: string, change: (b: BucketRecord) => BucketRecord): Promise<BucketRecord> {
+    this.#cache.delete(name)
+    const cur = await this.require(name)
+    const next = change(structuredClone(cur))
+    next.settings = { ...next.settings, updated: hlcNow() }
+    await this.#writeAll(next, false)
+    this.#cache.set(name, { record: next, at: Date.now() })
+    return next
+  }
+
+  async #writeAll(record: BucketRecord, ifAbsent: boolean): Promise<void> {
+    for (const set of this.#cluster.sets) {
+      const results = await this.#cluster.callAll(set.drives, PutBucket, { record, ifAbsent })
+      const ok = results.filter((r) => r.ok).length
+      if (ok < this.#cluster.writeQuorum) {
+        throw new StoreError(
+          'QUORUM_FAILED',
+          `only ${ok} drives of set ${set.pool}/${set.index} stored bucket ${record.name}`,
+        )
+      }
+    }
+  }
+
+  /** Deletes an empty bucket; BUCKET_NOT_EMPTY when any set holds a version of it. */
+  async delete(name: string): Promise<void> {
+    await this.require(name)
+    // Check every set first, so a non-empty bucket is not half deleted.
+    for (const set of this.#cluster.sets) {
+      const results = await this.#cluster.callAll(set.drives, ListRange, {
+        bucket: name,
+        limit: 1,
+        versions: true,
+      })
+      const ok = results.filter((r) => r.ok)
+      if (ok.length < this.#cluster.readQuorum) {
+        throw new StoreError('QUORUM_FAILED', `too few drives answered to check bucket ${name}`)
+      }
+      if (ok.some((r) => r.ok && r.value.entries.length > 0)) {
+        throw new StoreError('BUCKET_NOT_EMPTY', `bucket ${name} is not empty`)
+      }
+    }
+    this.#cache.delete(name)
+    for (const set of this.#cluster.sets) {
+      const results = await this.#cluster.callAll(set.drives, DeleteBucket, { name })
+      const notEmpty = results.find((r) => !r.ok && r.error.code === 'BUCKET_NOT_EMPTY')
+      if (notEmpty && !notEmpty.ok) throw notEmpty.error
+      const ok = results.filter((r) => r.ok).length
+      if (ok < this.#cluster.writeQuorum) {
+        throw new StoreError('QUORUM_FAILED', `only ${ok} drives of a set removed bucket ${name}`)
+      }
+    }
+    this.#cache.set(name, { record: undefined, at: Date.now() })
+  }
+
+  /** Every bucket, by name, as a read quorum of the first set's drives knows them. */
+  async list(): Promise<BucketRecord[]> {
+    const drives = this.#cluster.sets[0]!.drives
+    const results = await this.#cluster.callAll(drives, ListBuckets, {})
+    const ok = results.flatMap((r) => (r.ok ? [r.value.buckets] : []))
+    if (ok.length < this.#cluster.readQuorum) {
+      throw new StoreError('QUORUM_FAILED', 'too few drives answered to list buckets')
+    }
+    const byName = new Map<string, { rec: BucketRecord; count: number }>()
+    for (const list of ok) {
+      for (const b of list) {
+        const cur = byName.get(b.name)
+        if (cur === undefined) byName.set(b.name, { rec: b, count: 1 })
+        else {
+          cur.count++
+          if (bucketStamp(b) > bucketStamp(cur.rec)) cur.rec = b
+        }
+      }
+    }
+    return [...byName.values()]
+      .filter((x) => x.count >= this.#cluster.readQuorum)
+      .map((x) => x.rec)
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  }
+}
+
+function bucketStamp(b: BucketRecord): number {
+  const u = b.settings?.updated
+  return typeof u === 'number' ? u : b.created
+}

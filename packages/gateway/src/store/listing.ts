@@ -1,0 +1,300 @@
+/* Design notes
+
+LIST of design §4: every drive of every set streams its sorted listing page by page
+(ListRange); the gateway merges all these streams by key (UTF-8 byte order, as LevelDB and S3
+sort) and keeps only what a read quorum of a set's drives agrees on. A key lives in one set, so
+its k-of-n agreement is counted inside that set; a common prefix may come from many sets and is
+listed when any one set has it at quorum. Memory is one page per drive, never the bucket.
+
+A key whose agreed newest version is a delete marker is not listed (ListObjects); a version
+that fewer than k drives hold (a write that failed and was not yet undone, or a delete that a
+drive missed) is not listed either.
+*/
+import {
+  ListRange,
+  type ListRequest,
+  type ListResponse,
+  StoreError,
+  type VersionRecord,
+} from '@tessera/protocol'
+import type { Cluster } from './cluster.ts'
+
+/** Compares strings in UTF-8 byte order (JS compares UTF-16 code units, which differs above U+D7FF). */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i)
+    let y = b.charCodeAt(i)
+    if (x === y) continue
+    if (x >= 0xd800 && y >= 0xd800) {
+      // Surrogates (U+10000 and up in UTF-8) sort after U+E000..U+FFFF.
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000
+    }
+    return x < y ? -1 : 1
+  }
+  return a.length - b.length
+}
+
+interface Item {
+  name: string
+  prefix: boolean
+  record?: VersionRecord
+}
+
+type FetchPage = (req: ListRequest) => Promise<ListResponse>
+
+/** One drive's listing, fetched a page at a time. */
+class DriveCursor {
+  readonly set: string
+  #fetch: FetchPage
+  #req: ListRequest
+  #items: Item[] = []
+  #at = 0
+  #done = false
+  dead = false
+
+  constructor(set: string, req: ListRequest, fetch: FetchPage) {
+    this.set = set
+    this.#req = req
+    this.#fetch = fetch
+  }
+
+  /** The next item, fetching a page when needed; undefined at the end (or when dead). */
+  async peek(): Promise<Item | undefined> {
+    while (!this.dead && this.#at >= this.#items.length && !this.#done) {
+      try {
+        const r = await this.#fetch(this.#req)
+        const items: Item[] = [
+          ...r.entries.map((e) => ({ name: e.key, prefix: false, record: e })),
+          ...r.commonPrefixes.map((p) => ({ name: p, prefix: true })),
+        ]
+        // Stable: a key's versions stay newest first.
+        items.sort((a, b) => compareUtf8(a.name, b.name))
+        this.#items = items
+        this.#at = 0
+        if (!r.isTruncated) this.#done = true
+        else if (this.#req.versions) {
+          this.#req = {
+            ...this.#req,
+            ...(r.nextKeyMarker !== undefined ? { keyMarker: r.nextKeyMarker } : {}),
+          }
+          if (r.nextVersionIdMarker !== undefined) this.#req.versionIdMarker = r.nextVersionIdMarker
+          else delete this.#req.versionIdMarker
+        } else if (r.nextMarker !== undefined) {
+          this.#req = { ...this.#req, startAfter: r.nextMarker }
+        } else this.#done = true
+        this.#req.limit = 1000
+      } catch {
+        this.dead = true
+      }
+    }
+    if (this.dead) return undefined
+    return this.#items[this.#at]
+  }
+
+  shift(): void {
+    this.#at++
+  }
+}
+
+export interface ListQuery {
+  bucket: string
+  prefix?: string
+  delimiter?: string
+  maxKeys: number
+}
+
+export interface LatestPage {
+  entries: VersionRecord[]
+  commonPrefixes: string[]
+  isTruncated: boolean
+  /** The last key or prefix returned, when truncated. */
+  nextMarker?: string
+}
+
+export interface VersionsPage {
+  /** Versions and delete markers in key order, newest first, with isLatest. */
+  entries: { record: VersionRecord; isLatest: boolean }[]
+  commonPrefixes: string[]
+  isTruncated: boolean
+  nextKeyMarker?: string
+  nextVersionIdMarker?: string
+}
+
+function openCursors(cluster: Cluster, req: ListRequest): Map<string, DriveCursor[]> {
+  const bySet = new Map<string, DriveCursor[]>()
+  for (const set of cluster.sets) {
+    const id = `${set.pool}/${set.index}`
+    bySet.set(
+      id,
+      set.drives.map(
+        (d) =>
+          new DriveCursor(id, { ...req, pool: d.pool, set: d.set, slot: d.slot }, (r) =>
+            cluster.call(d, ListRange, r),
+          ),
+      ),
+    )
+  }
+  return bySet
+}
+
+/** The smallest head name of all live cursors, checking every set still has a read quorum. */
+async function nextName(
+  bySet: Map<string, DriveCursor[]>,
+  quorum: number,
+): Promise<string | undefined> {
+  let min: string | undefined
+  for (const [id, cursors] of bySet) {
+    const heads = await Promise.all(cursors.map((c) => c.peek()))
+    if (cursors.filter((c) => !c.dead).length < quorum) {
+      throw new StoreError('QUORUM_FAILED', `too few drives of set ${id} answered the listing`)
+    }
+    for (const h of heads)
+      if (h && (min === undefined || compareUtf8(h.name, min) < 0)) min = h.name
+  }
+  return min
+}
+
+/** Takes every item named `name` from every cursor, per set. */
+async function takeGroup(
+  bySet: Map<string, DriveCursor[]>,
+  name: string,
+): Promise<Map<string, Item[][]>> {
+  const out = new Map<string, Item[][]>()
+  for (const [id, cursors] of bySet) {
+    const perDrive: Item[][] = []
+    for (const c of cursors) {
+      const mine: Item[] = []
+      for (let h = await c.peek(); h && h.name === name; h = await c.peek()) {
+        mine.push(h)
+        c.shift()
+      }
+      if (mine.length > 0) perDrive.push(mine)
+    }
+    if (perDrive.length > 0) out.set(id, perDrive)
+  }
+  return out
+}
+
+/** Versions held by at least `quorum` drives of a set, newest first. */
+function agreedVersions(perDrive: Item[][], quorum: number): VersionRecord[] {
+  const counts = new Map<string, { rec: VersionRecord; n: number }>()
+  for (const items of perDrive) {
+    for (const it of items) {
+      if (it.prefix || !it.record) continue
+      const id = `${it.record.modTime}/${it.record.versionId}`
+      const c = counts.get(id)
+      if (c) c.n++
+      else counts.set(id, { rec: it.record, n: 1 })
+    }
+  }
+  return [...counts.values()]
+    .filter((c) => c.n >= quorum)
+    .map((c) => c.rec)
+    .sort((a, b) => b.modTime - a.modTime)
+}
+
+function prefixAgreed(groups: Map<string, Item[][]>, quorum: number): boolean {
+  for (const perDrive of groups.values()) {
+    if (perDrive.filter((items) => items.some((i) => i.prefix)).length >= quorum) return true
+  }
+  return false
+}
+
+/** One page of ListObjects (V1 or V2): the latest version of each key, merged across sets. */
+export async function listLatest(
+  cluster: Cluster,
+  q: ListQuery & { startAfter?: string },
+): Promise<LatestPage> {
+  const page: LatestPage = { entries: [], commonPrefixes: [], isTruncated: false }
+  if (q.maxKeys <= 0) return page
+  const quorum = cluster.readQuorum
+  const bySet = openCursors(cluster, {
+    pool: 0,
+    set: 0,
+    slot: 0,
+    bucket: q.bucket,
+    ...(q.prefix ? { prefix: q.prefix } : {}),
+    ...(q.delimiter ? { delimiter: q.delimiter } : {}),
+    ...(q.startAfter !== undefined && q.startAfter !== '' ? { startAfter: q.startAfter } : {}),
+    limit: Math.min(1000, q.maxKeys + 2),
+  })
+  let last: string | undefined
+  for (;;) {
+    const name = await nextName(bySet, quorum)
+    if (name === undefined) return page
+    if (page.entries.length + page.commonPrefixes.length >= q.maxKeys) {
+      page.isTruncated = true
+      if (last !== undefined) page.nextMarker = last
+      return page
+    }
+    const groups = await takeGroup(bySet, name)
+    if (prefixAgreed(groups, quorum)) {
+      page.commonPrefixes.push(name)
+      last = name
+      continue
+    }
+    let best: VersionRecord | undefined
+    for (const perDrive of groups.values()) {
+      const v = agreedVersions(perDrive, quorum)[0]
+      if (v && (best === undefined || v.modTime > best.modTime)) best = v
+    }
+    if (best && !best.deleteMarker) {
+      page.entries.push(best)
+      last = name
+    }
+  }
+}
+
+/** One page of ListObjectVersions, merged across sets. */
+export async function listVersions(
+  cluster: Cluster,
+  q: ListQuery & { keyMarker?: string; versionIdMarker?: string },
+): Promise<VersionsPage> {
+  const page: VersionsPage = { entries: [], commonPrefixes: [], isTruncated: false }
+  if (q.maxKeys <= 0) return page
+  const quorum = cluster.readQuorum
+  const bySet = openCursors(cluster, {
+    pool: 0,
+    set: 0,
+    slot: 0,
+    bucket: q.bucket,
+    versions: true,
+    ...(q.prefix ? { prefix: q.prefix } : {}),
+    ...(q.delimiter ? { delimiter: q.delimiter } : {}),
+    ...(q.keyMarker ? { keyMarker: q.keyMarker } : {}),
+    ...(q.keyMarker && q.versionIdMarker ? { versionIdMarker: q.versionIdMarker } : {}),
+    limit: Math.min(1000, q.maxKeys + 2),
+  })
+  const room = () => q.maxKeys - page.entries.length - page.commonPrefixes.length
+  for (;;) {
+    const name = await nextName(bySet, quorum)
+    if (name === undefined) return page
+    if (room() <= 0) {
+      page.isTruncated = true
+      return page
+    }
+    const groups = await takeGroup(bySet, name)
+    if (prefixAgreed(groups, quorum)) {
+      page.commonPrefixes.push(name)
+      page.nextKeyMarker = name
+      delete page.nextVersionIdMarker
+      continue
+    }
+    const versions: VersionRecord[] = []
+    for (const perDrive of groups.values()) versions.push(...agreedVersions(perDrive, quorum))
+    versions.sort((a, b) => b.modTime - a.modTime)
+    // A page that starts inside this key's versions does not start with its latest.
+    const continued = name === q.keyMarker && q.versionIdMarker !== undefined
+    for (const [i, v] of versions.entries()) {
+      if (room() <= 0) {
+        page.isTruncated = true
+        return page
+      }
+      page.entries.push({ record: v, isLatest: i === 0 && !continued })
+      page.nextKeyMarker = name
+      page.nextVersionIdMarker = v.versionId
+    }
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * Multipart uploads over the nodes (design §4): the upload record and every part record live
+ * on all n drives of the object's set, like a version. Parts are shard files `part.<N>` in the
+ * upload's own data folder; Complete writes a version record that names that folder and the
+ * chosen parts, so no byte is copied (CompleteUpload RPC).
+ */
+import { randomUUID } from 'node:crypto'
+import {
+  CommitPart,
+  CompleteUpload,
+  DeleteUpload,
+  GetUpload,
+  ListParts,
+  ListUploads,
+  type PartRecord,
+  PutUpload,
+  StoreError,
+  type UploadRecord,
+  type VersionRecord,
+} from '@tessera/protocol'
+import type { Placement } from './cluster.ts'
+import { hlcNow, newUploadId, newVersionId } from './hlc.ts'
+import { compareUtf8 } from './listing.ts'
+import type { ObjectStore, Versioning, WriteMeta } from './object-store.ts'
+
+export interface Upload {
+  record: UploadRecord
+  placement: Placement
+}
+
+export class MultipartStore {
+  #objects: ObjectStore
+
+  constructor(objects: ObjectStore) {
+    this.#objects = objects
+  }
+
+  get #cluster() {
+    return this.#objects.cluster
+  }
+
+  async create(
+    bucket: string,
+    key: string,
+    meta: WriteMeta & { checksumAlgorithm?: string; checksumType?: 'COMPOSITE' | 'FULL_OBJECT' },
+  ): Promise<UploadRecord> {
+    const placement = await this.#objects.placeForWrite(bucket, key)
+    const uploadId = newUploadId()
+    const e = this.#objects.erasure
+    const record: UploadRecord = {
+      bucket,
+      key,
+      uploadId,
+      initiated: hlcNow(),
+      ...(meta.contentType !== undefined ? { contentType: meta.contentType } : {}),
+      ...(meta.userMeta && Object.keys(meta.userMeta).length > 0
+        ? { userMeta: meta.userMeta }
+        : {}),
+      ...(meta.tags && Object.keys(meta.tags).length > 0 ? { tags: meta.tags } : {}),
+      ...(meta.checksumAlgorithm ? { checksumAlgorithm: meta.checksumAlgorithm } : {}),
+      ...(meta.checksumType ? { checksumType: meta.checksumType } : {}),
+      dataDir: uploadId.slice(0, 64),
+      erasure: {
+        k: e.k,
+        m: e.m,
+        blockSize: e.blockSize,
+        distribution: placement.distribution,
+        index: 0,
+      },
+    }
+    const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
+    const results = await this.#cluster.callAll(drives, PutUpload, (_d, shard) => ({
+      record: { ...record, erasure: { ...record.erasure, index: shard } },
+    }))
+    const ok = results.filter((r) => r.ok).length
+    if (ok < this.#cluster.writeQuorum) {
+      throw new StoreError('QUORUM_FAILED', `only ${ok} drives recorded the upload`)
+    }
+    return record
+  }
+
+  /** The upload as a read quorum of its set knows it; UPLOAD_NOT_FOUND otherwise. */
+  async get(bucket: string, key: string, uploadId: string): Promise<Upload> {
+    let unknown = false
+    for (const pool of this.#cluster.layout.pools) {
+      const placement = this.#cluster.place(pool.index, bucket, key)
+      const results = await this.#cluster.callAll(placement.set.drives, GetUpload, {
+        bucket,
+        key,
+        uploadId,
+      })
+      const answered = results.filter((r) => r.ok)
+      const found = answered.flatMap((r) => (r.ok && r.value.record ? [r.value.record] : []))
+      if (found.length >= this.#cluster.readQuorum) {
+        return {
+          record: found[0]!,
+          placement: { ...placement, distribution: found[0]!.erasure.distribution },
+        }
+      }
+      if (answered.length < this.#cluster.readQuorum) unknown = true
+    }
+    if (unknown) throw new StoreError('QUORUM_FAILED', 'too few drives answered for the upload')
+    throw new StoreError('UPLOAD_NOT_FOUND', `no upload ${uploadId} of ${bucket}/${key}`)
+  }
+
+  /** Streams one part into the upload's folder and records it. */
+  async uploadPart(
+    up: Upload,
+    partNumber: number,
+    size: number,
+    body: AsyncIterable<Uint8Array>,
+    finish: () => { etag: string; checksums?: Record<string, string> },
+    signal?: AbortSignal,
+  ): Promise<PartRecord> {
+    const u = up.record
+    const tmpId = randomUUID()
+    const dataDir = u.dataDir ?? u.uploadId.slice(0, 64)
+    const written = await this.#objects.writeShards({
+      placement: up.placement,
+      bucket: u.bucket,
+      key: u.key,
+      dataDir,
+      part: partNumber,
+      tmpId,
+      size,
+      body,
+      ...(signal ? { signal } : {}),
+    })
+    let digest: { etag: string; checksums?: Record<string, string> }
+    try {
+      digest = finish()
+    } catch (err) {
+      await this.#objects.abortShards(written.ok, tmpId)
+      throw err
+    }
+    const record: PartRecord = {
+      bucket: u.bucket,
+      key: u.key,
+      uploadId: u.uploadId,
+      number: partNumber,
+      size,
+      etag: digest.etag,
+      modTime: hlcNow(),
+      ...(digest.checksums && Object.keys(digest.checksums).length > 0
+        ? { checksums: digest.checksums }
+        : {}),
+      dataDir,
+      erasure: u.erasure,
+    }
+    const results = await this.#cluster.callAll(
+      written.ok.map((w) => w.drive),
+      CommitPart,
+      (_d, i) => ({
+        record: { ...record, erasure: { ...record.erasure, index: written.ok[i]!.shard } },
+        tmpId,
+      }),
+    )
+    const ok = results.filter((r) => r.ok).length
+    if (ok < this.#cluster.writeQuorum) {
+      throw new StoreError('QUORUM_FAILED', `only ${ok} drives recorded part ${partNumber}`)
+    }
+    return record
+  }
+
+  /** Parts a read quorum agrees on (same number and ETag), by number, after `marker`. */
+  async listParts(
+    up: Upload,
+    opts: { partNumberMarker?: number; maxParts?: number } = {},
+  ): Promise<{ parts: PartRecord[]; isTruncated: boolean }> {
+    const u = up.record
+    const limit = opts.maxParts ?? 10_000
+    const results = await this.#cluster.callAll(up.placement.set.drives, ListParts, {
+      bucket: u.bucket,
+      key: u.key,
+      uploadId: u.uploadId,
+      ...(opts.partNumberMarker !== undefined ? { partNumberMarker: opts.partNumberMarker } : {}),
+      limit: Math.min(10_000, limit + 1),
+    })
+    const answered = results.flatMap((r) => (r.ok ? [r.value.parts] : []))
+    if (answered.length < this.#cluster.readQuorum) {
+      throw new StoreError('QUORUM_FAILED', 'too few drives answered for the parts')
+    }
+    const counts = new Map<string, { rec: PartRecord; n: number }>()
+    for (const parts of answered) {
+      for (const p of parts) {
+        const id = `${p.number}/${p.etag}/${p.modTime}`
+        const c = counts.get(id)
+        if (c) c.n++
+        else counts.set(id, { rec: p, n: 1 })
+      }
+    }
+    const byNumber = new Map<number, PartRecord>()
+    for (const c of counts.values()) {
+      if (c.n < this.#cluster.readQuorum) continue
+      const cur = byNumber.get(c.rec.number)
+      if (cur === undefined || c.rec.modTime > cur.modTime) byNumber.set(c.rec.number, c.rec)
+    }
+    const parts = [...byNumber.values()].sort((a, b) => a.number - b.number)
+    return { parts: parts.slice(0, limit), isTruncated: parts.length > limit }
+  }
+
+  /**
+   * Completes an upload with the chosen parts (checked by the caller): writes the version on
+   * every drive of the set, without copying data.
+   */
+  async complete(
+    up: Upload,
+    parts: PartRecord[],
+    fields: {
+      etag: string
+      versioning: Versioning
+      checksums?: Record<string, string>
+      checksumType?: 'COMPOSITE' | 'FULL_OBJECT'
+    },
+  ): Promise<VersionRecord> {
+    const u = up.record
+    const size = parts.reduce((a, p) => a + p.size, 0)
+    const record: VersionRecord = {
+      bucket: u.bucket,
+      key: u.key,
+      versionId: fields.versioning === 'enabled' ? newVersionId() : 'null',
+      modTime: hlcNow(),
+      size,
+      etag: fields.etag,
+      ...(fields.checksums && Object.keys(fields.checksums).length > 0
+        ? { checksums: fields.checksums }
+        : {}),
+      ...(fields.checksumType ? { checksumType: fields.checksumType } : {}),
+      ...(u.contentType !== undefined ? { contentType: u.contentType } : {}),
+      ...(u.userMeta ? { userMeta: u.userMeta } : {}),
+      ...(u.tags ? { tags: u.tags } : {}),
+      erasure: u.erasure,
+      parts: parts.map((p) => ({
+        number: p.number,
+        size: p.size,
+        etag: p.etag,
+        ...(p.checksums ? { checksums: p.checksums } : {}),
+      })),
+      dataDir: u.dataDir ?? u.uploadId.slice(0, 64),
+      deleteMarker: false,
+    }
+    const drives = up.placement.distribution.map((slot) => up.placement.set.drives[slot]!)
+    const results = await this.#cluster.callAll(drives, CompleteUpload, (_d, shard) => ({
+      uploadId: u.uploadId,
+      record: { ...record, erasure: { ...record.erasure, index: shard } },
+    }))
+    const ok = results.filter((r) => r.ok).length
+    if (ok < this.#cluster.writeQuorum) {
+      const notFound = results.filter((r) => !r.ok && r.error.code === 'UPLOAD_NOT_FOUND').length
+      if (notFound >= this.#cluster.readQuorum) {
+        throw new StoreError('UPLOAD_NOT_FOUND', `no upload ${u.uploadId} of ${u.bucket}/${u.key}`)
+      }
+      throw new StoreError('QUORUM_FAILED', `only ${ok} drives completed the upload`)
+    }
+    return record
+  }
+
+  async abort(up: Upload): Promise<void> {
+    const u = up.record
+    const results = await this.#cluster.callAll(up.placement.set.drives, DeleteUpload, {
+      bucket: u.bucket,
+      key: u.key,
+      uploadId: u.uploadId,
+    })
+    const ok = results.filter((r) => r.ok).length
+    if (ok < this.#cluster.writeQuorum) {
+      throw new StoreError('QUORUM_FAILED', `only ${ok} drives removed the upload`)
+    }
+  }
+
+  /**
+   * Uploads in progress, by key then initiation, merged across sets; with a delimiter, keys
+   * roll up into common prefixes as in ListObjects.
+   */
+  async list(q: {
+    bucket: string
+    prefix?: string
+    delimiter?: string
+    keyMarker?: string
+    uploadIdMarker?: string
+    maxUploads: number
+  }): Promise<{ uploads: UploadRecord[]; commonPrefixes: string[]; isTruncated: boolean }> {
+    const prefix = q.prefix ?? ''
+    const seen = new Map<string, { rec: UploadRecord; n: number }>()
+    let more = false
+    for (const set of this.#cluster.sets) {
+      const results = await this.#cluster.callAll(set.drives, ListUploads, {
+        bucket: q.bucket,
+        ...(prefix ? { prefix } : {}),
+        ...(q.keyMarker !== undefined ? { keyMarker: q.keyMarker } : {}),
+        ...(q.keyMarker !== undefined && q.uploadIdMarker !== undefined
+          ? { uploadIdMarker: q.uploadIdMarker }
+          : {}),
+        limit: 1000,
+      })
+      const answered = results.flatMap((r) => (r.ok ? [r.value] : []))
+      if (answered.length < this.#cluster.readQuorum) {
+        throw new StoreError('QUORUM_FAILED', 'too few drives answered the upload listing')
+      }
+      for (const a of answered) {
+        if (a.isTruncated) more = true
+        for (const u of a.uploads) {
+          const id = `${u.key}\u0000${u.uploadId}`
+          const c = seen.get(id)
+          if (c) c.n++
+          else seen.set(id, { rec: u, n: 1 })
+        }
+      }
+    }
+    const all = [...seen.values()]
+      .filter((c) => c.n >= this.#cluster.readQuorum)
+      .map((c) => c.rec)
+      .sort((a, b) => compareUtf8(a.key, b.key) || a.initiated - b.initiated)
+    const uploads: UploadRecord[] = []
+    const commonPrefixes: string[] = []
+    for (const u of all) {
+      if (uploads.length + commonPrefixes.length >= q.maxUploads) {
+        return { uploads, commonPrefixes, isTruncated: true }
+      }
+      if (q.delimiter) {
+        const i = u.key.indexOf(q.delimiter, prefix.length)
+        if (i >= 0) {
+          const cp = u.key.slice(0, i + q.delimiter.length)
+          if (commonPrefixes.at(-1) !== cp) commonPrefixes.push(cp)
+          continue
+        }
+      }
+      uploads.push(u)
+    }
+    return { uploads, commonPrefixes, isTruncated: more }
+  }
+}

@@ -1,0 +1,660 @@
+/* Design notes
+
+The object layer of design §4, over the nodes' RPCs. Nothing here knows HTTP or S3 error
+codes; failures are StoreErrors (QUORUM_FAILED, VERSION_NOT_FOUND, …) mapped to S3 in one place.
+
+PUT: small objects (below the map's inlineBelow) are read whole, encoded on the event loop
+(microseconds) and committed with each drive's shard inside its version record: one metadata
+write per drive, no data file. Larger ones stream: body → encodeStream (worker pool) → Fanout →
+n PutShard calls; then the caller's finish() checks digests (Content-MD5, checksums) and gives
+the ETag; then CommitVersion on every drive that took its shard. Success needs the write quorum
+at both steps; below it, the write is undone (AbortWrite, DeleteVersion) and nothing is
+visible. Drives that missed the write are reported through onMiss for healing.
+
+GET: ReadVersions on all n drives of the object's set (in every pool), then the newest version
+that at least k drives agree on. The data is read from the drives that hold that version, data
+shards first; a missing or bad shard is replaced by parity (decodeStream) and reported.
+*/
+import { randomUUID } from 'node:crypto'
+import {
+  type BlockCodec,
+  decodeStream,
+  ErasureLayout,
+  encodeStream,
+  type ShardStream,
+} from '@tessera/codec'
+import {
+  AbortWrite,
+  CommitVersion,
+  DeleteVersion,
+  type DriveSlot,
+  PutShard,
+  ReadShard,
+  ReadVersions,
+  StoreError,
+  type VersionRecord,
+} from '@tessera/protocol'
+import type { Cluster, DriveResult, Placement } from './cluster.ts'
+import { Fanout } from './fanout.ts'
+import { hlcNow, newVersionId } from './hlc.ts'
+
+export type Versioning = 'unversioned' | 'enabled' | 'suspended'
+
+export interface ObjectStoreInit {
+  cluster: Cluster
+  /** Encodes and decodes large objects: the worker pool. */
+  codec: BlockCodec
+  /** Encodes small (inline) objects on the event loop, where a worker round trip costs more. */
+  inlineCodec: BlockCodec
+  /** Told of drives that missed a write or returned a bad shard (healing, issue #6). */
+  onMiss?: (miss: ShardMiss) => void
+}
+
+export interface ShardMiss {
+  bucket: string
+  key: string
+  versionId: string
+  drive: DriveSlot
+  reason: string
+}
+
+/** What a write must know besides its bytes. */
+export interface WriteMeta {
+  contentType?: string
+  userMeta?: Record<string, string>
+  tags?: Record<string, string>
+}
+
+export interface PutInput extends WriteMeta {
+  bucket: string
+  key: string
+  /** Exact byte count of the body. */
+  size: number
+  body: AsyncIterable<Uint8Array>
+  versioning: Versioning
+  /**
+   * Called once the whole body went through (and its shards are on the drives): checks the
+   * body's digests and gives the ETag and checksums to store. Throwing aborts the write.
+   */
+  finish(): { etag: string; checksums?: Record<string, string> }
+  signal?: AbortSignal
+}
+
+/** A version as the set agrees on it, with each agreeing drive's own copy of the record. */
+export interface Resolved {
+  placement: Placement
+  record: VersionRecord
+  /** Records by shard index, from the drives that hold this version. */
+  byShard: Map<number, VersionRecord>
+}
+
+/** Bytes [start, end) of an object. */
+export interface ByteRange {
+  start: number
+  end: number
+}
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes
+}
+
+export class ObjectStore {
+  readonly cluster: Cluster
+  #codec: BlockCodec
+  #inline: BlockCodec
+  #onMiss: (miss: ShardMiss) => void
+
+  constructor(init: ObjectStoreInit) {
+    this.cluster = init.cluster
+    this.#codec = init.codec
+    this.#inline = init.inlineCodec
+    this.#onMiss = init.onMiss ?? (() => {})
+  }
+
+  get erasure(): { k: number; m: number; blockSize: number; inlineBelow: number } {
+    const e = this.cluster.map.erasure
+    return { k: e.data, m: e.parity, blockSize: e.blockSize, inlineBelow: e.inlineBelow }
+  }
+
+  layout(): ErasureLayout {
+    const e = this.erasure
+    return new ErasureLayout({ k: e.k, m: e.m, blockSize: e.blockSize })
+  }
+
+  /** The pool a write of this key goes to: where the key already lives, else a new choice. */
+  async placeForWrite(bucket: string, key: string): Promise<Placement> {
+    if (this.cluster.layout.pools.length > 1) {
+      const found = await this.resolve(bucket, key).catch(() => undefined)
+      if (found) return found.placement
+    }
+    return this.cluster.place(await this.cluster.poolForNewObject(), bucket, key)
+  }
+
+  /** Writes an object version; see the design notes. */
+  async put(input: PutInput): Promise<VersionRecord> {
+    const placement = await this.placeForWrite(input.bucket, input.key)
+    const versionId = input.versioning === 'enabled' ? newVersionId() : 'null'
+    const base = this.#baseRecord(input.bucket, input.key, versionId, placement, input)
+    if (input.size < this.erasure.inlineBelow) {
+      return this.#putInline(input, placement, base)
+    }
+    return this.#putStreamed(input, placement, base)
+  }
+
+  #baseRecord(
+    bucket: string,
+    key: string,
+    versionId: string,
+    placement: Placement,
+    meta: WriteMeta & { size?: number },
+  ): VersionRecord {
+    const e = this.erasure
+    return {
+      bucket,
+      key,
+      versionId,
+      modTime: hlcNow(),
+      size: meta.size ?? 0,
+      etag: '',
+      ...(meta.contentType !== undefined ? { contentType: meta.contentType } : {}),
+      ...(meta.userMeta && Object.keys(meta.userMeta).length > 0
+        ? { userMeta: meta.userMeta }
+        : {}),
+      ...(meta.tags && Object.keys(meta.tags).length > 0 ? { tags: meta.tags } : {}),
+      erasure: {
+        k: e.k,
+        m: e.m,
+        blockSize: e.blockSize,
+        distribution: placement.distribution,
+        index: 0,
+      },
+      parts: [],
+      deleteMarker: false,
+    }
+  }
+
+  async #putInline(
+    input: PutInput,
+    placement: Placement,
+    base: VersionRecord,
+  ): Promise<VersionRecord> {
+    // Bounded by inlineBelow: read it whole, then encode on the event loop.
+    const chunks: Uint8Array[] = []
+    let got = 0
+    for await (const c of input.body) {
+      got += c.length
+      if (got > input.size)
+        throw new StoreError('INVALID_REQUEST', 'the body is longer than its size')
+      chunks.push(c)
+    }
+    if (got !== input.size) {
+      throw new StoreError('INVALID_REQUEST', `the body ended after ${got} of ${input.size} bytes`)
+    }
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+    const { etag, checksums } = input.finish()
+    const files = await this.encodeSmall(data)
+    const record: VersionRecord = {
+      ...base,
+      size: input.size,
+      etag,
+      ...(checksums && Object.keys(checksums).length > 0 ? { checksums } : {}),
+      parts: [{ number: 1, size: input.size, etag }],
+    }
+    const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
+    const results = await this.cluster.callAll(drives, CommitVersion, (_d, shard) => ({
+      record: { ...record, erasure: { ...record.erasure, index: shard }, inline: files[shard]! },
+    }))
+    await this.#judgeCommit(record, results)
+    return record
+  }
+
+  /** The n framed shard files of a small object, in memory. */
+  async encodeSmall(data: Uint8Array): Promise<Buffer[]> {
+    const layout = this.layout()
+    const files: Uint8Array[][] = Array.from({ length: layout.n }, () => [])
+    for await (const b of encodeStream(once(data), { layout, codec: this.#inline })) {
+      for (let i = 0; i < layout.n; i++) files[i]!.push(b.headers[i]!.slice(), b.shards[i]!.slice())
+      b.release()
+    }
+    return files.map((f) => Buffer.concat(f))
+  }
+
+  async #putStreamed(
+    input: PutInput,
+    placement: Placement,
+    base: VersionRecord,
+  ): Promise<VersionRecord> {
+    const dataDir = randomUUID()
+    const tmpId = randomUUID()
+    const written = await this.writeShards({
+      placement,
+      bucket: input.bucket,
+      key: input.key,
+      dataDir,
+      part: 1,
+      tmpId,
+      size: input.size,
+      body: input.body,
+      ...(input.signal ? { signal: input.signal } : {}),
+    })
+    let etag: string
+    let checksums: Record<string, string> | undefined
+    try {
+      ;({ etag, checksums } = input.finish())
+    } catch (err) {
+      await this.abortShards(written.ok, tmpId)
+      throw err
+    }
+    const record: VersionRecord = {
+      ...base,
+      size: input.size,
+      etag,
+      ...(checksums && Object.keys(checksums).length > 0 ? { checksums } : {}),
+      parts: [{ number: 1, size: input.size, etag }],
+      dataDir,
+    }
+    const results = await this.cluster.callAll(
+      written.ok.map((w) => w.drive),
+      CommitVersion,
+      (_d, i) => ({
+        record: { ...record, erasure: { ...record.erasure, index: written.ok[i]!.shard } },
+        tmpId,
+      }),
+    )
+    for (const f of written.failed) this.#miss(record, f.drive, f.reason)
+    await this.#judgeCommit(record, results)
+    return record
+  }
+
+  /**
+   * Streams a body into n shard files in the drives' tmp folders. Returns the drives that took
+   * their shard (at least the write quorum) and those that did not; below quorum it cleans up
+   * and throws QUORUM_FAILED (or the body's own error).
+   */
+  async writeShards(w: {
+    placement: Placement
+    bucket: string
+    key: string
+    dataDir: string
+    part: number
+    tmpId: string
+    size: number
+    body: AsyncIterable<Uint8Array>
+    signal?: AbortSignal
+  }): Promise<{
+    ok: { drive: DriveSlot; shard: number }[]
+    failed: { drive: DriveSlot; shard: number; reason: string }[]
+  }> {
+    const layout = this.layout()
+    const n = layout.n
+    const fileBytes = layout.shardFileBytes(w.size)
+    const fan = new Fanout(n)
+    const abort = new AbortController()
+    const onOuterAbort = () => abort.abort()
+    w.signal?.addEventListener('abort', onOuterAbort, { once: true })
+    const drives = w.placement.distribution.map((slot) => w.placement.set.drives[slot]!)
+    const failures = new Map<number, string>()
+    const calls = drives.map(async (drive, shard) => {
+      try {
+        await this.cluster.call(
+          drive,
+          PutShard,
+          {
+            bucket: w.bucket,
+            key: w.key,
+            dataDir: w.dataDir,
+            part: w.part,
+            tmpId: w.tmpId,
+            size: fileBytes,
+          },
+          { body: fan.stream(shard), signal: abort.signal },
+        )
+      } catch (err) {
+        failures.set(shard, (err as Error).message)
+        fan.kill(shard)
+        if (fan.aliveCount < this.cluster.writeQuorum) {
+          fan.fail(
+            new StoreError(
+              'QUORUM_FAILED',
+              `only ${fan.aliveCount} of ${n} drives took the write (need ${this.cluster.writeQuorum}): ${(err as Error).message}`,
+            ),
+          )
+        }
+      }
+    })
+    let bodyError: unknown
+    try {
+      let total = 0
+      for await (const block of encodeStream(
+        countBytes(w.body, w.size, (t) => (total = t)),
+        {
+          layout,
+          codec: this.#codec,
+        },
+      )) {
+        await fan.add(block)
+      }
+      if (total !== w.size) {
+        throw new StoreError('INVALID_REQUEST', `the body ended after ${total} of ${w.size} bytes`)
+      }
+      fan.end()
+    } catch (err) {
+      bodyError = err
+      fan.fail(err as Error)
+      abort.abort()
+    }
+    await Promise.all(calls)
+    w.signal?.removeEventListener('abort', onOuterAbort)
+    const ok: { drive: DriveSlot; shard: number }[] = []
+    const failed: { drive: DriveSlot; shard: number; reason: string }[] = []
+    drives.forEach((drive, shard) => {
+      const why = failures.get(shard)
+      if (why === undefined) ok.push({ drive, shard })
+      else failed.push({ drive, shard, reason: why })
+    })
+    if (bodyError !== undefined || ok.length < this.cluster.writeQuorum) {
+      await this.abortShards(
+        drives.map((drive, shard) => ({ drive, shard })),
+        w.tmpId,
+      )
+      if (bodyError !== undefined) throw bodyError
+      throw new StoreError(
+        'QUORUM_FAILED',
+        `only ${ok.length} of ${n} drives took the write (need ${this.cluster.writeQuorum}): ${failed.map((f) => f.reason).join('; ')}`,
+      )
+    }
+    return { ok, failed }
+  }
+
+  /** Drops tmp files of a write that will not be committed (best effort). */
+  async abortShards(drives: { drive: DriveSlot }[], tmpId: string): Promise<void> {
+    await this.cluster.callAll(
+      drives.map((d) => d.drive),
+      AbortWrite,
+      { tmpId },
+    )
+  }
+
+  /** Success at write quorum; below it, undoes the commits that happened and throws. */
+  async #judgeCommit(record: VersionRecord, results: DriveResult<unknown>[]): Promise<void> {
+    const ok = results.filter((r) => r.ok)
+    if (ok.length >= this.cluster.writeQuorum) {
+      for (const r of results) if (!r.ok) this.#miss(record, r.drive, r.error.message)
+      return
+    }
+    // 'null' versions replaced the previous one on these drives; a new id is simply removed.
+    await this.cluster.callAll(
+      ok.map((r) => r.drive),
+      DeleteVersion,
+      { bucket: record.bucket, key: record.key, versionId: record.versionId },
+    )
+    const why = results.filter((r) => !r.ok).map((r) => (r.ok ? '' : r.error.message))
+    throw new StoreError(
+      'QUORUM_FAILED',
+      `only ${ok.length} drives committed ${record.bucket}/${record.key} (need ${this.cluster.writeQuorum}): ${why.join('; ')}`,
+    )
+  }
+
+  #miss(record: VersionRecord, drive: DriveSlot, reason: string): void {
+    this.#onMiss({
+      bucket: record.bucket,
+      key: record.key,
+      versionId: record.versionId,
+      drive,
+      reason,
+    })
+  }
+
+  /**
+   * The version of a key the set agrees on: the newest one held by at least k drives (or the
+   * one named by versionId). VERSION_NOT_FOUND when enough drives answered and none agree on
+   * a version; QUORUM_FAILED when too few answered to tell.
+   */
+  async resolve(bucket: string, key: string, versionId?: string): Promise<Resolved> {
+    const pools = this.cluster.layout.pools.map((p) => p.index)
+    const found = await Promise.all(pools.map((p) => this.#resolveIn(p, bucket, key, versionId)))
+    let best: Resolved | undefined
+    let unknown = false
+    for (const f of found) {
+      if (f === 'unknown') unknown = true
+      else if (f !== undefined && (best === undefined || f.record.modTime > best.record.modTime))
+        best = f
+    }
+    if (best) return best
+    if (unknown) {
+      throw new StoreError(
+        'QUORUM_FAILED',
+        `too few drives answered to find ${bucket}/${key}; need ${this.cluster.readQuorum}`,
+      )
+    }
+    throw new StoreError(
+      'VERSION_NOT_FOUND',
+      versionId === undefined
+        ? `no ${bucket}/${key}`
+        : `no version ${versionId} of ${bucket}/${key}`,
+    )
+  }
+
+  async #resolveIn(
+    pool: number,
+    bucket: string,
+    key: string,
+    versionId?: string,
+  ): Promise<Resolved | 'unknown' | undefined> {
+    const placement = this.cluster.place(pool, bucket, key)
+    const results = await this.cluster.callAll(placement.set.drives, ReadVersions, {
+      bucket,
+      key,
+      ...(versionId !== undefined ? { versionId } : { limit: 1 }),
+    })
+    const k = this.cluster.readQuorum
+    const answered = results.filter((r) => r.ok)
+    const groups = new Map<string, VersionRecord[]>()
+    for (const r of answered) {
+      const v = r.ok ? r.value.versions[0] : undefined
+      if (v === undefined) continue
+      const id = `${v.modTime}/${v.versionId}`
+      const g = groups.get(id)
+      if (g) g.push(v)
+      else groups.set(id, [v])
+    }
+    let best: VersionRecord[] | undefined
+    for (const g of groups.values()) {
+      if (g.length >= k && (best === undefined || g[0]!.modTime > best[0]!.modTime)) best = g
+    }
+    if (best) {
+      const byShard = new Map<number, VersionRecord>()
+      for (const v of best) byShard.set(v.erasure.index, v)
+      // The object's own distribution, not this pool's placement of today (they agree unless
+      // the map changed k or m, which it may not).
+      return {
+        placement: { ...placement, distribution: best[0]!.erasure.distribution },
+        record: best[0]!,
+        byShard,
+      }
+    }
+    return answered.length >= k ? undefined : 'unknown'
+  }
+
+  /**
+   * The bytes of a resolved version (or of `range` of it), streamed and verified, rebuilt
+   * from parity where shards are missing or bad.
+   */
+  async *read(r: Resolved, range?: ByteRange, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const rec = r.record
+    const want = range ?? { start: 0, end: rec.size }
+    let partStart = 0
+    for (const part of rec.parts) {
+      const partEnd = partStart + part.size
+      const lo = Math.max(want.start, partStart)
+      const hi = Math.min(want.end, partEnd)
+      if (hi > lo)
+        yield* this.#readPart(r, part.number, part.size, lo - partStart, hi - partStart, signal)
+      partStart = partEnd
+      if (partStart >= want.end) break
+    }
+  }
+
+  async *#readPart(
+    r: Resolved,
+    partNumber: number,
+    partSize: number,
+    start: number,
+    end: number,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Uint8Array> {
+    const rec = r.record
+    const layout = new ErasureLayout({
+      k: rec.erasure.k,
+      m: rec.erasure.m,
+      blockSize: rec.erasure.blockSize,
+    })
+    const stride = 8 + layout.fullChunkBytes
+    const inline = rec.inline !== undefined || rec.dataDir === undefined
+    const codec = inline ? this.#inline : this.#codec
+    yield* decodeStream({
+      layout,
+      codec,
+      size: partSize,
+      range: { start, end },
+      onShardError: (shard, err) => {
+        const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
+        if (drive) this.#miss(rec, drive, err.message)
+      },
+      open: (shard, span): ShardStream | undefined => {
+        const own = r.byShard.get(shard)
+        if (own === undefined) return undefined
+        const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]!
+        if (inline) {
+          if (own.inline === undefined) return undefined
+          return once(Buffer.from(own.inline).subarray(span.offset, span.offset + span.length))
+        }
+        const cluster = this.cluster
+        return (async function* () {
+          const { body } = await cluster.callStream(
+            drive,
+            ReadShard,
+            {
+              bucket: rec.bucket,
+              key: rec.key,
+              dataDir: rec.dataDir!,
+              part: partNumber,
+              size: partSize,
+              k: rec.erasure.k,
+              blockSize: rec.erasure.blockSize,
+              firstBlock: Math.floor(span.offset / stride),
+              lastBlock: Math.floor((span.offset + span.length - 1) / stride),
+            },
+            signal ? { signal } : {},
+          )
+          yield* body
+        })()
+      },
+    })
+  }
+
+  /**
+   * Deletes: a specific version (any bucket state), or the 'null' version of an unversioned
+   * bucket; in a versioned or suspended bucket without a version id, adds a delete marker.
+   */
+  async delete(
+    bucket: string,
+    key: string,
+    versioning: Versioning,
+    versionId?: string,
+  ): Promise<{ deleteMarker?: VersionRecord; removed?: VersionRecord }> {
+    if (versionId === undefined && versioning !== 'unversioned') {
+      const placement = await this.placeForWrite(bucket, key)
+      const marker: VersionRecord = {
+        ...this.#baseRecord(
+          bucket,
+          key,
+          versioning === 'enabled' ? newVersionId() : 'null',
+          placement,
+          {},
+        ),
+        deleteMarker: true,
+      }
+      const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
+      const results = await this.cluster.callAll(drives, CommitVersion, (_d, shard) => ({
+        record: { ...marker, erasure: { ...marker.erasure, index: shard } },
+      }))
+      await this.#judgeCommit(marker, results)
+      return { deleteMarker: marker }
+    }
+    const vid = versionId ?? 'null'
+    const found = await this.resolve(bucket, key, vid).catch((err: StoreError) => {
+      if (err.code === 'VERSION_NOT_FOUND') return undefined
+      throw err
+    })
+    // Delete wherever the key may live: the set of every pool that could hold it.
+    const placements = found
+      ? [found.placement]
+      : this.cluster.layout.pools.map((p) => this.cluster.place(p.index, bucket, key))
+    for (const placement of placements) {
+      const results = await this.cluster.callAll(placement.set.drives, DeleteVersion, {
+        bucket,
+        key,
+        versionId: vid,
+      })
+      const ok = results.filter((r) => r.ok).length
+      if (ok < this.cluster.writeQuorum) {
+        throw new StoreError(
+          'QUORUM_FAILED',
+          `only ${ok} drives removed ${bucket}/${key} (need ${this.cluster.writeQuorum})`,
+        )
+      }
+    }
+    return found ? { removed: found.record } : {}
+  }
+
+  /**
+   * Rewrites a version's metadata (tags) on every drive that holds it, keeping each drive's
+   * own shard index and inline bytes.
+   */
+  async updateRecord(
+    r: Resolved,
+    change: (rec: VersionRecord) => VersionRecord,
+  ): Promise<VersionRecord> {
+    const drives = r.placement.set.drives
+    const all = await this.cluster.callAll(drives, ReadVersions, {
+      bucket: r.record.bucket,
+      key: r.record.key,
+      versionId: r.record.versionId,
+    })
+    const holders = all.filter(
+      (x): x is Extract<typeof x, { ok: true }> =>
+        x.ok && x.value.versions[0]?.modTime === r.record.modTime,
+    )
+    const results = await this.cluster.callAll(
+      holders.map((h) => h.drive),
+      CommitVersion,
+      (_d, i) => ({ record: change(holders[i]!.value.versions[0]!) }),
+    )
+    const ok = results.filter((x) => x.ok).length
+    if (ok < this.cluster.writeQuorum) {
+      throw new StoreError(
+        'QUORUM_FAILED',
+        `only ${ok} drives updated ${r.record.bucket}/${r.record.key} (need ${this.cluster.writeQuorum})`,
+      )
+    }
+    return change(r.record)
+  }
+}
+
+/** Passes a body through, counting bytes; fails when it runs past `size`. */
+async function* countBytes(
+  body: AsyncIterable<Uint8Array>,
+  size: number,
+  onTotal: (total: number) => void,
+): AsyncGenerator<Uint8Array> {
+  let total = 0
+  for await (const c of body) {
+    total += c.length
+    if (total > size)
+      throw new StoreError('INVALID_REQUEST', `the body is longer than ${size} bytes`)
+    onTotal(total)
+    yield c
+  }
+  onTotal(total)
+}

@@ -1,0 +1,64 @@
+/**
+ * S3 clients for end-to-end tests: the official AWS SDK v3 client pointed at a test gateway,
+ * with its default checksum behaviour (CRC32 on uploads, aws-chunked trailers for streams).
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
+import { ROOT } from './cluster.ts'
+
+export function s3Client(endpoint: string, over: Partial<S3ClientConfig> = {}): S3Client {
+  return new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: ROOT.accessKeyId, secretAccessKey: ROOT.secretAccessKey },
+    maxAttempts: 1,
+    ...over,
+  })
+}
+
+export function sha256(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex')
+}
+
+export function md5hex(b: Uint8Array): string {
+  return createHash('md5').update(b).digest('hex')
+}
+
+/** Deterministic pseudo-random bytes (fast; randomBytes for the seed only). */
+export function bytes(n: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(n)
+  const block = createHash('sha512').update(String(seed)).digest()
+  let x = block.readUInt32LE(0) | 1
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+export async function bodyBytes(body: unknown): Promise<Buffer> {
+  const b = body as { transformToByteArray(): Promise<Uint8Array> }
+  return Buffer.from(await b.transformToByteArray())
+}
+
+/** An error's S3 code and HTTP status, from an SDK exception. */
+export function s3Fault(err: unknown): { code: string; status: number; message: string } {
+  const e = err as {
+    name?: string
+    Code?: string
+    message?: string
+    $metadata?: { httpStatusCode?: number }
+  }
+  return {
+    code: e.Code ?? e.name ?? '',
+    status: e.$metadata?.httpStatusCode ?? 0,
+    message: e.message ?? '',
+  }
+}
+
+export function uniqueBucket(prefix = 'b'): string {
+  return `${prefix}-${randomBytes(5).toString('hex')}`
+}
