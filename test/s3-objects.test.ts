@@ -84,19 +84,21 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
     t.match(wrongRegion, { code: 'IllegalLocationConstraintException', status: 400 })
   })
 
+  // Every edge size, kept to be read again with m nodes down at the end.
+  const sizes = [
+    0,
+    1,
+    INLINE - 1,
+    INLINE,
+    INLINE + 1,
+    BLOCK - 1,
+    BLOCK,
+    BLOCK + 1,
+    3 * BLOCK + 7,
+    100 * 1024 * 1024,
+  ]
+  const written = new Map<string, string>()
   await t.test('objects of every edge size round-trip by hash across gateways', async (t) => {
-    const sizes = [
-      0,
-      1,
-      INLINE - 1,
-      INLINE,
-      INLINE + 1,
-      BLOCK - 1,
-      BLOCK,
-      BLOCK + 1,
-      3 * BLOCK + 7,
-      5 * 1024 * 1024 + 3,
-    ]
     for (const size of sizes) {
       const data = bytes(size, size)
       const key = `sizes/obj-${size}`
@@ -105,6 +107,7 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
       const got = await b.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
       t.equal(sha256(await bodyBytes(got.Body)), sha256(data), `${size} B read back intact`)
       t.equal(got.ContentLength, size)
+      written.set(key, sha256(data))
     }
   })
 
@@ -553,6 +556,12 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
     t.equal(sha256(await bodyBytes(got.Body)), sha256(data), 'read with 2 of 4 nodes down')
     const small = await b.send(new GetObjectCommand({ Bucket: bucket, Key: 'durable-small' }))
     t.equal((await bodyBytes(small.Body)).toString(), 'tiny')
+    for (const [key, digest] of written) {
+      const r = await b.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+      t.equal(sha256(await bodyBytes(r.Body)), digest, `${key} intact with 2 of 4 nodes down`)
+    }
+    const mp = await b.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp/big' }))
+    t.equal((await bodyBytes(mp.Body)).length, 11 * 1024 * 1024 + 5, 'multipart object too')
     const w = await a
       .send(new PutObjectCommand({ Bucket: bucket, Key: 'no-quorum', Body: data }))
       .catch(s3Fault)
