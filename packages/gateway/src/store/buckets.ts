@@ -90,13 +90,10 @@ export class BucketStore {
   async #writeAll(record: BucketRecord, ifAbsent: boolean): Promise<void> {
     for (const set of this.#cluster.sets) {
       const results = await this.#cluster.callAll(set.drives, PutBucket, { record, ifAbsent })
-      const ok = results.filter((r) => r.ok).length
-      if (ok < this.#cluster.writeQuorum) {
-        throw new StoreError(
-          'QUORUM_FAILED',
-          `only ${ok} drives of set ${set.pool}/${set.index} stored bucket ${record.name}`,
-        )
-      }
+      this.#cluster.requireWriteQuorum(
+        results,
+        `of set ${set.pool}/${set.index} stored bucket ${record.name}`,
+      )
     }
   }
 
@@ -123,10 +120,7 @@ export class BucketStore {
       const results = await this.#cluster.callAll(set.drives, DeleteBucket, { name })
       const notEmpty = results.find((r) => !r.ok && r.error.code === 'BUCKET_NOT_EMPTY')
       if (notEmpty && !notEmpty.ok) throw notEmpty.error
-      const ok = results.filter((r) => r.ok).length
-      if (ok < this.#cluster.writeQuorum) {
-        throw new StoreError('QUORUM_FAILED', `only ${ok} drives of a set removed bucket ${name}`)
-      }
+      this.#cluster.requireWriteQuorum(results, `of a set removed bucket ${name}`)
     }
     this.#cache.set(name, { record: undefined, at: Date.now() })
   }

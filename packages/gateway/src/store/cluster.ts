@@ -130,6 +130,20 @@ export class Cluster {
     )
   }
 
+  /**
+   * Throws QUORUM_FAILED unless at least the write quorum of `results` succeeded; the message
+   * says what was being done (`what`) and why the failed drives failed.
+   */
+  requireWriteQuorum(results: readonly DriveResult<unknown>[], what: string): void {
+    const ok = results.filter((r) => r.ok).length
+    if (ok >= this.writeQuorum) return
+    const why = results.flatMap((r) => (r.ok ? [] : [`${r.drive.nodeId}: ${r.error.message}`]))
+    throw new StoreError(
+      'QUORUM_FAILED',
+      `only ${ok} of ${results.length} drives ${what} (need ${this.writeQuorum})${why.length ? `: ${why.join('; ')}` : ''}`,
+    )
+  }
+
   /** Where `bucket/key` lives in pool `pool`. */
   place(pool: number, bucket: string, key: string): Placement {
     const { set, distribution } = placeObject(this.layout, pool, bucket, key)

@@ -72,10 +72,7 @@ export class MultipartStore {
     const results = await this.#cluster.callAll(drives, PutUpload, (_d, shard) => ({
       record: { ...record, erasure: { ...record.erasure, index: shard } },
     }))
-    const ok = results.filter((r) => r.ok).length
-    if (ok < this.#cluster.writeQuorum) {
-      throw new StoreError('QUORUM_FAILED', `only ${ok} drives recorded the upload`)
-    }
+    this.#cluster.requireWriteQuorum(results, 'recorded the upload')
     return record
   }
 
@@ -155,10 +152,7 @@ export class MultipartStore {
         tmpId,
       }),
     )
-    const ok = results.filter((r) => r.ok).length
-    if (ok < this.#cluster.writeQuorum) {
-      throw new StoreError('QUORUM_FAILED', `only ${ok} drives recorded part ${partNumber}`)
-    }
+    this.#cluster.requireWriteQuorum(results, `recorded part ${partNumber}`)
     return record
   }
 
@@ -244,14 +238,11 @@ export class MultipartStore {
       uploadId: u.uploadId,
       record: { ...record, erasure: { ...record.erasure, index: shard } },
     }))
-    const ok = results.filter((r) => r.ok).length
-    if (ok < this.#cluster.writeQuorum) {
-      const notFound = results.filter((r) => !r.ok && r.error.code === 'UPLOAD_NOT_FOUND').length
-      if (notFound >= this.#cluster.readQuorum) {
-        throw new StoreError('UPLOAD_NOT_FOUND', `no upload ${u.uploadId} of ${u.bucket}/${u.key}`)
-      }
-      throw new StoreError('QUORUM_FAILED', `only ${ok} drives completed the upload`)
+    const notFound = results.filter((r) => !r.ok && r.error.code === 'UPLOAD_NOT_FOUND').length
+    if (notFound >= this.#cluster.readQuorum) {
+      throw new StoreError('UPLOAD_NOT_FOUND', `no upload ${u.uploadId} of ${u.bucket}/${u.key}`)
     }
+    this.#cluster.requireWriteQuorum(results, 'completed the upload')
     return record
   }
 
@@ -262,10 +253,7 @@ export class MultipartStore {
       key: u.key,
       uploadId: u.uploadId,
     })
-    const ok = results.filter((r) => r.ok).length
-    if (ok < this.#cluster.writeQuorum) {
-      throw new StoreError('QUORUM_FAILED', `only ${ok} drives removed the upload`)
-    }
+    this.#cluster.requireWriteQuorum(results, 'removed the upload')
   }
 
   /**

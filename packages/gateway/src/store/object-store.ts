@@ -597,13 +597,7 @@ export class ObjectStore {
         key,
         versionId: vid,
       })
-      const ok = results.filter((r) => r.ok).length
-      if (ok < this.cluster.writeQuorum) {
-        throw new StoreError(
-          'QUORUM_FAILED',
-          `only ${ok} drives removed ${bucket}/${key} (need ${this.cluster.writeQuorum})`,
-        )
-      }
+      this.cluster.requireWriteQuorum(results, `removed ${bucket}/${key}`)
     }
     return found ? { removed: found.record } : {}
   }
@@ -631,13 +625,7 @@ export class ObjectStore {
       CommitVersion,
       (_d, i) => ({ record: change(holders[i]!.value.versions[0]!) }),
     )
-    const ok = results.filter((x) => x.ok).length
-    if (ok < this.cluster.writeQuorum) {
-      throw new StoreError(
-        'QUORUM_FAILED',
-        `only ${ok} drives updated ${r.record.bucket}/${r.record.key} (need ${this.cluster.writeQuorum})`,
-      )
-    }
+    this.cluster.requireWriteQuorum(results, `updated ${r.record.bucket}/${r.record.key}`)
     return change(r.record)
   }
 }
