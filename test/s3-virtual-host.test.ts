@@ -8,12 +8,14 @@ import { startCluster } from './harness/cluster.ts'
 import { bodyBytes, s3Client, uniqueBucket } from './harness/s3.ts'
 
 t.test('virtual-hosted-style and path-style on one gateway', async (t) => {
-  // Gateways read TESSERA_DOMAIN at start; the harness passes the environment through.
-  process.env.TESSERA_DOMAIN = 's3.tessera.test'
-  t.teardown(() => {
-    delete process.env.TESSERA_DOMAIN
+  const c = await startCluster(t, {
+    nodes: 3,
+    drivesPerNode: 2,
+    k: 2,
+    m: 1,
+    gateways: 1,
+    domain: 's3.tessera.test',
   })
-  const c = await startCluster(t, { nodes: 3, drivesPerNode: 2, k: 2, m: 1, gateways: 1 })
   const endpoint = c.gateways[0]!.endpoint
   const port = new URL(endpoint).port
   const pathStyle = s3Client(endpoint)

@@ -59,10 +59,14 @@ function fmt(v: number): string {
 }
 
 /**
- * Writes results/<name>.json (the rows, for comparing runs over time) and
- * results/<name>.run.json (the whole result with machine info).
+ * Writes results/<name>.json (the rows, or a summary object holding them, for comparing runs
+ * over time) and results/<name>.run.json (the whole result with machine info).
  */
-export function writeResults(name: string, rows: readonly unknown[], result: unknown): void {
+export function writeResults(
+  name: string,
+  rows: readonly unknown[] | Record<string, unknown>,
+  result: unknown,
+): void {
   const dir = new URL('../results/', import.meta.url)
   mkdirSync(dir, { recursive: true })
   writeFileSync(new URL(`${name}.json`, dir), `${JSON.stringify(rows, null, 2)}\n`)

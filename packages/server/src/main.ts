@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// tessera: the operator CLI. `tessera server <dir>` runs the embedded default. The only place
-// that reads process.env and creates the logger.
+// tessera: the operator CLI. `tessera server <dir>` runs the embedded default; `tessera cluster
+// <dir>` a multi-process cluster on loopback. The only place that reads process.env and creates
+// the logger.
+import { parseByteSize } from '@tessera/protocol'
 import { Command } from 'commander'
 import { destination, pino } from 'pino'
 import { rootKeyId, startEmbedded } from './embedded.ts'
+import { type LocalCluster, startLocalCluster } from './local-cluster.ts'
 
 const program = new Command('tessera').description(
   'Tessera: erasure-coded S3 storage on your own disks',
@@ -81,6 +84,137 @@ program
       process.on('SIGINT', () => stop('SIGINT'))
     },
   )
+
+program
+  .command('cluster')
+  .description(
+    'run a multi-node cluster on this machine: one tessera-node process per node and ' +
+      'tessera-gateway processes, all on 127.0.0.1, with their files under <dir>',
+  )
+  .argument('<dir>', 'cluster folder: map, keys, configs, logs, drives and root credential')
+  .option('--nodes <n>', 'storage nodes on first start', '4')
+  .option('--drives-per-node <n>', 'drive folders per node on first start', '1')
+  .option('--data <k>', 'data shards on first start', '2')
+  .option('--parity <m>', 'parity shards on first start', '2')
+  .option('--gateways <n>', 'gateways on first start', '1')
+  .option('--block-size <size>', 'erasure block size on first start', '1MiB')
+  .option('--inline-below <size>', 'objects smaller than this are kept inline', '128KiB')
+  .option(
+    '--address <host:port>',
+    'S3 address of the first gateway; the next ones +1',
+    '127.0.0.1:9000',
+  )
+  .option('--log-level <level>', 'pino level', process.env.TESSERA_LOG_LEVEL ?? 'info')
+  .action(
+    async (
+      dir: string,
+      o: {
+        nodes: string
+        drivesPerNode: string
+        data: string
+        parity: string
+        gateways: string
+        blockSize: string
+        inlineBelow: string
+        address: string
+        logLevel: string
+      },
+    ) => {
+      const int = (name: string, v: string, min: number): number => {
+        const n = Number(v)
+        if (!Number.isInteger(n) || n < min)
+          throw new Error(`--${name} ${v}: want an integer ≥ ${min}`)
+        return n
+      }
+      const size = (name: string, v: string): number => {
+        const n = parseByteSize(v)
+        if (n === undefined) throw new Error(`--${name} ${v}: want a size such as 1MiB or 128KiB`)
+        return n
+      }
+      let stopping = false
+      let cluster: LocalCluster | undefined
+      const closeCluster = async (): Promise<void> => {
+        try {
+          await cluster?.close()
+          process.exit(0)
+        } catch (err) {
+          process.stderr.write(`tessera: stop failed: ${(err as Error).message}\n`)
+          process.exit(1)
+        }
+      }
+      // Handlers first: a signal while the processes start stops them once they have started.
+      const stop = (signal: string): void => {
+        if (stopping) return
+        stopping = true
+        process.stderr.write(`tessera: ${signal}: stopping the cluster\n`)
+        if (cluster) void closeCluster()
+      }
+      process.on('SIGTERM', () => stop('SIGTERM'))
+      process.on('SIGINT', () => stop('SIGINT'))
+      let logs: Record<string, string> = {}
+      cluster = await startLocalCluster({
+        dir,
+        nodes: int('nodes', o.nodes, 1),
+        drivesPerNode: int('drives-per-node', o.drivesPerNode, 1),
+        data: int('data', o.data, 1),
+        parity: int('parity', o.parity, 0),
+        gateways: int('gateways', o.gateways, 1),
+        blockSize: size('block-size', o.blockSize),
+        inlineBelow: size('inline-below', o.inlineBelow),
+        gatewayAddress: o.address,
+        logLevel: o.logLevel,
+        onExit: (id, code, signal) => {
+          if (stopping) return
+          process.stderr.write(
+            `tessera: ${id} exited (${code ?? signal}); see ${logs[id] ?? 'its log'}. ` +
+              `The others keep running; Ctrl-C stops them.\n`,
+          )
+        },
+      })
+      logs = Object.fromEntries(
+        [...cluster.nodes, ...cluster.gateways].map((p) => [p.id, p.logPath]),
+      )
+      const e = cluster.map.erasure
+      const out: string[] = [
+        `Tessera cluster ${cluster.map.cluster} in ${cluster.dir}` +
+          (cluster.created ? ' (created now)' : ' (existing; layout options ignored)') +
+          `: ${cluster.nodes.length} nodes, RS(${e.data},${e.parity}), block ${bytes(e.blockSize)}, ` +
+          `inline below ${bytes(e.inlineBelow)}.`,
+      ]
+      for (const n of cluster.nodes) out.push(`  node ${n.id}  ${n.address}  log ${n.logPath}`)
+      for (const g of cluster.gateways)
+        out.push(`  gateway ${g.id}  S3 at ${g.endpoint}  log ${g.logPath}`)
+      if (cluster.createdRoot) {
+        out.push(
+          `Root credential (shown this once; also in ${cluster.credentialsPath}, mode 0600):`,
+          `  AWS_ACCESS_KEY_ID=${cluster.createdRoot.accessKeyId}`,
+          `  AWS_SECRET_ACCESS_KEY=${cluster.createdRoot.secretAccessKey}`,
+        )
+      } else {
+        out.push(
+          `Root access key id: ${cluster.root.accessKeyId} (secret in ${cluster.credentialsPath}).`,
+        )
+      }
+      out.push(`Try: aws --endpoint-url ${cluster.gateways[0]?.endpoint} s3 mb s3://my-bucket`)
+      out.push('Ctrl-C stops every process; the files stay for the next start.')
+      process.stdout.write(
+        `${out.join('\n')}\n${JSON.stringify({ listening: { port: cluster.gateways[0]?.port, gateways: cluster.gateways.map((g) => ({ id: g.id, port: g.port })) } })}\n`,
+      )
+      if (stopping) await closeCluster()
+    },
+  )
+
+/** `1048576` → `1MiB`: the largest binary unit that divides the size. */
+function bytes(n: number): string {
+  for (const [unit, f] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (n >= f && n % f === 0) return `${n / f}${unit}`
+  }
+  return `${n}B`
+}
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`tessera: ${(err as Error).message}\n`)
