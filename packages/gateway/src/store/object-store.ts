@@ -86,6 +86,11 @@ export interface Resolved {
   record: VersionRecord
   /** Records by shard index, from the drives that hold this version. */
   byShard: Map<number, VersionRecord>
+  /**
+   * Only some drives were asked (they agreed, which settles the version); shards of the others
+   * are read on trust and checked as they come.
+   */
+  partial?: boolean
 }
 
 /** Bytes [start, end) of an object. */
@@ -210,7 +215,18 @@ export class ObjectStore {
 
   /** The n framed shard files of a small object, in memory. */
   async encodeSmall(data: Uint8Array): Promise<Buffer[]> {
-    const layout = this.layout()
+    const full = this.layout()
+    // A one-block object frames the same whatever the block size (its chunks are
+    // ceil(size / k) bytes), so encode it with a block just big enough: the encoder's stripe
+    // buffer is then a few KiB, not a whole block.
+    const layout =
+      data.length <= full.blockSize
+        ? new ErasureLayout({
+            k: full.k,
+            m: full.m,
+            blockSize: Math.max(full.k, Math.ceil(data.length / full.k) * full.k),
+          })
+        : full
     const files: Uint8Array[][] = Array.from({ length: layout.n }, () => [])
     for await (const b of encodeStream(once(data), { layout, codec: this.#inline })) {
       for (let i = 0; i < layout.n; i++) files[i]!.push(b.headers[i]!.slice(), b.shards[i]!.slice())
@@ -442,11 +458,38 @@ export class ObjectStore {
     versionId?: string,
   ): Promise<Resolved | 'unknown' | undefined> {
     const placement = this.cluster.place(pool, bucket, key)
-    const results = await this.cluster.callAll(placement.set.drives, ReadVersions, {
-      bucket,
-      key,
-      ...(versionId !== undefined ? { versionId } : { limit: 1 }),
-    })
+    const drives = placement.set.drives
+    const req = { bucket, key, ...(versionId !== undefined ? { versionId } : { limit: 1 }) }
+    // Any committed version sits on at least the write quorum of drives, so r = n - wq + 1
+    // drives that all agree (and at least k, to read the data) settle the answer: ask the
+    // holders of shards 0..r-1 first, and the rest only when they disagree or fail.
+    const n = drives.length
+    const r = Math.min(n, Math.max(this.cluster.readQuorum, n - this.cluster.writeQuorum + 1))
+    const firstSlots = placement.distribution.slice(0, r)
+    const first = await this.cluster.callAll(
+      firstSlots.map((slot) => drives[slot]!),
+      ReadVersions,
+      req,
+    )
+    const agreed = allAgree(first)
+    if (agreed === 'none') return undefined
+    if (agreed !== undefined) {
+      const byShard = new Map<number, VersionRecord>()
+      for (const v of agreed) byShard.set(v.erasure.index, v)
+      return {
+        placement: { ...placement, distribution: agreed[0]!.erasure.distribution },
+        record: agreed[0]!,
+        byShard,
+        partial: r < n,
+      }
+    }
+    const restSlots = placement.distribution.slice(r)
+    const rest = await this.cluster.callAll(
+      restSlots.map((slot) => drives[slot]!),
+      ReadVersions,
+      req,
+    )
+    const results = [...first, ...rest]
     const k = this.cluster.readQuorum
     const answered = results.filter((r) => r.ok)
     const groups = new Map<string, VersionRecord[]>()
@@ -523,13 +566,31 @@ export class ObjectStore {
       },
       open: (shard, span): ShardStream | undefined => {
         const own = r.byShard.get(shard)
-        if (own === undefined) return undefined
+        if (own === undefined && !r.partial) return undefined
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]!
-        if (inline) {
-          if (own.inline === undefined) return undefined
-          return once(Buffer.from(own.inline).subarray(span.offset, span.offset + span.length))
-        }
         const cluster = this.cluster
+        if (inline) {
+          if (own !== undefined) {
+            if (own.inline === undefined) return undefined
+            return once(Buffer.from(own.inline).subarray(span.offset, span.offset + span.length))
+          }
+          // A drive not asked while resolving: fetch its copy of the record now.
+          return (async function* () {
+            const { versions } = await cluster.call(drive, ReadVersions, {
+              bucket: rec.bucket,
+              key: rec.key,
+              versionId: rec.versionId,
+            })
+            const v = versions[0]
+            if (v?.modTime !== rec.modTime || v.inline === undefined) {
+              throw new StoreError(
+                'SHARD_NOT_FOUND',
+                `drive ${drive.nodeId}:${drive.path} does not hold this version of ${rec.bucket}/${rec.key}`,
+              )
+            }
+            yield Buffer.from(v.inline).subarray(span.offset, span.offset + span.length)
+          })()
+        }
         return (async function* () {
           const { body } = await cluster.callStream(
             drive,
@@ -628,6 +689,27 @@ export class ObjectStore {
     this.cluster.requireWriteQuorum(results, `updated ${r.record.bucket}/${r.record.key}`)
     return change(r.record)
   }
+}
+
+/**
+ * The version every drive asked agrees on: 'none' when all answered without one, the records
+ * when all answered with the same one, undefined when any failed or they differ.
+ */
+function allAgree(
+  results: DriveResult<{ versions: VersionRecord[] }>[],
+): VersionRecord[] | 'none' | undefined {
+  const found: VersionRecord[] = []
+  for (const r of results) {
+    if (!r.ok) return undefined
+    const v = r.value.versions[0]
+    if (v !== undefined) found.push(v)
+  }
+  if (found.length === 0) return 'none'
+  if (found.length !== results.length) return undefined
+  const first = found[0]!
+  return found.every((v) => v.modTime === first.modTime && v.versionId === first.versionId)
+    ? found
+    : undefined
 }
 
 /** Passes a body through, counting bytes; fails when it runs past `size`. */
