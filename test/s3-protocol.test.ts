@@ -112,7 +112,20 @@ t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
       new GetObjectCommand({ Bucket: bucket, Key: 'streamed', ChecksumMode: 'ENABLED' }),
     )
     t.equal(got.ChecksumCRC32, put.ChecksumCRC32, 'returned with x-amz-checksum-mode: ENABLED')
+    t.notOk(got.ContentEncoding, 'aws-chunked is the upload framing, not stored with the object')
     t.equal(sha256(await bodyBytes(got.Body)), sha256(data))
+    const gz = await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'gz',
+        Body: Readable.from([data]),
+        ContentLength: data.length,
+        ContentEncoding: 'gzip',
+      }),
+    )
+    t.ok(gz.ETag)
+    const gzHead = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'gz' }))
+    t.equal(gzHead.ContentEncoding, 'gzip', 'a real content coding is kept')
     const sha = await s3.send(
       new PutObjectCommand({
         Bucket: bucket,

@@ -27,6 +27,13 @@ export function metaFromHeaders(headers: Record<string, string>): Record<string,
     if (k.startsWith('x-amz-meta-')) {
       userBytes += k.length - 'x-amz-meta-'.length + v.length
       out[k] = v
+    } else if (k === 'content-encoding') {
+      // aws-chunked describes the upload's framing, not the object: S3 drops it.
+      const kept = v
+        .split(',')
+        .map((e) => e.trim())
+        .filter((e) => e !== '' && e.toLowerCase() !== 'aws-chunked')
+      if (kept.length > 0) out[k] = kept.join(',')
     } else if ((STORED_HEADERS as readonly string[]).includes(k)) {
       if (k === 'x-amz-storage-class' && v !== 'STANDARD') {
         if (
