@@ -45,7 +45,7 @@ t.test('config problems are reported all at once', async (t) => {
   const dir = t.testdir({ 'bad.yaml': 'node: 7\ncolour: blue\nlogLevel: loud\n' })
   const r = await startFails(['start', '--config', join(dir, 'bad.yaml')])
   t.not(r.code, 0)
-  t.match(r.stderr, /nodeId must be a non-empty string/)
+  t.match(r.stderr, /node must be a non-empty string/, 'named by its key in the file')
   t.match(r.stderr, /unknown setting "colour"/)
   t.match(r.stderr, /logLevel "loud"/)
   t.match(r.stderr, /map is required/)

@@ -4,7 +4,7 @@
  * file that must be mode 0600 (or from the environment), never from the config file itself.
  */
 import { readFile, stat } from 'node:fs/promises'
-import { dirname, isAbsolute, resolve } from 'node:path'
+import { ConfigError, LOG_LEVELS, readConfigSource } from '@tessera/protocol'
 import { parse } from 'yaml'
 
 export const ENV_PREFIX = 'TESSERA_'
@@ -48,17 +48,8 @@ const FILE_KEYS = [
   'logLevel',
   'credentials',
 ] as const
-const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
-export class ConfigError extends Error {
-  static override name = 'ConfigError'
-  readonly problems: string[]
-  constructor(source: string, problems: string[]) {
-    super(`${source}: ${problems.length} problem(s)\n  ${problems.join('\n  ')}`)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
-}
+export { ConfigError }
 
 /** Reads a root credentials file (YAML: accessKeyId, secretAccessKey), refusing loose modes. */
 export async function readCredentials(
@@ -83,64 +74,35 @@ export async function loadConfig(init: {
   file?: string
   env: NodeJS.ProcessEnv
 }): Promise<GatewayConfig> {
-  const problems: string[] = []
-  const raw: Record<string, unknown> = {}
-  const base = init.file ? dirname(resolve(init.file)) : process.cwd()
-  if (init.file) {
-    let doc: unknown
-    try {
-      doc = parse(await readFile(init.file, 'utf8'))
-    } catch (err) {
-      throw new ConfigError(init.file, [(err as Error).message])
-    }
-    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc)))
-      throw new ConfigError(init.file, ['the file must be a mapping of settings'])
-    for (const [k, v] of Object.entries((doc ?? {}) as Record<string, unknown>)) {
-      if (!(FILE_KEYS as readonly string[]).includes(k))
-        problems.push(`unknown setting "${k}" (allowed: ${FILE_KEYS.join(', ')})`)
-      else raw[k] = v
-    }
-  }
-  for (const k of FILE_KEYS) {
-    const v = init.env[ENV[k]]
-    if (v !== undefined && v !== '') raw[k] = v
-  }
-  const str = (k: (typeof FILE_KEYS)[number], required: boolean): string | undefined => {
-    const v = raw[k]
-    if (v === undefined) {
-      if (required) problems.push(`${k} is required (file key or ${ENV[k]})`)
-      return undefined
-    }
-    if (typeof v !== 'string' || v === '') {
-      problems.push(`${k} must be a non-empty string`)
-      return undefined
-    }
-    return v
-  }
-  const path = (v: string | undefined) =>
-    v === undefined || isAbsolute(v) ? (v ?? '') : resolve(base, v)
-  const map = path(str('map', true))
-  const identity = path(str('identity', true))
-  const listen = str('listen', false) ?? DEFAULTS.listen
+  const src = await readConfigSource({
+    ...(init.file ? { file: init.file } : {}),
+    keys: FILE_KEYS,
+    env: Object.fromEntries(FILE_KEYS.map((k) => [k, ENV[k]])),
+    processEnv: init.env,
+  })
+  const { problems } = src
+  const map = src.path(src.str('map', true))
+  const identity = src.path(src.str('identity', true))
+  const listen = src.str('listen', false) ?? DEFAULTS.listen
   if (!/^\[?[^\]]+\]?:\d{1,5}$/.test(listen)) problems.push(`listen "${listen}" is not host:port`)
-  const region = str('region', false) ?? DEFAULTS.region
-  const domain = str('domain', false)
-  const logLevel = str('logLevel', false) ?? DEFAULTS.logLevel
-  if (!LEVELS.has(logLevel))
-    problems.push(`logLevel "${logLevel}" is not one of ${[...LEVELS].join(', ')}`)
+  const region = src.str('region', false) ?? DEFAULTS.region
+  const domain = src.str('domain', false)
+  const logLevel = src.str('logLevel', false) ?? DEFAULTS.logLevel
+  if (!LOG_LEVELS.has(logLevel))
+    problems.push(`logLevel "${logLevel}" is not one of ${[...LOG_LEVELS].join(', ')}`)
   let root: GatewayConfig['root'] | undefined
   const envId = init.env[ENV.rootAccessKey]
   const envSecret = init.env[ENV.rootSecretKey]
   if (envId && envSecret) root = { accessKeyId: envId, secretAccessKey: envSecret }
   else {
-    const file = str('credentials', false)
+    const file = src.str('credentials', false)
     if (file === undefined)
       problems.push(
         `root credentials are required: credentials (a 0600 file) or ${ENV.rootAccessKey} and ${ENV.rootSecretKey}`,
       )
     else {
       try {
-        root = await readCredentials(path(file))
+        root = await readCredentials(src.path(file))
       } catch (err) {
         problems.push(`credentials: ${(err as Error).message}`)
       }

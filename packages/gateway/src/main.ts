@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // tessera-gateway: the S3 gateway's entry point. The only place that reads process.env and
 // creates the logger.
-import { generateIdentity, loadClusterMap, loadIdentity, saveIdentity } from '@tessera/protocol'
+import {
+  generateIdentity,
+  loadClusterMap,
+  loadIdentity,
+  saveIdentity,
+  stopOnSignals,
+} from '@tessera/protocol'
 import { Command } from 'commander'
 import { pino } from 'pino'
 import { loadConfig } from './config.ts'
@@ -44,21 +50,7 @@ program
     )
     // Tests and supervisors read this line to learn the port when listening on port 0.
     process.stdout.write(`${JSON.stringify({ listening: { port: gw.port } })}\n`)
-    let stopping = false
-    const stop = (signal: string): void => {
-      if (stopping) return
-      stopping = true
-      logger.info({ signal }, 'stopping')
-      gw.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err: (err as Error).message }, 'stop failed')
-          process.exit(1)
-        },
-      )
-    }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
+    stopOnSignals(() => gw.close(), logger)
   })
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,5 +1,11 @@
 #!/usr/bin/env node
-import { generateIdentity, loadClusterMap, loadIdentity, saveIdentity } from '@tessera/protocol'
+import {
+  generateIdentity,
+  loadClusterMap,
+  loadIdentity,
+  saveIdentity,
+  stopOnSignals,
+} from '@tessera/protocol'
 // tessera-node: the storage daemon's entry point. The only place that reads process.env and
 // creates the logger.
 import { Command } from 'commander'
@@ -47,21 +53,7 @@ program
     )
     // Tests and supervisors read this line to learn the port when listening on port 0.
     process.stdout.write(`${JSON.stringify({ listening: node.address, nodeId: node.nodeId })}\n`)
-    let stopping = false
-    const stop = (signal: string): void => {
-      if (stopping) return
-      stopping = true
-      logger.info({ signal }, 'stopping')
-      node.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err: (err as Error).message }, 'stop failed')
-          process.exit(1)
-        },
-      )
-    }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
+    stopOnSignals(() => node.close(), logger)
   })
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -22,6 +22,13 @@ export {
   stringifyClusterMap,
 } from './cluster-map.ts'
 export {
+  ConfigError,
+  type ConfigSource,
+  LOG_LEVELS,
+  readConfigSource,
+  stopOnSignals,
+} from './daemon.ts'
+export {
   type ErrorDetails,
   fromWire,
   isStoreError,

@@ -2,7 +2,7 @@
 // tessera: the operator CLI. `tessera server <dir>` runs the embedded default; `tessera cluster
 // <dir>` a multi-process cluster on loopback. The only place that reads process.env and creates
 // the logger.
-import { parseByteSize } from '@tessera/protocol'
+import { parseByteSize, stopOnSignals } from '@tessera/protocol'
 import { Command } from 'commander'
 import { destination, pino } from 'pino'
 import { rootKeyId, startEmbedded } from './embedded.ts'
@@ -67,21 +67,7 @@ program
       process.stdout.write(
         `${out.join('\n')}\n${JSON.stringify({ listening: { port: server.port } })}\n`,
       )
-      let stopping = false
-      const stop = (signal: string) => {
-        if (stopping) return
-        stopping = true
-        logger.info({ signal }, 'stopping')
-        server.close().then(
-          () => process.exit(0),
-          (err: unknown) => {
-            logger.error({ err: (err as Error).message }, 'stop failed')
-            process.exit(1)
-          },
-        )
-      }
-      process.on('SIGTERM', () => stop('SIGTERM'))
-      process.on('SIGINT', () => stop('SIGINT'))
+      stopOnSignals(() => server.close(), logger)
     },
   )
 

@@ -1,0 +1,119 @@
+/**
+ * What every Tessera daemon's entry point shares: reading its YAML config file (a mapping of
+ * known settings, every problem reported at once) and stopping cleanly on SIGTERM or SIGINT.
+ */
+import { readFile } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { parse } from 'yaml'
+
+/** Every problem of a daemon's configuration, found at once. */
+export class ConfigError extends Error {
+  static override name = 'ConfigError'
+  readonly problems: string[]
+  constructor(source: string, problems: string[]) {
+    super(`${source}: ${problems.length} problem(s)\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export interface ConfigSource {
+  /** Settings from the file (only known keys), then overridden by the environment. */
+  values: Record<string, unknown>
+  /** Unknown keys and the like; the caller adds its own and throws ConfigError. */
+  problems: string[]
+  /** Resolves a path setting against the config file's folder (or the working directory). */
+  path(v: string | undefined): string
+  /** Reads a string setting, recording a problem when it is required and missing, or empty. */
+  str(key: string, required: boolean): string | undefined
+}
+
+/**
+ * Reads `file` (YAML mapping; keys outside `keys` are problems) and the environment variables
+ * named by `env` (setting key → variable), which win over the file.
+ */
+export async function readConfigSource(init: {
+  file?: string
+  keys: readonly string[]
+  env: Readonly<Record<string, string>>
+  processEnv: NodeJS.ProcessEnv
+}): Promise<ConfigSource> {
+  const problems: string[] = []
+  const values: Record<string, unknown> = {}
+  const base = init.file ? dirname(resolve(init.file)) : process.cwd()
+  if (init.file) {
+    let doc: unknown
+    try {
+      doc = parse(await readFile(init.file, 'utf8'))
+    } catch (err) {
+      throw new ConfigError(init.file, [(err as Error).message])
+    }
+    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) {
+      throw new ConfigError(init.file, ['the file must be a mapping of settings'])
+    }
+    for (const [k, v] of Object.entries((doc ?? {}) as Record<string, unknown>)) {
+      if (!init.keys.includes(k))
+        problems.push(`unknown setting "${k}" (allowed: ${init.keys.join(', ')})`)
+      else values[k] = v
+    }
+  }
+  for (const [key, name] of Object.entries(init.env)) {
+    const v = init.processEnv[name]
+    if (v !== undefined && v !== '') values[key] = v
+  }
+  return {
+    values,
+    problems,
+    path: (v) => (v === undefined || isAbsolute(v) ? (v ?? '') : resolve(base, v)),
+    str(key, required) {
+      const v = values[key]
+      if (v === undefined) {
+        if (required) {
+          const name = init.env[key]
+          problems.push(`${key} is required (file key${name ? ` or ${name}` : ''})`)
+        }
+        return undefined
+      }
+      if (typeof v !== 'string' || v === '') {
+        problems.push(`${key} must be a non-empty string`)
+        return undefined
+      }
+      return v
+    },
+  }
+}
+
+/** pino's levels, for config checks. */
+export const LOG_LEVELS: ReadonlySet<string> = new Set([
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+])
+
+/**
+ * Runs `close` once on the first SIGTERM or SIGINT, then exits (0, or 1 when closing failed).
+ */
+export function stopOnSignals(
+  close: () => Promise<void>,
+  log: { info(obj: object, msg?: string): void; error(obj: object, msg?: string): void },
+): void {
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'stopping')
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'stop failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}
