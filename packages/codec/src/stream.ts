@@ -2,7 +2,9 @@
  *
  * encodeStream: copies the incoming byte stream into whole-ArrayBuffer stripes (the one copy
  * the budget allows between socket and disk), hands each full stripe to the codec (a worker,
- * by transfer) and yields blocks in order. At most `inFlight` blocks are being encoded or
+ * by transfer) and yields blocks in order. A source that already delivers whole stripes (a
+ * buffer of exactly layout.stripeBytes given up with donateStripe, starting at a block
+ * boundary) has them taken over without a copy. At most `inFlight` blocks are being encoded or
  * waiting for the consumer, and the source is not read while that many are out, so a slow
  * consumer (a slow drive) slows the reading of the source: memory stays bounded by
  * inFlight · (stripe + parity).
@@ -18,6 +20,17 @@
 import type { BlockCodec } from './block-codec.ts'
 import { CodecError, isCodecError } from './errors.ts'
 import { type ByteSpan, CHUNK_HASH_BYTES, type ErasureLayout } from './layout.ts'
+
+const donated = new WeakSet<ArrayBuffer>()
+
+/**
+ * Gives a buffer to encodeStream: a source chunk that is a view from offset 0 of a donated
+ * buffer of exactly the layout's stripeBytes, arriving at a block boundary, becomes a stripe
+ * without being copied (and may be moved to a worker). The donor must not touch it again.
+ */
+export function donateStripe(buffer: ArrayBuffer): void {
+  donated.add(buffer)
+}
 
 /** Blocks encoded or decoded ahead of the consumer, by default. */
 export const DEFAULT_IN_FLIGHT_BLOCKS = 2
@@ -85,27 +98,51 @@ export async function* encodeStream(
     )
   }
 
-  let stripe = take()
-  let view = new Uint8Array(stripe)
+  let stripe: ArrayBuffer | undefined
+  let view = new Uint8Array(0)
   let filled = 0
   try {
     for await (const chunk of source) {
+      // A whole stripe-sized buffer arriving at a block boundary becomes the stripe itself:
+      // the source already paid the one copy the budget allows (see the design notes).
+      if (
+        filled === 0 &&
+        chunk.byteOffset === 0 &&
+        chunk.buffer instanceof ArrayBuffer &&
+        chunk.buffer.byteLength === layout.stripeBytes &&
+        chunk.length > 0 &&
+        chunk.length <= layout.blockSize &&
+        donated.delete(chunk.buffer)
+      ) {
+        if (chunk.length === layout.blockSize) {
+          dispatch(chunk.buffer, chunk.length)
+          while (pending.length >= inFlight) yield await pending.shift()!
+        } else {
+          stripe = chunk.buffer
+          view = new Uint8Array(stripe)
+          filled = chunk.length
+        }
+        continue
+      }
       let at = 0
       while (at < chunk.length) {
+        if (stripe === undefined) {
+          stripe = take()
+          view = new Uint8Array(stripe)
+        }
         const n = Math.min(chunk.length - at, layout.blockSize - filled)
         view.set(chunk.subarray(at, at + n), filled)
         filled += n
         at += n
         if (filled === layout.blockSize) {
           dispatch(stripe, filled)
-          stripe = take()
-          view = new Uint8Array(stripe)
+          stripe = undefined
           filled = 0
           while (pending.length >= inFlight) yield await pending.shift()!
         }
       }
     }
-    if (filled > 0) dispatch(stripe, filled)
+    if (filled > 0 && stripe !== undefined) dispatch(stripe, filled)
     while (pending.length > 0) yield await pending.shift()!
   } finally {
     // On early exit, let the in-flight work settle so no rejection goes unhandled.

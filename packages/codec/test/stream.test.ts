@@ -4,6 +4,7 @@ import {
   CHUNK_HASH_BYTES,
   CodecPool,
   decodeStream,
+  donateStripe,
   type EncodedBlock,
   ErasureLayout,
   encodeStream,
@@ -235,4 +236,45 @@ t.test('encoding keeps at most inFlight blocks out and reuses released stripes',
   }
   t.equal(seen.length, 20)
   t.ok(stripes.size <= 3, `${stripes.size} stripe buffers served 20 blocks`)
+})
+
+t.test('whole stripe-sized source buffers are taken over without a copy', async (t) => {
+  const codec = await InlineCodec.create()
+  // blockSize not a multiple of k: stripes are a little larger than a block.
+  const layout = new ErasureLayout({ k: 3, m: 2, blockSize: 1000 })
+  const data = rng.bytes(3 * 1000 + 417)
+  const mixed = async function* (): AsyncGenerator<Uint8Array> {
+    for (let at = 0; at < data.length; at += 1000) {
+      const n = Math.min(1000, data.length - at)
+      if (at === 1000) {
+        yield data.subarray(at, at + n) // a plain view: copied
+        continue
+      }
+      const buffer = new ArrayBuffer(layout.stripeBytes)
+      const stripe = new Uint8Array(buffer, 0, n)
+      stripe.set(data.subarray(at, at + n))
+      donateStripe(buffer)
+      donatedSeen.push(buffer)
+      yield stripe
+    }
+  }
+  const sources: ArrayBufferLike[] = []
+  const donatedSeen: ArrayBuffer[] = []
+  const viaStripes: Uint8Array[][] = Array.from({ length: layout.n }, () => [])
+  for await (const block of encodeStream(mixed(), { layout, codec })) {
+    sources.push(block.shards[0]!.buffer)
+    block.shards.forEach((s, i) =>
+      viaStripes[i]!.push(Buffer.from(block.headers[i]!), Buffer.from(s)),
+    )
+    block.release()
+  }
+  const reference = await shardFiles(layout, codec, data)
+  viaStripes.forEach((f, i) =>
+    t.ok(equalBytes(Buffer.concat(f), reference.files[i]!), `shard ${i} same as when copied`),
+  )
+  t.equal(sources.length, 4)
+  t.equal(new Set(sources).size, 4, 'every block has its own stripe')
+  t.equal(donatedSeen.length, 3, 'three donated buffers')
+  for (const b of donatedSeen)
+    t.ok(sources.includes(b), 'a donated buffer became a stripe as it was')
 })

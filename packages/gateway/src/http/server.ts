@@ -15,7 +15,9 @@ Backpressure both ways:
 The response object must not be touched after the client went away (onAborted): every write
 goes through {@link Response}, which checks and corks.
 */
+
 import uws from 'uWebSockets.js'
+import { donateStripe } from '@tessera/codec'
 
 /** Bytes of request body buffered before the client is paused. */
 export const BODY_HIGH_WATER_BYTES = 4 * 1024 * 1024
@@ -45,6 +47,10 @@ export class RequestBody implements AsyncIterable<Buffer> {
   #paused = false
   #res: uws.HttpResponse
   #taken = false
+  #stripes: { fill: number; size: number } | undefined
+  #cur: Buffer | undefined
+  #curLen = 0
+  #firstFill: number | undefined
   /** Bytes received so far. */
   received = 0
 
@@ -52,20 +58,68 @@ export class RequestBody implements AsyncIterable<Buffer> {
     this.#res = res
   }
 
+  /**
+   * From now on, gathers the body into fresh buffers of `size` bytes holding `fill` bytes each
+   * (the last one less), donated to the erasure encoder, which takes them as stripes: the
+   * body's bytes are then copied once in JavaScript, from uWS's buffer into the stripe.
+   */
+  stripes(fill: number, size: number): void {
+    if (this.#stripes || this.#ended) return
+    // Bytes already queued as plain chunks come first; the first stripe is cut short so that
+    // every later one starts at a block boundary, where the encoder can take it whole.
+    this.#stripes = { fill, size }
+    this.#firstFill = fill - (this.received % fill)
+  }
+
   /** @internal from onData */
   push(ab: ArrayBuffer, isLast: boolean): void {
     if (ab.byteLength > 0) {
-      const b = Buffer.copyBytesFrom(new Uint8Array(ab))
-      this.#chunks.push(b)
-      this.#buffered += b.length
-      this.received += b.length
+      this.received += ab.byteLength
+      if (this.#stripes) this.#gather(new Uint8Array(ab))
+      else {
+        const b = Buffer.copyBytesFrom(new Uint8Array(ab))
+        this.#chunks.push(b)
+        this.#buffered += b.length
+      }
     }
-    if (isLast) this.#ended = true
-    if (!this.#ended && !this.#paused && this.#buffered > BODY_HIGH_WATER_BYTES) {
+    if (isLast) {
+      if (this.#cur !== undefined && this.#curLen > 0) this.#queue(this.#curLen)
+      this.#ended = true
+    }
+    if (!this.#ended && !this.#paused && this.#buffered + this.#curLen > BODY_HIGH_WATER_BYTES) {
       this.#paused = true
       this.#res.pause()
     }
     this.#wakeUp()
+  }
+
+  #gather(src: Uint8Array): void {
+    const { fill, size } = this.#stripes!
+    let at = 0
+    while (at < src.length) {
+      if (this.#cur === undefined) {
+        this.#cur = Buffer.from(new ArrayBuffer(size))
+        this.#curLen = 0
+      }
+      const want = this.#firstFill ?? fill
+      const n = Math.min(src.length - at, want - this.#curLen)
+      this.#cur.set(src.subarray(at, at + n), this.#curLen)
+      this.#curLen += n
+      at += n
+      if (this.#curLen === want) {
+        this.#firstFill = undefined
+        this.#queue(want)
+      }
+    }
+  }
+
+  #queue(length: number): void {
+    const cur = this.#cur!
+    donateStripe(cur.buffer as ArrayBuffer)
+    this.#chunks.push(cur.subarray(0, length))
+    this.#buffered += length
+    this.#cur = undefined
+    this.#curLen = 0
   }
 
   /** @internal from onAborted */

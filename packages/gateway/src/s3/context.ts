@@ -93,6 +93,11 @@ export function openPayload(ctx: S3Context, maxBytes = MAX_PUT_BYTES): Payload {
       MaxSizeAllowed: String(maxBytes),
     })
   }
+  if (!streaming && size >= ctx.deps.objects.erasure.inlineBelow) {
+    // Large bodies arrive in whole stripes that the encoder takes without copying.
+    const layout = ctx.deps.objects.layout()
+    ctx.req.body.stripes(layout.blockSize, layout.stripeBytes)
+  }
   const expect = parseChecksumHeaders(h)
   const digests = new BodyDigests(expect)
   let decoder: AwsChunkedDecoder | undefined
