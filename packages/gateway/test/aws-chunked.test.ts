@@ -89,6 +89,8 @@ function decoderFor(b: Body, extra: Partial<AwsChunkedInit> = {}): AwsChunkedDec
     ...(b.mode === 'streaming-unsigned-trailer' ? {} : { auth: b.auth ?? authFor(b.mode) }),
     decodedLength: b.data.length,
     expectTrailers: (b.trailers ?? []).map(([name]) => name),
+    // These bodies use tiny chunks to test the framing; the 8 KiB rule has its own test.
+    minChunkBytes: 1,
     ...extra,
   })
 }
@@ -197,7 +199,12 @@ t.test('AWS example: the 66560-byte chunked PUT decodes and verifies', async (t)
   t.equal(auth.signature, DOC_SEED)
   const body = docBody('\r\n')
   t.equal(body.length, 66824, 'the Content-Length of the example')
-  const decoder = new AwsChunkedDecoder({ mode: 'streaming-signed', auth, decodedLength: 66560 })
+  const decoder = new AwsChunkedDecoder({
+    mode: 'streaming-signed',
+    auth,
+    decodedLength: 66560,
+    minChunkBytes: 1,
+  })
   const out = await decodeAll(decoder, [body])
   t.equal(out.length, 66560)
   t.ok(out.equals(Buffer.alloc(66560, 'a')))
@@ -216,7 +223,7 @@ t.test('AWS example: the 66560-byte chunked PUT decodes and verifies', async (t)
   bad[100] = 0x62
   const err = await rejects(
     t,
-    decodeAll(new AwsChunkedDecoder({ mode: 'streaming-signed', auth }), [bad]),
+    decodeAll(new AwsChunkedDecoder({ mode: 'streaming-signed', auth, minChunkBytes: 1 }), [bad]),
     'SignatureDoesNotMatch',
   )
   t.match(err.extra.StringToSign, `AWS4-HMAC-SHA256-PAYLOAD\n20130524T000000Z\n`)
@@ -508,10 +515,10 @@ t.test('trailers', async (t) => {
   const good: Body = { mode, data, sizes: [7], trailers: [CRC] }
 
   // The JS SDK's body without a checksum ends right after "0\r\n".
-  const bare = new AwsChunkedDecoder({ mode, decodedLength: 7 })
+  const bare = new AwsChunkedDecoder({ mode, decodedLength: 7, minChunkBytes: 1 })
   t.ok((await decodeAll(bare, [Buffer.from('7\r\npayload\r\n0\r\n')])).equals(data))
   t.same(bare.trailers, {})
-  const closed = new AwsChunkedDecoder({ mode, decodedLength: 7 })
+  const closed = new AwsChunkedDecoder({ mode, decodedLength: 7, minChunkBytes: 1 })
   t.ok((await decodeAll(closed, [Buffer.from('7\r\npayload\r\n0\r\n\r\n')])).equals(data))
   // ... and a trailer line may be the last thing sent.
   const open = decoderFor({ ...good, noFinalCrlf: true })
@@ -599,4 +606,25 @@ t.test('constructor checks and single use', async (t) => {
   // An empty object is just the final chunk.
   const empty = new AwsChunkedDecoder({ mode, decodedLength: 0 })
   t.equal((await decodeAll(empty, [Buffer.from('0\r\n\r\n')])).length, 0)
+})
+
+t.test('only the last data chunk may be under 8 KiB, as in S3', async (t) => {
+  const mode = 'streaming-unsigned-trailer' as const
+  const frame = (sizes: number[]) => {
+    const parts: Buffer[] = []
+    for (const n of sizes)
+      parts.push(Buffer.from(`${n.toString(16)}\r\n`), Buffer.alloc(n, 97), Buffer.from('\r\n'))
+    parts.push(Buffer.from('0\r\n\r\n'))
+    return Buffer.concat(parts)
+  }
+  const ok = new AwsChunkedDecoder({ mode, decodedLength: 8192 + 10 })
+  const out = await decodeAll(ok, [frame([8192, 10])])
+  t.equal(out.length, 8202, 'a short last chunk is fine')
+  const err = await rejects(
+    t,
+    decodeAll(new AwsChunkedDecoder({ mode, decodedLength: 20 }), [frame([10, 10])]),
+    'InvalidChunkSizeError',
+    /Only the last chunk/,
+  )
+  t.same([err.extra.Chunk, err.extra.BadChunkSize], ['1', '10'])
 })

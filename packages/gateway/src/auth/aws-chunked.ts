@@ -48,7 +48,12 @@ export interface AwsChunkedInit {
   expectTrailers?: string[]
   /** Largest chunk size accepted, in bytes; default 16 MiB. */
   maxChunkBytes?: number
+  /** Smallest data chunk but the last (S3: 8192); lower only in tests of the framing. */
+  minChunkBytes?: number
 }
+
+/** Smallest data chunk S3 accepts, but for the last one. */
+export const MIN_CHUNK_BYTES = 8192
 
 /** Default bound on one declared chunk, as in MinIO: clients use 64 KiB to 1 MiB. */
 export const DEFAULT_MAX_CHUNK_BYTES = 16 * 1024 * 1024
@@ -70,6 +75,7 @@ export class AwsChunkedDecoder {
   readonly #decodedLength: number | undefined
   readonly #expect: ReadonlySet<string>
   readonly #maxChunkBytes: number
+  readonly #minChunkBytes: number
   readonly #key: Buffer | undefined
   readonly #accessKeyId: string
   /** 'AWS4-HMAC-SHA256-PAYLOAD\n<time>\n<scope>\n' and the trailer equivalent. */
@@ -90,6 +96,8 @@ export class AwsChunkedDecoder {
   #currentSize = 0
   /** Sum of the declared chunk sizes so far. */
   #declared = 0
+  /** Declared size of the chunk before this one. */
+  #previousSize: number | undefined
   /** Payload bytes passed on so far. */
   #decoded = 0
   readonly #trailers = new Map<string, string>()
@@ -113,6 +121,7 @@ export class AwsChunkedDecoder {
       throw new TypeError(`invalid decodedLength ${length}: use a non-negative integer`)
     }
     this.#maxChunkBytes = max
+    this.#minChunkBytes = init.minChunkBytes ?? MIN_CHUNK_BYTES
     this.#decodedLength = length
     this.#expect = new Set((init.expectTrailers ?? []).map((name) => name.trim().toLowerCase()))
     const auth = init.auth
@@ -228,6 +237,14 @@ export class AwsChunkedDecoder {
       throw framing(`chunk ${this.#chunks + 1} has the header ${quote(line)}, expected ${expected}`)
     }
     const size = Number.parseInt(m[1] ?? '', 16)
+    // As in S3: every data chunk but the last carries at least 8 KiB.
+    if (size > 0 && this.#previousSize !== undefined && this.#previousSize < this.#minChunkBytes) {
+      throw new S3Error('InvalidChunkSizeError', undefined, {
+        Chunk: String(this.#chunks),
+        BadChunkSize: String(this.#previousSize),
+      })
+    }
+    this.#previousSize = size
     this.#chunks++
     if (size > this.#maxChunkBytes) {
       throw new S3Error(

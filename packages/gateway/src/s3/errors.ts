@@ -61,6 +61,10 @@ export const S3_ERRORS = {
     status: 409,
     message: 'The request is not valid for the current state of the bucket.',
   },
+  InvalidChunkSizeError: {
+    status: 400,
+    message: 'Only the last chunk is allowed to have a size less than 8192 bytes',
+  },
   InvalidDigest: {
     status: 400,
     message: 'The Content-MD5 or checksum value that you specified is not valid.',
