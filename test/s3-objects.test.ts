@@ -562,6 +562,10 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
     }
     const mp = await b.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp/big' }))
     t.equal((await bodyBytes(mp.Body)).length, 11 * 1024 * 1024 + 5, 'multipart object too')
+    const listed = await b.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'sizes/' }))
+    t.equal(listed.KeyCount, written.size, 'listing still complete with 2 of 4 nodes down')
+    const head = await b.send(new HeadObjectCommand({ Bucket: bucket, Key: 'durable' }))
+    t.equal(head.ContentLength, data.length, 'HEAD too')
     const w = await a
       .send(new PutObjectCommand({ Bucket: bucket, Key: 'no-quorum', Body: data }))
       .catch(s3Fault)
