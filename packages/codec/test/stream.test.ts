@@ -263,15 +263,15 @@ t.test('whole stripe-sized source buffers are taken over without a copy', async 
   const viaStripes: Uint8Array[][] = Array.from({ length: layout.n }, () => [])
   for await (const block of encodeStream(mixed(), { layout, codec })) {
     sources.push(block.shards[0]!.buffer)
-    block.shards.forEach((s, i) =>
-      viaStripes[i]!.push(Buffer.from(block.headers[i]!), Buffer.from(s)),
-    )
+    for (const [i, s] of block.shards.entries()) {
+      viaStripes[i]!.push(Buffer.from(block.headers[i]!), Buffer.from(s))
+    }
     block.release()
   }
   const reference = await shardFiles(layout, codec, data)
-  viaStripes.forEach((f, i) =>
-    t.ok(equalBytes(Buffer.concat(f), reference.files[i]!), `shard ${i} same as when copied`),
-  )
+  for (const [i, f] of viaStripes.entries()) {
+    t.ok(equalBytes(Buffer.concat(f), reference.files[i]!), `shard ${i} same as when copied`)
+  }
   t.equal(sources.length, 4)
   t.equal(new Set(sources).size, 4, 'every block has its own stripe')
   t.equal(donatedSeen.length, 3, 'three donated buffers')
