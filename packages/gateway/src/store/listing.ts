@@ -122,7 +122,21 @@ export interface VersionsPage {
   nextVersionIdMarker?: string
 }
 
-function openCursors(cluster: Cluster, req: ListRequest): Map<string, DriveCursor[]> {
+/** A cursor on every drive of every set for listing `q` (plus the mode's own fields). */
+function openCursors(
+  cluster: Cluster,
+  q: ListQuery,
+  extra: Partial<ListRequest> & { limit: number },
+): Map<string, DriveCursor[]> {
+  const req: ListRequest = {
+    pool: 0,
+    set: 0,
+    slot: 0,
+    bucket: q.bucket,
+    ...(q.prefix ? { prefix: q.prefix } : {}),
+    ...(q.delimiter ? { delimiter: q.delimiter } : {}),
+    ...extra,
+  }
   const bySet = new Map<string, DriveCursor[]>()
   for (const set of cluster.sets) {
     const id = `${set.pool}/${set.index}`
@@ -210,13 +224,7 @@ export async function listLatest(
   const page: LatestPage = { entries: [], commonPrefixes: [], isTruncated: false }
   if (q.maxKeys <= 0) return page
   const quorum = cluster.readQuorum
-  const bySet = openCursors(cluster, {
-    pool: 0,
-    set: 0,
-    slot: 0,
-    bucket: q.bucket,
-    ...(q.prefix ? { prefix: q.prefix } : {}),
-    ...(q.delimiter ? { delimiter: q.delimiter } : {}),
+  const bySet = openCursors(cluster, q, {
     ...(q.startAfter !== undefined && q.startAfter !== '' ? { startAfter: q.startAfter } : {}),
     limit: Math.min(1000, q.maxKeys + 2),
   })
@@ -255,14 +263,8 @@ export async function listVersions(
   const page: VersionsPage = { entries: [], commonPrefixes: [], isTruncated: false }
   if (q.maxKeys <= 0) return page
   const quorum = cluster.readQuorum
-  const bySet = openCursors(cluster, {
-    pool: 0,
-    set: 0,
-    slot: 0,
-    bucket: q.bucket,
+  const bySet = openCursors(cluster, q, {
     versions: true,
-    ...(q.prefix ? { prefix: q.prefix } : {}),
-    ...(q.delimiter ? { delimiter: q.delimiter } : {}),
     ...(q.keyMarker ? { keyMarker: q.keyMarker } : {}),
     ...(q.keyMarker && q.versionIdMarker ? { versionIdMarker: q.versionIdMarker } : {}),
     limit: Math.min(1000, q.maxKeys + 2),

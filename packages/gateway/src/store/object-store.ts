@@ -198,13 +198,7 @@ export class ObjectStore {
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
     const { etag, checksums } = input.finish()
     const files = await this.encodeSmall(data)
-    const record: VersionRecord = {
-      ...base,
-      size: input.size,
-      etag,
-      ...(checksums && Object.keys(checksums).length > 0 ? { checksums } : {}),
-      parts: [{ number: 1, size: input.size, etag }],
-    }
+    const record = withDigests(base, input.size, etag, checksums)
     const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
     const results = await this.cluster.callAll(drives, CommitVersion, (_d, shard) => ({
       record: { ...record, erasure: { ...record.erasure, index: shard }, inline: files[shard]! },
@@ -261,14 +255,7 @@ export class ObjectStore {
       await this.abortShards(written.ok, tmpId)
       throw err
     }
-    const record: VersionRecord = {
-      ...base,
-      size: input.size,
-      etag,
-      ...(checksums && Object.keys(checksums).length > 0 ? { checksums } : {}),
-      parts: [{ number: 1, size: input.size, etag }],
-      dataDir,
-    }
+    const record: VersionRecord = { ...withDigests(base, input.size, etag, checksums), dataDir }
     const results = await this.cluster.callAll(
       written.ok.map((w) => w.drive),
       CommitVersion,
@@ -688,6 +675,22 @@ export class ObjectStore {
     )
     this.cluster.requireWriteQuorum(results, `updated ${r.record.bucket}/${r.record.key}`)
     return change(r.record)
+  }
+}
+
+/** A one-part version's record once its body went through: size, ETag and checksums. */
+function withDigests(
+  base: VersionRecord,
+  size: number,
+  etag: string,
+  checksums: Record<string, string> | undefined,
+): VersionRecord {
+  return {
+    ...base,
+    size,
+    etag,
+    ...(checksums && Object.keys(checksums).length > 0 ? { checksums } : {}),
+    parts: [{ number: 1, size, etag }],
   }
 }
 
