@@ -5,7 +5,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,6 +18,7 @@ import {
   saveIdentity,
   stringifyClusterMap,
 } from '@tessera/protocol'
+import { freePort } from '@tessera/server'
 
 const NODE_MAIN = fileURLToPath(new URL('../../packages/node/dist/src/main.js', import.meta.url))
 
@@ -31,14 +31,6 @@ export interface BenchNode {
   /** Peak resident memory of the node process so far (VmHWM), in bytes. */
   peakRssBytes(): Promise<number>
   close(): Promise<void>
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as { port: number }).port
-  s.close()
-  return port
 }
 
 /** Starts one node whose drives are the given folders (created if missing). */

@@ -137,6 +137,14 @@ export interface LocalGateway {
 
 /** A free loopback port (listen on 0, read, close). */
 export async function freePort(): Promise<number> {
+  // Below Linux's ephemeral range (32768 and up): a port the kernel hands out for listen(0)
+  // can be taken by any process's next outgoing connection before our node binds it, which
+  // happens when tests run side by side. A random port down here only clashes with another
+  // random pick, and is checked free first.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    if (await canListen(port)) return port
+  }
   const s = createServer()
   s.listen(0, '127.0.0.1')
   await once(s, 'listening')
@@ -144,6 +152,19 @@ export async function freePort(): Promise<number> {
   s.close()
   await once(s, 'close')
   return port
+}
+
+async function canListen(port: number): Promise<boolean> {
+  const s = createServer()
+  try {
+    s.listen(port, '127.0.0.1')
+    await once(s, 'listening')
+    s.close()
+    await once(s, 'close')
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** A running (or stopped) local cluster; see {@link startLocalCluster}. */
