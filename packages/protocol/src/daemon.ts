@@ -94,8 +94,12 @@ export const LOG_LEVELS: ReadonlySet<string> = new Set([
   'silent',
 ])
 
+/** How long a daemon may take to stop after SIGTERM or SIGINT before it exits anyway. */
+export const STOP_DEADLINE_MS = 10_000
+
 /**
- * Runs `close` once on the first SIGTERM or SIGINT, then exits (0, or 1 when closing failed).
+ * Runs `close` once on the first SIGTERM or SIGINT, then exits (0, or 1 when closing failed or
+ * took longer than STOP_DEADLINE_MS).
  */
 export function stopOnSignals(
   close: () => Promise<void>,
@@ -106,6 +110,11 @@ export function stopOnSignals(
     if (stopping) return
     stopping = true
     log.info({ signal }, 'stopping')
+    // A close that hangs (a peer that never lets go) must not keep a stopped daemon alive.
+    setTimeout(() => {
+      log.error({ signal, afterMs: STOP_DEADLINE_MS }, 'stop took too long; exiting')
+      process.exit(1)
+    }, STOP_DEADLINE_MS).unref()
     close().then(
       () => process.exit(0),
       (err: unknown) => {
