@@ -5,9 +5,7 @@
  * data and keys survive restarts.
  */
 import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { Gateway, readCredentials } from '@tessera/gateway'
 import { StorageNode } from '@tessera/node'
@@ -19,6 +17,7 @@ import {
   saveIdentity,
   stringifyClusterMap,
 } from '@tessera/protocol'
+import { canListen, exists, freePort } from './local-cluster.ts'
 
 export interface EmbeddedInit {
   dir: string
@@ -47,26 +46,6 @@ export interface EmbeddedServer {
   close(): Promise<void>
 }
 
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false,
-  )
-}
-
-async function portFree(port: number): Promise<boolean> {
-  const s = createServer()
-  try {
-    s.listen(port, '127.0.0.1')
-    await once(s, 'listening')
-    s.close()
-    await once(s, 'close')
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** A root access key id in AWS's shape: 20 upper-case characters. */
 function newAccessKeyId(): string {
   const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
@@ -89,14 +68,8 @@ export async function prepareEmbedded(
     const gateway = await generateIdentity()
     await saveIdentity(join(dir, 'node.key'), node)
     await saveIdentity(join(dir, 'gateway.key'), gateway)
-    const rpcPort = (await portFree(7373)) ? 7373 : 0
-    let port = rpcPort
-    if (port === 0) {
-      const s = createServer().listen(0, '127.0.0.1')
-      await once(s, 'listening')
-      port = (s.address() as { port: number }).port
-      s.close()
-    }
+    // The node's RPC port goes into the map: the default when free, else any free one.
+    const port = (await canListen(7373)) ? 7373 : await freePort()
     const driveDirs = Array.from({ length: drives }, (_, i) => join(dir, 'drives', `d${i + 1}`))
     for (const d of driveDirs) await mkdir(d, { recursive: true })
     const map: ClusterMap = {

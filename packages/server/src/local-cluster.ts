@@ -154,7 +154,8 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-async function canListen(port: number): Promise<boolean> {
+/** Whether a loopback listener can take `port` right now. */
+export async function canListen(port: number): Promise<boolean> {
   const s = createServer()
   try {
     s.listen(port, '127.0.0.1')
@@ -477,7 +478,8 @@ function running(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null
 }
 
-async function exists(p: string): Promise<boolean> {
+/** Whether a path exists. */
+export async function exists(p: string): Promise<boolean> {
   return access(p).then(
     () => true,
     () => false,
