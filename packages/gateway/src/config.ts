@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { ConfigError, LOG_LEVELS, readConfigSource } from '@tessera/protocol'
 import { parse } from 'yaml'
+import { parseMasterKey, readMasterKeyFile } from './iam/crypto.ts'
 
 export const ENV_PREFIX = 'TESSERA_'
 export const ENV = {
@@ -18,6 +19,9 @@ export const ENV = {
   credentials: `${ENV_PREFIX}ROOT_CREDENTIALS`,
   rootAccessKey: `${ENV_PREFIX}ROOT_ACCESS_KEY`,
   rootSecretKey: `${ENV_PREFIX}ROOT_SECRET_KEY`,
+  masterKeyFile: `${ENV_PREFIX}MASTER_KEY_FILE`,
+  /** The master key itself (64 hex characters), for deployments that inject secrets by env. */
+  masterKey: `${ENV_PREFIX}MASTER_KEY`,
 } as const
 
 export interface GatewayConfig {
@@ -35,6 +39,8 @@ export interface GatewayConfig {
   logLevel: string
   /** Root credential, from the 0600 credentials file or the environment. */
   root: { accessKeyId: string; secretAccessKey: string }
+  /** Cluster master key, from the 0600 file `masterKeyFile` or the environment. */
+  masterKey: Buffer
 }
 
 export const DEFAULTS = { listen: '0.0.0.0:9000', region: 'us-east-1', logLevel: 'info' } as const
@@ -47,6 +53,7 @@ const FILE_KEYS = [
   'domain',
   'logLevel',
   'credentials',
+  'masterKeyFile',
 ] as const
 
 export { ConfigError }
@@ -108,6 +115,37 @@ export async function loadConfig(init: {
       }
     }
   }
+  let masterKey: Buffer | undefined
+  const envKey = init.env[ENV.masterKey]
+  if (envKey) {
+    try {
+      masterKey = parseMasterKey(envKey, ENV.masterKey)
+    } catch (err) {
+      problems.push((err as Error).message)
+    }
+  } else {
+    const file = src.str('masterKeyFile', false)
+    if (file === undefined)
+      problems.push(
+        `the cluster master key is required: masterKeyFile (a 0600 file, the same on every gateway) or ${ENV.masterKey}`,
+      )
+    else {
+      try {
+        masterKey = await readMasterKeyFile(src.path(file))
+      } catch (err) {
+        problems.push(`masterKeyFile: ${(err as Error).message}`)
+      }
+    }
+  }
   if (problems.length > 0) throw new ConfigError(init.file ?? 'environment', problems)
-  return { map, identity, listen, region, ...(domain ? { domain } : {}), logLevel, root: root! }
+  return {
+    map,
+    identity,
+    listen,
+    region,
+    ...(domain ? { domain } : {}),
+    logLevel,
+    root: root!,
+    masterKey: masterKey!,
+  }
 }

@@ -4,8 +4,11 @@
  */
 import { CodecPool, InlineCodec } from '@tessera/codec'
 import type { ClusterMap, Identity } from '@tessera/protocol'
-import { type AccessControl, RootAccess } from './auth/access.ts'
 import { type HttpServer, listenHttp } from './http/server.ts'
+import { type AuthLimits, ClusterAccess } from './iam/cluster-access.ts'
+import { Sealer } from './iam/crypto.ts'
+import { Iam } from './iam/iam.ts'
+import { IamStore } from './iam/store.ts'
 import { S3Api } from './s3/api.ts'
 import type { Logger } from './s3/context.ts'
 import { BucketStore } from './store/buckets.ts'
@@ -22,12 +25,14 @@ export interface GatewayInit {
   port: number
   region: string
   domain?: string
-  /** The root credential (until identities live in the cluster, #5). */
+  /** The root credential: the account owner's break-glass key, from the config. */
   root: { accessKeyId: string; secretAccessKey: string }
+  /** The cluster master key (32 bytes) that seals stored secrets and session tokens. */
+  masterKey: Buffer
+  /** Failed-authentication limits; defaults in DEFAULT_AUTH_LIMITS. */
+  authLimits?: AuthLimits
   /** Worker threads for the codec; default the machine's parallelism. */
   codecThreads?: number
-  /** Replaces the root-only access model (tests, and the identity milestone). */
-  access?: AccessControl
 }
 
 export interface GatewayComponents {
@@ -39,6 +44,7 @@ export class Gateway {
   #http: HttpServer
   #cluster: Cluster
   #pool: CodecPool
+  #iam: IamStore
   #log: Logger
 
   private constructor(
@@ -46,12 +52,14 @@ export class Gateway {
     http: HttpServer,
     cluster: Cluster,
     pool: CodecPool,
+    iam: IamStore,
     log: Logger,
   ) {
     this.port = port
     this.#http = http
     this.#cluster = cluster
     this.#pool = pool
+    this.#iam = iam
     this.#log = log
   }
 
@@ -78,11 +86,25 @@ export class Gateway {
           'a drive missed a write or returned a bad shard',
         ),
     })
+    const buckets = new BucketStore(cluster)
+    const sealer = new Sealer(init.masterKey)
+    const store = new IamStore(cluster, log)
+    await startIdentity(store, log)
+    const access = new ClusterAccess({
+      store,
+      sealer,
+      root: init.root,
+      region: init.region,
+      log,
+      ...(init.authLimits ? { limits: init.authLimits } : {}),
+    })
+    const iam = new Iam({ store, sealer, access, log, listBuckets: () => buckets.list() })
     const api = new S3Api({
       objects,
-      buckets: new BucketStore(cluster),
+      buckets,
       multipart: new MultipartStore(objects),
-      access: init.access ?? new RootAccess({ ...init.root, region: init.region }),
+      access,
+      iam,
       region: init.region,
       log,
       ...(init.domain ? { domain: init.domain } : {}),
@@ -94,13 +116,34 @@ export class Gateway {
       onError: (err) => log.error({ err: (err as Error).message }, 'request handler failed'),
     })
     log.info({ port: http.port, region: init.region }, 'gateway started')
-    return new Gateway(http.port, http, cluster, pool, log)
+    return new Gateway(http.port, http, cluster, pool, store, log)
   }
 
   async close(): Promise<void> {
     this.#http.close()
+    this.#iam.close()
     this.#cluster.close()
     await this.#pool.close()
     this.#log.info({}, 'gateway stopped')
   }
 }
+
+/** Loads the identity records, waiting for the nodes' quorum while the cluster comes up. */
+async function startIdentity(store: IamStore, log: Logger): Promise<void> {
+  const deadline = Date.now() + IDENTITY_START_TIMEOUT_MS
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await store.start()
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      if (attempt === 0) {
+        log.warn({ err: (err as Error).message }, 'identity records not reachable yet; retrying')
+      }
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+}
+
+/** How long a starting gateway waits for the nodes holding the identity records. */
+export const IDENTITY_START_TIMEOUT_MS = 60_000

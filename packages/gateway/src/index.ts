@@ -8,10 +8,12 @@
  * ```ts
  * import { Gateway } from '@tessera/gateway'
  * const gw = await Gateway.start({ map, mapHash, identity, port: 9000, region: 'us-east-1',
- *   root: { accessKeyId, secretAccessKey } }, { logger })
+ *   root: { accessKeyId, secretAccessKey }, masterKey }, { logger })
  * ```
  */
-export { type AccessControl, type Principal, RootAccess } from './auth/access.ts'
+export { ADMIN_PREFIX } from './admin/admin-api.ts'
+export type { AccessControl, Principal } from './auth/access.ts'
 export { ConfigError, type GatewayConfig, loadConfig, readCredentials } from './config.ts'
 export { Gateway, type GatewayComponents, type GatewayInit } from './gateway.ts'
+export { parseMasterKey, readMasterKeyFile, writeNewMasterKeyFile } from './iam/crypto.ts'
 export { S3_ERRORS, S3Error, type S3ErrorCode } from './s3/errors.ts'

@@ -45,6 +45,7 @@ program
         region: config.region,
         ...(config.domain ? { domain: config.domain } : {}),
         root: config.root,
+        masterKey: config.masterKey,
       },
       { logger },
     )

@@ -7,7 +7,12 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { Gateway, readCredentials } from '@tessera/gateway'
+import {
+  Gateway,
+  readCredentials,
+  readMasterKeyFile,
+  writeNewMasterKeyFile,
+} from '@tessera/gateway'
 import { StorageNode } from '@tessera/node'
 import {
   type ClusterMap,
@@ -98,6 +103,8 @@ export async function prepareEmbedded(
       { mode: 0o600 },
     )
   }
+  // The cluster master key seals stored secrets and session tokens (0600, never in the map).
+  if (!(await exists(join(dir, 'master.key')))) await writeNewMasterKeyFile(join(dir, 'master.key'))
   return created ? { created } : {}
 }
 
@@ -131,6 +138,7 @@ export async function startEmbedded(
         port: init.port ?? 9000,
         region: init.region ?? 'us-east-1',
         root: await readCredentials(join(dir, 'credentials.yaml')),
+        masterKey: await readMasterKeyFile(join(dir, 'master.key')),
       },
       { logger },
     )

@@ -7,6 +7,7 @@
  * ```
  * <dir>/cluster.yaml           the map (nodes on 127.0.0.1, erasure settings, gateway ids)
  * <dir>/credentials.yaml       root credential, mode 0600, read by every gateway
+ * <dir>/master.key             cluster master key, mode 0600, read by every gateway
  * <dir>/n1/node.key            identity (0600), node.yaml, node.log, drive folders d1…
  * <dir>/g1/gateway.key         identity (0600), gateway.yaml, gateway.log
  * ```
@@ -23,6 +24,7 @@ import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeNewMasterKeyFile } from '@tessera/gateway'
 import {
   type ClusterMap,
   generateIdentity,
@@ -309,6 +311,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const created = !(await exists(mapPath))
   const map = created ? await createFiles(dir, opts) : (await loadClusterMap(mapPath)).map
   const { root, createdRoot } = await rootCredential(dir, opts.root)
+  // One master key for every gateway: it seals stored secrets and session tokens.
+  const masterKeyPath = join(dir, 'master.key')
+  if (!(await exists(masterKeyPath))) await writeNewMasterKeyFile(masterKeyPath)
 
   const logLevel = opts.logLevel ?? 'info'
   const nodes: LocalNode[] = []
@@ -346,7 +351,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     await writeFile(
       configPath,
       `map: ../cluster.yaml\nidentity: gateway.key\nlisten: ${host}:${basePort === 0 ? 0 : basePort + i - 1}\n` +
-        `credentials: ../credentials.yaml\nlogLevel: ${logLevel}\n` +
+        `credentials: ../credentials.yaml\nmasterKeyFile: ../master.key\nlogLevel: ${logLevel}\n` +
         (opts.domain ? `domain: ${opts.domain}\n` : ''),
     )
     gateways.push({

@@ -5,6 +5,7 @@
 import { parseByteSize, stopOnSignals } from '@tessera/protocol'
 import { Command } from 'commander'
 import { destination, pino } from 'pino'
+import { adminCommand } from './admin-cli.ts'
 import { rootKeyId, startEmbedded } from './embedded.ts'
 import { type LocalCluster, startLocalCluster } from './local-cluster.ts'
 
@@ -189,6 +190,9 @@ program
       if (stopping) await closeCluster()
     },
   )
+
+// `tessera admin …`: the admin API client, defined in admin-cli.ts.
+program.addCommand(adminCommand(process.env))
 
 /** `1048576` → `1MiB`: the largest binary unit that divides the size. */
 function bytes(n: number): string {

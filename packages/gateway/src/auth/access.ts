@@ -1,23 +1,14 @@
 /**
- * Authentication and authorization behind one interface, so the identity milestone (#5) can
- * replace the root-only model without touching the S3 handlers: the handlers ask
- * `authenticate` who is calling and `authorize` whether they may do an action on a resource.
+ * Authentication and authorization behind one interface: the S3 handlers ask `authenticate`
+ * who is calling and `authorize` whether they may do an action on a resource. The cluster's
+ * identity model (design §7) implements it in `iam/cluster-access.ts`.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
-import { S3Error } from '../s3/errors.ts'
-import { authKind, type SignedRequest, type SigV4Auth, verifySigV4 } from './sigv4.ts'
+import { createHash } from 'node:crypto'
+import type { BucketRecord } from '@tessera/protocol'
+import type { Principal } from '../iam/operations.ts'
+import type { SignedRequest, SigV4Auth } from './sigv4.ts'
 
-/** Who made a request. */
-export interface Principal {
-  accessKeyId: string
-  /** User name (for logs and aws:username). */
-  name: string
-  /** S3 canonical user id (64 hex), shown as Owner ID. */
-  canonicalId: string
-  displayName: string
-  /** The deployment's root credential: every action allowed. */
-  root: boolean
-}
+export type { Principal }
 
 export interface Authenticated {
   /** Undefined for an anonymous (unsigned) request. */
@@ -25,67 +16,39 @@ export interface Authenticated {
   auth?: SigV4Auth
 }
 
+/** Facts about the request that policy conditions look at. */
+export interface RequestFacts {
+  requestId: string
+  sourceIp: string
+  /** True when the request came over TLS (aws:SecureTransport). */
+  secure: boolean
+  headers: Record<string, string>
+  params: URLSearchParams
+}
+
 /** What a request wants to do: an IAM action name and the resource it touches. */
 export interface AccessRequest {
   action: string
   bucket?: string
   key?: string
+  /** The bucket's record when the bucket exists (its project and policy). */
+  bucketRecord?: BucketRecord
+  request?: RequestFacts
 }
 
 export interface AccessControl {
-  /** Verifies the signature (or accepts an anonymous request); throws S3Error. */
-  authenticate(req: SignedRequest): Promise<Authenticated>
+  /**
+   * Verifies the signature (or accepts an anonymous request); throws S3Error. `bodySha256` is
+   * the hash of a small body already read, for STS and IAM clients that do not send
+   * x-amz-content-sha256.
+   */
+  authenticate(req: SignedRequest, sourceIp: string, bodySha256?: string): Promise<Authenticated>
   /** Throws AccessDenied unless the caller may do `what`. */
   authorize(who: Authenticated, what: AccessRequest): Promise<void>
-}
-
-export interface RootAccessInit {
-  accessKeyId: string
-  secretAccessKey: string
-  region: string
-  /** Allowed clock skew; default 15 minutes. */
-  maxSkewMs?: number
-}
-
-/**
- * The root-only model of this milestone: one credential from the config may do everything;
- * anonymous requests may do nothing.
- */
-export class RootAccess implements AccessControl {
-  #init: RootAccessInit
-  #principal: Principal
-
-  constructor(init: RootAccessInit) {
-    this.#init = init
-    this.#principal = {
-      accessKeyId: init.accessKeyId,
-      name: 'root',
-      canonicalId: canonicalIdOf(init.accessKeyId),
-      displayName: 'root',
-      root: true,
-    }
-  }
-
-  async authenticate(req: SignedRequest): Promise<Authenticated> {
-    if (authKind(req) === 'none') return {}
-    const want = Buffer.from(this.#init.accessKeyId)
-    const auth = await verifySigV4(req, {
-      lookupSecret: async (id: string) => {
-        const got = Buffer.from(id)
-        return got.length === want.length && timingSafeEqual(got, want)
-          ? this.#init.secretAccessKey
-          : undefined
-      },
-      region: this.#init.region,
-      ...(this.#init.maxSkewMs !== undefined ? { maxSkewMs: this.#init.maxSkewMs } : {}),
-    })
-    return { principal: this.#principal, auth }
-  }
-
-  async authorize(who: Authenticated, _what: AccessRequest): Promise<void> {
-    if (who.principal?.root) return
-    throw new S3Error('AccessDenied')
-  }
+  /** The project a caller's new buckets go to. */
+  projectOf(who: Authenticated): string
+  /** Whether ListBuckets shows this bucket to the caller (its key's project). */
+  sees(who: Authenticated, bucket: BucketRecord): boolean
 }
 
 /** A stable 64-hex canonical user id for a user, like AWS's opaque ids (not secret). */

@@ -4,9 +4,20 @@
  * runs it, and answers every failure with S3's XML error. Every answer carries
  * x-amz-request-id and x-amz-id-2.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { BucketRecord } from '@tessera/protocol'
+import {
+  ADMIN_PREFIX,
+  type AdminResult,
+  adminError,
+  adminPath,
+  handleAdmin,
+  parseAdminBody,
+} from '../admin/admin-api.ts'
+import type { Authenticated, RequestFacts } from '../auth/access.ts'
 import type { Request, Response } from '../http/server.ts'
+import type { Caller } from '../iam/operations.ts'
+import { handleIamQuery, handleStsQuery, queryErrorXml } from '../iam/query-api.ts'
 import * as bucketOps from './bucket-ops.ts'
 import type { S3Context, S3Deps } from './context.ts'
 import { S3Error, toS3Error } from './errors.ts'
@@ -17,6 +28,17 @@ import { errorXml } from './xml.ts'
 export interface S3ApiInit extends S3Deps {
   /** Virtual-hosted-style domain: requests to <bucket>.<domain> name the bucket by host. */
   domain?: string
+}
+
+/** STS actions, to answer an unsigned query call in the right service's error format. */
+const STS_ACTIONS = new Set(['AssumeRole', 'GetCallerIdentity', 'GetSessionToken'])
+
+/** S3 authentication error codes as the IAM and STS query APIs name them. */
+const QUERY_AUTH_CODES: Partial<Record<string, string>> = {
+  InvalidAccessKeyId: 'InvalidClientTokenId',
+  InvalidToken: 'InvalidClientTokenId',
+  SlowDown: 'Throttling',
+  XAmzContentSHA256Mismatch: 'InvalidRequest',
 }
 
 type Op = {
@@ -31,34 +53,109 @@ const op = (action: string, run: Op['run'], needsBucket = true): Op => ({
   run,
 })
 
-/** Sub-resources we know but do not offer yet: NotImplemented rather than a wrong answer. */
-const NOT_YET = [
-  'acl',
-  'policy',
-  'cors',
-  'lifecycle',
-  'website',
-  'logging',
-  'notification',
-  'replication',
-  'encryption',
-  'object-lock',
-  'retention',
-  'legal-hold',
-  'accelerate',
-  'requestPayment',
-  'ownershipControls',
-  'publicAccessBlock',
-  'analytics',
-  'inventory',
-  'metrics',
-  'intelligent-tiering',
-  'attributes',
-  'restore',
-  'select',
-  'torrent',
-  'policyStatus',
-]
+/**
+ * Sub-resources we know but do not offer yet, with the IAM actions they map to (GET, PUT,
+ * DELETE/POST): authorized like any operation, then answered NotImplemented rather than
+ * wrongly.
+ */
+const NOT_YET: Record<string, { bucket?: string[]; object?: string[] }> = {
+  acl: {
+    bucket: ['s3:GetBucketAcl', 's3:PutBucketAcl'],
+    object: ['s3:GetObjectAcl', 's3:PutObjectAcl'],
+  },
+  cors: { bucket: ['s3:GetBucketCORS', 's3:PutBucketCORS', 's3:PutBucketCORS'] },
+  lifecycle: {
+    bucket: [
+      's3:GetLifecycleConfiguration',
+      's3:PutLifecycleConfiguration',
+      's3:PutLifecycleConfiguration',
+    ],
+  },
+  website: { bucket: ['s3:GetBucketWebsite', 's3:PutBucketWebsite', 's3:DeleteBucketWebsite'] },
+  logging: { bucket: ['s3:GetBucketLogging', 's3:PutBucketLogging'] },
+  notification: { bucket: ['s3:GetBucketNotification', 's3:PutBucketNotification'] },
+  replication: {
+    bucket: [
+      's3:GetReplicationConfiguration',
+      's3:PutReplicationConfiguration',
+      's3:PutReplicationConfiguration',
+    ],
+  },
+  encryption: {
+    bucket: [
+      's3:GetEncryptionConfiguration',
+      's3:PutEncryptionConfiguration',
+      's3:PutEncryptionConfiguration',
+    ],
+  },
+  'object-lock': {
+    bucket: ['s3:GetBucketObjectLockConfiguration', 's3:PutBucketObjectLockConfiguration'],
+  },
+  retention: { object: ['s3:GetObjectRetention', 's3:PutObjectRetention'] },
+  'legal-hold': { object: ['s3:GetObjectLegalHold', 's3:PutObjectLegalHold'] },
+  accelerate: {
+    bucket: ['s3:GetAccelerateConfiguration', 's3:PutAccelerateConfiguration'],
+  },
+  requestPayment: {
+    bucket: ['s3:GetBucketRequestPayment', 's3:PutBucketRequestPayment'],
+  },
+  ownershipControls: {
+    bucket: [
+      's3:GetBucketOwnershipControls',
+      's3:PutBucketOwnershipControls',
+      's3:PutBucketOwnershipControls',
+    ],
+  },
+  publicAccessBlock: {
+    bucket: [
+      's3:GetBucketPublicAccessBlock',
+      's3:PutBucketPublicAccessBlock',
+      's3:PutBucketPublicAccessBlock',
+    ],
+  },
+  analytics: {
+    bucket: [
+      's3:GetAnalyticsConfiguration',
+      's3:PutAnalyticsConfiguration',
+      's3:PutAnalyticsConfiguration',
+    ],
+  },
+  inventory: {
+    bucket: [
+      's3:GetInventoryConfiguration',
+      's3:PutInventoryConfiguration',
+      's3:PutInventoryConfiguration',
+    ],
+  },
+  metrics: {
+    bucket: [
+      's3:GetMetricsConfiguration',
+      's3:PutMetricsConfiguration',
+      's3:PutMetricsConfiguration',
+    ],
+  },
+  'intelligent-tiering': {
+    bucket: [
+      's3:GetIntelligentTieringConfiguration',
+      's3:PutIntelligentTieringConfiguration',
+      's3:PutIntelligentTieringConfiguration',
+    ],
+  },
+  attributes: { object: ['s3:GetObjectAttributes'] },
+  restore: { object: ['s3:RestoreObject', 's3:RestoreObject', 's3:RestoreObject'] },
+  select: { object: ['s3:GetObject', 's3:GetObject', 's3:GetObject'] },
+  torrent: { object: ['s3:GetObjectTorrent'] },
+  policyStatus: { bucket: ['s3:GetBucketPolicyStatus'] },
+}
+
+function notYet(sub: string, method: string, hasKey: boolean): Op | undefined {
+  const actions = hasKey ? NOT_YET[sub]?.object : NOT_YET[sub]?.bucket
+  const i = method === 'GET' || method === 'HEAD' ? 0 : method === 'PUT' ? 1 : 2
+  const action = actions?.[i] ?? actions?.[0] ?? 's3:Unsupported'
+  return op(action, async () => {
+    throw new S3Error('NotImplemented', `Tessera does not implement the ${sub} sub-resource yet.`)
+  })
+}
 
 function route(
   method: string,
@@ -67,12 +164,8 @@ function route(
   headers: Record<string, string>,
 ): Op | S3Error {
   const has = (k: string) => q.has(k)
-  for (const sub of NOT_YET) {
-    if (has(sub))
-      return new S3Error(
-        'NotImplemented',
-        `Tessera does not implement the ${sub} sub-resource yet.`,
-      )
+  for (const sub of Object.keys(NOT_YET)) {
+    if (has(sub)) return notYet(sub, method, hasKey)!
   }
   if (!hasKey) {
     switch (method) {
@@ -80,12 +173,14 @@ function route(
         if (has('versioning')) return op('s3:PutBucketVersioning', bucketOps.putBucketVersioning)
         if (has('tagging'))
           return op('s3:PutBucketTagging', (c, b) => bucketOps.putBucketTagging(c, b, false))
+        if (has('policy')) return op('s3:PutBucketPolicy', bucketOps.putBucketPolicy)
         return op('s3:CreateBucket', (c) => bucketOps.createBucket(c), false)
       case 'GET':
         if (has('location'))
           return op('s3:GetBucketLocation', (c) => bucketOps.getBucketLocation(c))
         if (has('versioning')) return op('s3:GetBucketVersioning', bucketOps.getBucketVersioning)
         if (has('tagging')) return op('s3:GetBucketTagging', bucketOps.getBucketTagging)
+        if (has('policy')) return op('s3:GetBucketPolicy', bucketOps.getBucketPolicy)
         if (has('versions')) return op('s3:ListBucketVersions', bucketOps.listObjectVersions)
         if (has('uploads')) return op('s3:ListBucketMultipartUploads', mpOps.listMultipartUploads)
         if (q.get('list-type') === '2')
@@ -96,6 +191,7 @@ function route(
       case 'DELETE':
         if (has('tagging'))
           return op('s3:PutBucketTagging', (c, b) => bucketOps.putBucketTagging(c, b, true))
+        if (has('policy')) return op('s3:DeleteBucketPolicy', bucketOps.deleteBucketPolicy)
         return op('s3:DeleteBucket', bucketOps.deleteBucket)
       case 'POST':
         if (has('delete')) return op('s3:DeleteObject', objOps.deleteObjects)
@@ -194,14 +290,27 @@ export class S3Api {
     let ctx: S3Context | undefined
     let action = 'unknown'
     try {
+      if (req.rawPath === ADMIN_PREFIX || req.rawPath.startsWith(`${ADMIN_PREFIX}/`)) {
+        action = 'admin'
+        await this.#admin(req, res, requestId)
+        return
+      }
       const { bucket, key } = this.#target(req)
+      if (bucket === undefined && req.method === 'POST') {
+        action = 'query'
+        await this.#query(req, res, requestId)
+        return
+      }
       const params = new URLSearchParams(req.query)
-      const who = await this.#deps.access.authenticate({
-        method: req.method,
-        path: req.rawPath,
-        query: req.query,
-        headers: req.headers,
-      })
+      const who = await this.#deps.access.authenticate(
+        {
+          method: req.method,
+          path: req.rawPath,
+          query: req.query,
+          headers: req.headers,
+        },
+        req.remoteAddress,
+      )
       ctx = {
         req,
         res,
@@ -212,6 +321,13 @@ export class S3Api {
         who,
         deps: this.#deps,
       }
+      const request: RequestFacts = {
+        requestId,
+        sourceIp: req.remoteAddress,
+        secure: false,
+        headers: req.headers,
+        params,
+      }
       if (bucket === undefined) {
         if (req.method !== 'GET')
           throw new S3Error('MethodNotAllowed', undefined, {
@@ -219,22 +335,24 @@ export class S3Api {
             ResourceType: 'SERVICE',
           })
         action = 's3:ListAllMyBuckets'
-        await this.#deps.access.authorize(who, { action })
+        await this.#deps.access.authorize(who, { action, request })
         await bucketOps.listBuckets(ctx)
         return
       }
       const o = route(req.method, key !== undefined, params, req.headers)
       if (o instanceof S3Error) throw o
       action = o.action
+      // CreateBucket acts in the caller's project whether or not the name is taken.
+      const b = action === 's3:CreateBucket' ? undefined : await this.#deps.buckets.get(bucket)
       await this.#deps.access.authorize(who, {
         action,
         bucket,
         ...(key !== undefined ? { key } : {}),
+        ...(b !== undefined ? { bucketRecord: b } : {}),
+        request,
       })
-      let b: BucketRecord | undefined
-      if (o.needsBucket) {
-        b = await this.#deps.buckets.get(bucket)
-        if (b === undefined) throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket })
+      if (o.needsBucket && b === undefined) {
+        throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket })
       }
       await o.run(ctx, b!)
     } catch (err) {
@@ -252,6 +370,165 @@ export class S3Api {
         },
         'request',
       )
+    }
+  }
+
+  /** Reads a small request body and authenticates the request with the body's hash. */
+  async #authenticateWithBody(
+    req: Request,
+  ): Promise<{ who: Authenticated; body: Buffer; caller?: Caller }> {
+    const body = await req.body.readAll(
+      QUERY_BODY_MAX_BYTES,
+      () =>
+        new S3Error(
+          'InvalidRequest',
+          `The request body is larger than ${QUERY_BODY_MAX_BYTES} bytes.`,
+        ),
+    )
+    const sha = createHash('sha256').update(body).digest('hex')
+    const who = await this.#deps.access.authenticate(
+      { method: req.method, path: req.rawPath, query: req.query, headers: req.headers },
+      req.remoteAddress,
+      sha,
+    )
+    if (who.auth?.payloadSha256 !== undefined && who.auth.payloadSha256 !== sha) {
+      throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
+        ClientComputedContentSHA256: who.auth.payloadSha256,
+        S3ComputedContentSHA256: sha,
+      })
+    }
+    const p = who.principal
+    return {
+      who,
+      body,
+      ...(p !== undefined
+        ? { caller: { principal: p, requestId: '', sourceIp: req.remoteAddress, secure: false } }
+        : {}),
+    }
+  }
+
+  /** The IAM and STS query APIs: a form POST to the service root, told apart by the signing scope. */
+  async #query(req: Request, res: Response, requestId: string): Promise<void> {
+    const ctype = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    let service: 'iam' | 'sts' = 'iam'
+    const reply = (status: number, body: string) => {
+      res.status(status).header('Content-Type', 'text/xml').end(body)
+    }
+    try {
+      if (ctype !== 'application/x-www-form-urlencoded') {
+        throw new S3Error('MethodNotAllowed', undefined, {
+          Method: 'POST',
+          ResourceType: 'SERVICE',
+        })
+      }
+      const { who, body, caller } = await this.#authenticateWithBody(req)
+      const params = new URLSearchParams(req.query)
+      for (const [k, v] of new URLSearchParams(body.toString('utf8'))) params.append(k, v)
+      const action = params.get('Action') ?? ''
+      service =
+        who.auth?.service === 'sts' || (who.auth === undefined && STS_ACTIONS.has(action))
+          ? 'sts'
+          : 'iam'
+      if (caller === undefined) {
+        reply(
+          403,
+          queryErrorXml(
+            service,
+            'MissingAuthenticationToken',
+            'Request is missing Authentication Token',
+            requestId,
+          ),
+        )
+        return
+      }
+      caller.requestId = requestId
+      const onInternalError = (err: unknown, act: string) =>
+        this.#deps.log.warn({ reqId: requestId, action: act, err: errText(err) }, 'request failed')
+      const result =
+        service === 'sts'
+          ? await handleStsQuery(this.#deps.iam, caller, params, requestId, onInternalError)
+          : await handleIamQuery(this.#deps.iam, caller, params, requestId, onInternalError)
+      reply(result.status, result.body)
+    } catch (err) {
+      const e = toS3Error(err)
+      if (e.code === 'MethodNotAllowed') throw e
+      const code = QUERY_AUTH_CODES[e.code] ?? e.code
+      const status = code === 'InvalidClientTokenId' ? 403 : code === 'Throttling' ? 400 : e.status
+      const message =
+        code === 'InvalidClientTokenId' &&
+        e.code === 'InvalidAccessKeyId' &&
+        !e.message.includes('The access key')
+          ? 'The security token included in the request is invalid.'
+          : e.message
+      if (e.status >= 500 && code !== 'Throttling') {
+        this.#deps.log.warn(
+          { reqId: requestId, code: e.code, err: errText(e.cause ?? err) },
+          'request failed',
+        )
+      }
+      reply(status, queryErrorXml(service, code, message, requestId))
+    }
+  }
+
+  /** The admin API: JSON over SigV4-signed HTTP under ADMIN_PREFIX. */
+  async #admin(req: Request, res: Response, requestId: string): Promise<void> {
+    const reply = (r: AdminResult) => {
+      if (r.body === undefined) {
+        res.status(r.status).end()
+        return
+      }
+      res.status(r.status).header('Content-Type', 'application/json').end(JSON.stringify(r.body))
+    }
+    try {
+      const { who, body, caller } = await this.#authenticateWithBody(req)
+      const auth = who.auth
+      if (caller === undefined || auth === undefined) {
+        reply(adminError('AccessDenied', 403, 'The admin API needs a signed request.', requestId))
+        return
+      }
+      // Only a header-signed request whose signature covers the body's hash (service s3).
+      if (auth.service !== 's3' || auth.presigned || auth.payload !== 'signed') {
+        reply(
+          adminError(
+            'InvalidInput',
+            400,
+            "Sign admin calls in the Authorization header for service s3, with x-amz-content-sha256 set to the body's SHA-256.",
+            requestId,
+          ),
+        )
+        return
+      }
+      caller.requestId = requestId
+      const parsed = parseAdminBody(body, requestId)
+      if (!parsed.ok) {
+        reply(parsed.result)
+        return
+      }
+      reply(
+        await handleAdmin(
+          this.#deps.iam,
+          caller,
+          {
+            method: req.method,
+            path: adminPath(req.rawPath) ?? '/',
+            query: new URLSearchParams(req.query),
+            body: parsed.body,
+          },
+          {
+            onError: (err) =>
+              this.#deps.log.warn({ reqId: requestId, err: errText(err) }, 'admin call failed'),
+          },
+        ),
+      )
+    } catch (err) {
+      const e = toS3Error(err)
+      if (e.status >= 500) {
+        this.#deps.log.warn(
+          { reqId: requestId, code: e.code, err: errText(e.cause ?? err) },
+          'request failed',
+        )
+      }
+      reply(adminError(e.code, e.status, e.message, requestId))
     }
   }
 
@@ -286,6 +563,9 @@ export class S3Api {
     )
   }
 }
+
+/** Largest IAM/STS form body and admin JSON body accepted. */
+const QUERY_BODY_MAX_BYTES = 1024 * 1024
 
 function errText(err: unknown): string {
   if (err instanceof Error) return `${(err as { code?: string }).code ?? err.name}: ${err.message}`

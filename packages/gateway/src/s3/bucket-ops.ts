@@ -1,8 +1,10 @@
 /**
  * Bucket operations and listings: Create/Delete/Head/ListBuckets, location, versioning,
- * tagging, ListObjects V1 and V2, ListObjectVersions.
+ * tagging, bucket policy, ListObjects V1 and V2, ListObjectVersions.
  */
 import { type BucketRecord, hlcMillis } from '@tessera/protocol'
+import type { Caller } from '../iam/operations.ts'
+import { PolicyError, parsePolicy } from '../iam/policy.ts'
 import { listLatest, listVersions } from '../store/listing.ts'
 import { ownerOf, readSmallBody, type S3Context } from './context.ts'
 import { S3Error } from './errors.ts'
@@ -58,9 +60,13 @@ export async function createBucket(ctx: S3Context): Promise<void> {
       )
     }
   }
-  const created = await ctx.deps.buckets.create(name)
+  const created = await ctx.deps.buckets.create(name, ctx.deps.access.projectOf(ctx.who))
   if (!created) {
-    // One account owns every bucket until projects (#5): an existing bucket is the caller's.
+    // Bucket names are global: one in the caller's project is theirs, any other is taken.
+    const existing = await ctx.deps.buckets.get(name)
+    if (existing !== undefined && !ctx.deps.access.sees(ctx.who, existing)) {
+      throw new S3Error('BucketAlreadyExists', undefined, { BucketName: name })
+    }
     throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name })
   }
   ctx.res.header('Location', `/${name}`).end()
@@ -86,7 +92,9 @@ export async function listBuckets(ctx: S3Context): Promise<void> {
     })
   const token = p.get('continuation-token')
   const after = token ? Buffer.from(token, 'base64url').toString() : ''
-  const list = all.filter((x) => x.name.startsWith(prefix) && x.name > after)
+  const list = all.filter(
+    (x) => x.name.startsWith(prefix) && x.name > after && ctx.deps.access.sees(ctx.who, x),
+  )
   const page = list.slice(0, max)
   const o = ownerOf(ctx)
   ctx.res.header('Content-Type', 'application/xml').end(
@@ -330,4 +338,60 @@ export function encodeToken(last: string): string {
 export function decodeToken(t: string): string | undefined {
   const s = Buffer.from(t, 'base64url').toString()
   return s.startsWith('1:') ? s.slice(2) : undefined
+}
+
+/** The caller of an identity-changing S3 call, for the audit log. */
+function callerOf(ctx: S3Context): Caller {
+  return {
+    principal: ctx.who.principal ?? ownerOf(ctx),
+    requestId: ctx.requestId,
+    sourceIp: ctx.req.remoteAddress,
+    secure: false,
+  }
+}
+
+export async function getBucketPolicy(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const policy = b.settings?.policy
+  if (typeof policy !== 'string') {
+    throw new S3Error('NoSuchBucketPolicy', undefined, { BucketName: b.name })
+  }
+  ctx.res.header('Content-Type', 'application/json').end(policy)
+}
+
+export async function putBucketPolicy(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const max = ctx.deps.iam.policyMaxBytes
+  // Read a little more than the limit, so an oversized policy gets the size error, not a cut.
+  const body = (await readSmallBody(ctx, max * 16 + 1024)).toString('utf8')
+  if (body.trim() === '') throw new S3Error('MissingRequestBodyError')
+  try {
+    parsePolicy(body, { kind: 'bucket', maxBytes: max, bucket: b.name })
+  } catch (err) {
+    if (err instanceof PolicyError) {
+      throw new S3Error(
+        'MalformedPolicy',
+        err.tooLarge
+          ? `Policy exceeds the maximum allowed document size (${max} bytes).`
+          : err.reason,
+      )
+    }
+    throw err
+  }
+  await ctx.deps.buckets.update(b.name, (x) => ({
+    ...x,
+    settings: { ...x.settings, policy: body },
+  }))
+  await ctx.deps.iam.record(callerOf(ctx), 'PutBucketPolicy', `bucket/${b.name}`)
+  ctx.res.status(204).end()
+}
+
+export async function deleteBucketPolicy(ctx: S3Context, b: BucketRecord): Promise<void> {
+  if (typeof b.settings?.policy === 'string') {
+    await ctx.deps.buckets.update(b.name, (x) => {
+      const settings = { ...x.settings }
+      delete settings.policy
+      return { ...x, settings }
+    })
+    await ctx.deps.iam.record(callerOf(ctx), 'DeleteBucketPolicy', `bucket/${b.name}`)
+  }
+  ctx.res.status(204).end()
 }

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import type { AccessControl, Authenticated, Principal } from '../auth/access.ts'
 import { AwsChunkedDecoder } from '../auth/aws-chunked.ts'
 import type { Request, Response } from '../http/server.ts'
+import type { Iam } from '../iam/iam.ts'
 import type { BucketStore } from '../store/buckets.ts'
 import type { MultipartStore } from '../store/multipart.ts'
 import type { ObjectStore } from '../store/object-store.ts'
@@ -26,6 +27,8 @@ export interface S3Deps {
   buckets: BucketStore
   multipart: MultipartStore
   access: AccessControl
+  /** Identity operations (audit log, policy limits) for the S3 calls that change access. */
+  iam: Iam
   region: string
   log: Logger
 }
@@ -42,13 +45,16 @@ export interface S3Context {
   deps: S3Deps
 }
 
-/** The caller, for Owner and Initiator elements (root until the identity milestone). */
+/** The caller, for Owner and Initiator elements. */
 export function ownerOf(ctx: S3Context): Principal {
   const p = ctx.who.principal
   if (p) return p
   return {
+    kind: 'user',
     accessKeyId: '',
     name: 'anonymous',
+    userId: 'anonymous',
+    arn: '',
     canonicalId: '65a011a29cdf8ec533ec3d1ccaae921c',
     displayName: 'anonymous',
     root: false,

@@ -55,6 +55,7 @@ export const S3_ERRORS = {
     status: 403,
     message: 'The AWS access key ID that you provided does not exist in our records.',
   },
+  ExpiredToken: { status: 400, message: 'The provided token has expired.' },
   InvalidArgument: { status: 400, message: 'Invalid argument.' },
   InvalidBucketName: { status: 400, message: 'The specified bucket is not valid.' },
   InvalidBucketState: {
@@ -68,6 +69,10 @@ export const S3_ERRORS = {
   InvalidDigest: {
     status: 400,
     message: 'The Content-MD5 or checksum value that you specified is not valid.',
+  },
+  InvalidToken: {
+    status: 400,
+    message: 'The provided token is malformed or otherwise invalid.',
   },
   InvalidURI: { status: 400, message: "Couldn't parse the specified URI." },
   InvalidLocationConstraint: {
@@ -95,6 +100,7 @@ export const S3_ERRORS = {
   },
   InvalidTag: { status: 400, message: 'The tag provided was not a valid tag.' },
   KeyTooLongError: { status: 400, message: 'Your key is too long.' },
+  MalformedPolicy: { status: 400, message: 'Policies must be valid JSON.' },
   MalformedXML: {
     status: 400,
     message:
@@ -123,6 +129,7 @@ export const S3_ERRORS = {
     message: 'Your request is missing a required header.',
   },
   NoSuchBucket: { status: 404, message: 'The specified bucket does not exist.' },
+  NoSuchBucketPolicy: { status: 404, message: 'The bucket policy does not exist' },
   NoSuchKey: { status: 404, message: 'The specified key does not exist.' },
   NoSuchTagSet: { status: 404, message: 'The TagSet does not exist.' },
   NoSuchUpload: {
