@@ -354,4 +354,32 @@ t.test('identity across gateways, restarts and faults', async (t) => {
     const mk = await stat(join(c.dir, 'master.key'))
     t.equal(mk.mode & 0o777, 0o600, 'the master key file is 0600')
   })
+
+  await t.test('keys show when they were last used', async (t) => {
+    const g = c.gateways[0]!.endpoint
+    const keys = (await admin(g, ROOT, 'GET', '/users/alice/keys')).keys as {
+      id: string
+      lastUsed?: string
+    }[]
+    const k = keys.find((x) => x.id === alice.accessKeyId)
+    t.ok(k?.lastUsed, 'the key list has a last-used time')
+    t.ok(Date.now() - Date.parse(k!.lastUsed!) < 10 * 60_000, 'and it is recent')
+  })
+
+  // Last: it blocks this gateway for loopback for a minute.
+  await t.test('failed authentications are throttled per source address', async (t) => {
+    const g = c.gateways[0]!.endpoint
+    let tries = 0
+    let code = ''
+    while (tries < 150 && code !== 'SlowDown') {
+      tries++
+      code = await list(g, {
+        accessKeyId: `TKIAUNKNOWN${String(tries).padStart(9, '0')}`,
+        secretAccessKey: 'x'.repeat(40),
+      })
+    }
+    t.equal(code, 'SlowDown', `the address is slowed down after ${tries} more failures`)
+    t.equal(await list(g, alice), 'SlowDown', 'then even a good key from that address waits')
+    t.equal(await list(g2, alice), 'ok', 'the other gateway keeps its own count')
+  })
 })

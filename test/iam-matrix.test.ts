@@ -6,7 +6,9 @@
  * The expected table is written out here from the design, independently of the gateway's code.
  */
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetBucketPolicyCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -201,7 +203,58 @@ t.test('roles × actions × bucket policy × project, through real requests', as
     for (const b of Object.values(buckets))
       for (const a of ACTIONS) if (expected(r.role, a, b.policy, b.project === 'alpha')) allowed++
   t.ok(allowed > 30 && allowed < cells - 30, `${allowed} of ${cells} cells allow`)
+
+  await t.test('copies and batch deletes are decided on the bucket they touch', async (t) => {
+    const s3Admin = clients.get('s3-admin')!
+    const copy = (from: string) =>
+      attemptCopy(s3Admin, `${from}/seed.txt`, 'm-alpha-plain', `copied-from-${from}`)
+    t.equal(await copy('m-alpha-plain'), 'allowed', "a copy inside the key's project")
+    t.equal(await copy('m-beta-plain'), 'denied', 'no copy out of another project')
+    t.equal(await copy('m-alpha-policy'), 'denied', 'no copy out of a bucket whose policy says no')
+    const del = async (s3: S3Client, bucket: string) => {
+      const r = await s3.send(
+        new DeleteObjectsCommand({
+          Bucket: bucket,
+          Delete: { Objects: [{ Key: 'seed.txt' }, { Key: 'other.txt' }] },
+        }),
+      )
+      return {
+        deleted: r.Deleted?.length ?? 0,
+        denied: (r.Errors ?? []).filter((e) => e.Code === 'AccessDenied').length,
+      }
+    }
+    t.same(
+      await del(clients.get('s3-user')!, 'm-alpha-policy'),
+      { deleted: 0, denied: 2 },
+      'each key refused under the bucket policy',
+    )
+    t.same(
+      await del(clients.get('observer')!, 'm-alpha-plain'),
+      { deleted: 0, denied: 2 },
+      'each key refused to a read-only role',
+    )
+    t.same(
+      await del(s3Admin, 'm-alpha-plain'),
+      { deleted: 2, denied: 0 },
+      'deleted by a role that may',
+    )
+  })
 })
+
+async function attemptCopy(
+  s3: S3Client,
+  source: string,
+  bucket: string,
+  key: string,
+): Promise<string> {
+  try {
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: key, CopySource: source }))
+    return 'allowed'
+  } catch (err) {
+    const f = s3Fault(err)
+    return f.code === 'AccessDenied' ? 'denied' : `unexpected ${f.code}`
+  }
+}
 
 async function accountId(endpoint: string): Promise<string> {
   const { adminCall } = await import('./harness/admin.ts')

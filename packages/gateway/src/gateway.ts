@@ -96,6 +96,7 @@ export class Gateway {
       root: init.root,
       region: init.region,
       log,
+      bucketOf: (name) => buckets.get(name),
       ...(init.authLimits ? { limits: init.authLimits } : {}),
     })
     const iam = new Iam({ store, sealer, access, log, listBuckets: () => buckets.list() })

@@ -66,6 +66,8 @@ export interface ClusterAccessInit {
   log: Logger
   limits?: AuthLimits
   maxSkewMs?: number
+  /** A bucket's record (cached), for requests that name a bucket without passing its record. */
+  bucketOf(name: string): Promise<BucketRecord | undefined>
 }
 
 /** Sliding-window counters of failed authentications. */
@@ -314,7 +316,13 @@ export class ClusterAccess implements AccessControl {
   }
 
   async authorize(who: Authenticated, what: AccessRequest): Promise<void> {
-    const b = what.bucketRecord
+    // The bucket's project and policy always take part: a caller that did not pass the record
+    // (a copy source, a key of DeleteObjects) gets it looked up, never the caller's project.
+    const b =
+      what.bucketRecord ??
+      (what.bucket !== undefined && what.action !== 's3:CreateBucket'
+        ? await this.#init.bucketOf(what.bucket)
+        : undefined)
     const policy = b?.settings?.policy
     const input: DecisionInput = {
       ...(who.principal !== undefined ? { principal: who.principal } : {}),

@@ -44,6 +44,8 @@ const QUERY_AUTH_CODES: Partial<Record<string, string>> = {
 type Op = {
   action: string
   needsBucket: boolean
+  /** The handler authorizes each key itself (DeleteObjects). */
+  perKey?: boolean
   run(ctx: S3Context, b: BucketRecord): Promise<void>
 }
 
@@ -194,7 +196,7 @@ function route(
         if (has('policy')) return op('s3:DeleteBucketPolicy', bucketOps.deleteBucketPolicy)
         return op('s3:DeleteBucket', bucketOps.deleteBucket)
       case 'POST':
-        if (has('delete')) return op('s3:DeleteObject', objOps.deleteObjects)
+        if (has('delete')) return { ...op('s3:DeleteObject', objOps.deleteObjects), perKey: true }
         break
     }
     return new S3Error('MethodNotAllowed', undefined, { Method: method, ResourceType: 'BUCKET' })
@@ -311,6 +313,13 @@ export class S3Api {
         },
         req.remoteAddress,
       )
+      const request: RequestFacts = {
+        requestId,
+        sourceIp: req.remoteAddress,
+        secure: false,
+        headers: req.headers,
+        params,
+      }
       ctx = {
         req,
         res,
@@ -319,14 +328,8 @@ export class S3Api {
         ...(key !== undefined ? { key } : {}),
         params,
         who,
+        facts: request,
         deps: this.#deps,
-      }
-      const request: RequestFacts = {
-        requestId,
-        sourceIp: req.remoteAddress,
-        secure: false,
-        headers: req.headers,
-        params,
       }
       if (bucket === undefined) {
         if (req.method !== 'GET')
@@ -344,13 +347,16 @@ export class S3Api {
       action = o.action
       // CreateBucket acts in the caller's project whether or not the name is taken.
       const b = action === 's3:CreateBucket' ? undefined : await this.#deps.buckets.get(bucket)
-      await this.#deps.access.authorize(who, {
-        action,
-        bucket,
-        ...(key !== undefined ? { key } : {}),
-        ...(b !== undefined ? { bucketRecord: b } : {}),
-        request,
-      })
+      // DeleteObjects is authorized key by key in its handler, as S3 does.
+      if (!o.perKey || b === undefined) {
+        await this.#deps.access.authorize(who, {
+          action,
+          bucket,
+          ...(key !== undefined ? { key } : {}),
+          ...(b !== undefined ? { bucketRecord: b } : {}),
+          request,
+        })
+      }
       if (o.needsBucket && b === undefined) {
         throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket })
       }

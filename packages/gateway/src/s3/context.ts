@@ -5,7 +5,7 @@
  * the way through).
  */
 import { createHash } from 'node:crypto'
-import type { AccessControl, Authenticated, Principal } from '../auth/access.ts'
+import type { AccessControl, Authenticated, Principal, RequestFacts } from '../auth/access.ts'
 import { AwsChunkedDecoder } from '../auth/aws-chunked.ts'
 import type { Request, Response } from '../http/server.ts'
 import type { Iam } from '../iam/iam.ts'
@@ -42,6 +42,8 @@ export interface S3Context {
   /** Decoded query parameters. */
   params: URLSearchParams
   who: Authenticated
+  /** Request facts for policy conditions, for handlers that authorize more than the route. */
+  facts: RequestFacts
   deps: S3Deps
 }
 

@@ -282,6 +282,8 @@ export async function deleteObjects(ctx: S3Context, b: BucketRecord): Promise<vo
           action: o.versionId ? 's3:DeleteObjectVersion' : 's3:DeleteObject',
           bucket: b.name,
           key: o.key,
+          bucketRecord: b,
+          request: ctx.facts,
         })
         const r = await ctx.deps.objects.delete(b.name, o.key, b.versioning, o.versionId)
         deleted.push({
@@ -362,6 +364,8 @@ export async function resolveCopySource(
     action: src.versionId ? 's3:GetObjectVersion' : 's3:GetObject',
     bucket: src.bucket,
     key: src.key,
+    bucketRecord: sb,
+    request: ctx.facts,
   })
   let r: Resolved
   try {
