@@ -20,18 +20,8 @@ import {
   parseUploadChecksum,
 } from '../src/s3/checksums.ts'
 import { S3Error } from '../src/s3/errors.ts'
+import { rng } from './seeded-random.ts'
 
-/** mulberry32: a seeded generator, so that a failure can be replayed with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
-  }
-}
 const SEED = Number(process.env.CHECKSUM_SEED ?? 0x5eed)
 const random = rng(SEED)
 const int = (n: number): number => Math.floor(random() * n)

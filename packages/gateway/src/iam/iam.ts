@@ -879,30 +879,10 @@ export class Iam implements IamOperations {
     this.#authorize(c, 'admin:UpdateAccount', `arn:aws:iam::${this.#snap.account.id}:account`)
     const a = structuredClone(this.#snap.account)
     if (change.maxKeyAgeDays !== undefined) {
-      if (
-        !Number.isInteger(change.maxKeyAgeDays) ||
-        change.maxKeyAgeDays < 1 ||
-        change.maxKeyAgeDays > 3650
-      ) {
-        throw new IamError(
-          'ValidationError',
-          'maxKeyAgeDays must be a whole number of days from 1 to 3650.',
-        )
-      }
-      a.maxKeyAgeDays = change.maxKeyAgeDays
+      a.maxKeyAgeDays = wholeNumberIn(change.maxKeyAgeDays, 1, 3650, 'maxKeyAgeDays (days)')
     }
     if (change.policyMaxBytes !== undefined) {
-      if (
-        !Number.isInteger(change.policyMaxBytes) ||
-        change.policyMaxBytes < 256 ||
-        change.policyMaxBytes > 1_048_576
-      ) {
-        throw new IamError(
-          'ValidationError',
-          'policyMaxBytes must be a whole number from 256 to 1048576.',
-        )
-      }
-      a.policyMaxBytes = change.policyMaxBytes
+      a.policyMaxBytes = wholeNumberIn(change.policyMaxBytes, 256, 1_048_576, 'policyMaxBytes')
     }
     if (change.guardrails !== undefined) {
       const g = change.guardrails
@@ -1015,4 +995,12 @@ export class Iam implements IamOperations {
         : {}),
     }
   }
+}
+
+/** `n` when it is a whole number in [min, max]; else the ValidationError that says so. */
+function wholeNumberIn(n: number, min: number, max: number, what: string): number {
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new IamError('ValidationError', `${what} must be a whole number from ${min} to ${max}.`)
+  }
+  return n
 }
