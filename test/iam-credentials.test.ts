@@ -382,4 +382,12 @@ t.test('identity across gateways, restarts and faults', async (t) => {
     t.equal(await list(g, alice), 'SlowDown', 'then even a good key from that address waits')
     t.equal(await list(g2, alice), 'ok', 'the other gateway keeps its own count')
   })
+
+  await t.test('identities load from the drives that remain when a node is down', async (t) => {
+    await c.stop(c.nodes[1]!.id, 'SIGKILL')
+    await c.stop('g2')
+    await c.startGateway('g2')
+    const g = c.gateways[1]!.endpoint
+    t.equal(await list(g, alice), 'ok', 'a restarted gateway knows every key with half the drives')
+  })
 })
