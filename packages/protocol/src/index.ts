@@ -5,8 +5,14 @@
  * these definitions; neither imports the other.
  */
 
-/** Version exchanged in the hello frame; bumped on any incompatible wire change. */
-export const PROTOCOL_VERSION = 1
+export {
+  asStoreError,
+  Cluster,
+  type ClusterInit,
+  type DriveResult,
+  type Placement,
+  STREAM_DEADLINE_MS,
+} from './cluster-client.ts'
 
 export {
   type ClusterMap,
@@ -97,3 +103,4 @@ export {
   MAX_FRAME_BYTES,
   type SecureChannel,
 } from './secure-channel.ts'
+export { PROTOCOL_VERSION } from './version.ts'

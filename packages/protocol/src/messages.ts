@@ -211,6 +211,72 @@ export const RewriteShard = defineRpc<ShardRef & { size: number }, { bytes: numb
   requestBody: true,
 })
 
+/** Why a repair was asked for. */
+export type HealReason = 'read' | 'write-miss' | 'scan' | 'drive-new' | 'catch-up'
+
+/** One version of an object to check and repair on a drive. */
+export interface HealItem {
+  bucket: string
+  key: string
+  /** Absent: every version of the key. */
+  versionId?: string
+  reason: HealReason
+}
+
+/**
+ * Queues repairs of objects on one of the receiving node's drives: the drive's shard and record
+ * copy are rebuilt from k good drives of the set when missing, short or corrupt. Sent by
+ * gateways that found a bad or missing shard on read, or missed a drive on write.
+ */
+export const QueueHeal = defineRpc<DriveRef & { items: HealItem[] }, { queued: number }>({
+  id: 0x0403,
+  name: 'QueueHeal',
+})
+
+/** What a drive's healer and scanner are doing, for the admin API and CLI. */
+export interface DriveHealState {
+  pool: number
+  set: number
+  slot: number
+  path: string
+  online: boolean
+  /** 'idle' between cycles; 'scanning' walks records; 'healing' rebuilds a whole drive. */
+  state: 'idle' | 'scanning' | 'healing'
+  /** Object versions checked, repaired, failed to repair (since the node started). */
+  scanned: number
+  healed: number
+  failed: number
+  /** Shard bytes written by repairs. */
+  bytesHealed: number
+  /** Repairs waiting. */
+  queued: number
+  /** Current rates (a moving average over the last seconds). */
+  objectsPerSec: number
+  bytesPerSec: number
+  /** During a whole-drive heal or a scan cycle: versions to go through, and done so far. */
+  total?: number
+  done?: number
+  /** Estimated seconds to the end of the current heal or cycle. */
+  etaSeconds?: number
+  /** Epoch ms: when the current heal or cycle started, and when the last cycle ended. */
+  startedAt?: number
+  lastCycleAt?: number
+}
+
+export const HealStatus = defineRpc<
+  Record<string, never>,
+  { node: string; drives: DriveHealState[] }
+>({ id: 0x0404, name: 'HealStatus' })
+
+/**
+ * Starts work on a drive now: 'full' rebuilds everything the drive should hold (after a drive
+ * swap or an outage), 'deep' runs a scan cycle that also verifies every chunk checksum.
+ */
+export const StartHeal = defineRpc<DriveRef & { mode: 'full' | 'deep' }, { started: boolean }>({
+  id: 0x0405,
+  name: 'StartHeal',
+})
+
 // System records (identity and cluster state, later issues) ----------------------------------
 
 export const PutSystem = defineRpc<
@@ -260,6 +326,9 @@ export const ALL_RPCS = [
   CompleteUpload,
   ReadRaw,
   RewriteShard,
+  QueueHeal,
+  HealStatus,
+  StartHeal,
   PutSystem,
   GetSystem,
   ListSystem,

@@ -1,0 +1,214 @@
+/**
+ * A member's view of the cluster, shared by gateways and by nodes (healing, lifecycle): the map
+ * and its layout, secure connections to every node (a {@link PeerPool}), and calls addressed
+ * to drives rather than nodes. Also the quorum rules of design §4 and the pool a new object
+ * goes to.
+ */
+import type { ClusterMap } from './cluster-map.ts'
+import { StoreError } from './errors.ts'
+import type { Identity } from './identity.ts'
+import { type DriveRef, GetDriveInfo } from './messages.ts'
+import { PeerPool } from './peer-pool.ts'
+import {
+  type ClusterLayout,
+  computeLayout,
+  type DriveSlot,
+  type ErasureSet,
+  placeObject,
+} from './placement.ts'
+import type { RpcDef } from './rpc.ts'
+import { PROTOCOL_VERSION } from './version.ts'
+
+/**
+ * Deadline of a call that streams a body: the whole transfer must fit in it, and a client may
+ * upload or download slowly, so it is long; a client that goes away cancels the call instead.
+ */
+export const STREAM_DEADLINE_MS = 3_600_000
+
+export interface ClusterInit {
+  map: ClusterMap
+  mapHash: string
+  identity: Identity
+  /** Who this member is in the hello: a gateway, or a node calling its peers. Default gateway. */
+  role?: 'gateway' | 'node'
+  /** Deadline of one RPC to a node that carries no body; default 10 s. */
+  callTimeoutMs?: number
+  /** Secure channels per node; default 4. */
+  connectionsPerNode?: number
+}
+
+/** Where an object lives: its set and shard distribution inside one pool. */
+export interface Placement {
+  pool: number
+  set: ErasureSet
+  distribution: number[]
+}
+
+/** Result of a call to one drive. */
+export type DriveResult<T> =
+  | { drive: DriveSlot; ok: true; value: T }
+  | { drive: DriveSlot; ok: false; error: StoreError }
+
+export class Cluster {
+  readonly map: ClusterMap
+  readonly layout: ClusterLayout
+  readonly peers: PeerPool
+  /** k: drives whose shards suffice to read, and whose records must agree. */
+  readonly readQuorum: number
+  /** k, plus one when k = m, so two disjoint write quorums cannot both succeed. */
+  readonly writeQuorum: number
+  #addresses = new Map<string, { id: string; address: string }>()
+  #timeoutMs: number
+  #freeByPool: number[] = []
+  #freeAt = 0
+
+  constructor(init: ClusterInit) {
+    this.map = init.map
+    this.layout = computeLayout(init.map)
+    const { data: k, parity: m } = init.map.erasure
+    this.readQuorum = k
+    this.writeQuorum = k === m ? k + 1 : k
+    this.#timeoutMs = init.callTimeoutMs ?? 10_000
+    for (const pool of init.map.pools)
+      for (const n of pool.nodes) this.#addresses.set(n.id, { id: n.publicKey, address: n.address })
+    this.peers = new PeerPool({
+      identity: init.identity,
+      hello: { version: PROTOCOL_VERSION, mapHash: init.mapHash, role: init.role ?? 'gateway' },
+      connectionsPerPeer: init.connectionsPerNode ?? 4,
+    })
+  }
+
+  /** The peer (public id and address) of a node of the map. */
+  peer(nodeId: string): { id: string; address: string } {
+    const p = this.#addresses.get(nodeId)
+    if (p === undefined) throw new StoreError('INVALID_REQUEST', `no node ${nodeId} in the map`)
+    return p
+  }
+
+  /** Calls an RPC on the node that owns `drive`, addressed to that drive. */
+  call<Req extends DriveRef, Res>(
+    drive: DriveSlot,
+    def: RpcDef<Req, Res>,
+    req: Omit<Req, keyof DriveRef>,
+    opts: { body?: AsyncIterable<Uint8Array>; timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<Res> {
+    const full = { ...req, pool: drive.pool, set: drive.set, slot: drive.slot } as Req
+    return this.peers.call(this.peer(drive.nodeId), def, full, {
+      timeoutMs: opts.timeoutMs ?? (opts.body ? STREAM_DEADLINE_MS : this.#timeoutMs),
+      ...(opts.body ? { body: opts.body } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    })
+  }
+
+  /** Calls an RPC that answers with a body on the node owning `drive`. */
+  callStream<Req extends DriveRef, Res>(
+    drive: DriveSlot,
+    def: RpcDef<Req, Res>,
+    req: Omit<Req, keyof DriveRef>,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<{ res: Res; body: AsyncIterable<Uint8Array> }> {
+    const full = { ...req, pool: drive.pool, set: drive.set, slot: drive.slot } as Req
+    return this.peers.callStream(this.peer(drive.nodeId), def, full, {
+      timeoutMs: STREAM_DEADLINE_MS,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    })
+  }
+
+  /** Calls the same RPC on every drive given; settles each, never throws. */
+  async callAll<Req extends DriveRef, Res>(
+    drives: readonly DriveSlot[],
+    def: RpcDef<Req, Res>,
+    req: Omit<Req, keyof DriveRef> | ((d: DriveSlot, i: number) => Omit<Req, keyof DriveRef>),
+  ): Promise<DriveResult<Res>[]> {
+    return Promise.all(
+      drives.map(async (drive, i): Promise<DriveResult<Res>> => {
+        try {
+          const r = typeof req === 'function' ? req(drive, i) : req
+          return { drive, ok: true, value: await this.call(drive, def, r) }
+        } catch (err) {
+          return { drive, ok: false, error: asStoreError(err) }
+        }
+      }),
+    )
+  }
+
+  /**
+   * Throws QUORUM_FAILED unless at least the write quorum of `results` succeeded; the message
+   * says what was being done (`what`) and why the failed drives failed.
+   */
+  requireWriteQuorum(results: readonly DriveResult<unknown>[], what: string): void {
+    const ok = results.filter((r) => r.ok).length
+    if (ok >= this.writeQuorum) return
+    const why = results.flatMap((r) => (r.ok ? [] : [`${r.drive.nodeId}: ${r.error.message}`]))
+    throw new StoreError(
+      'QUORUM_FAILED',
+      `only ${ok} of ${results.length} drives ${what} (need ${this.writeQuorum})${why.length ? `: ${why.join('; ')}` : ''}`,
+    )
+  }
+
+  /** Where `bucket/key` lives in pool `pool`. */
+  place(pool: number, bucket: string, key: string): Placement {
+    const { set, distribution } = placeObject(this.layout, pool, bucket, key)
+    return { pool, set, distribution }
+  }
+
+  /** Every set of every pool. */
+  get sets(): ErasureSet[] {
+    return this.layout.pools.flatMap((p) => p.sets)
+  }
+
+  /** Every drive of the cluster. */
+  get drives(): DriveSlot[] {
+    return this.sets.flatMap((s) => s.drives)
+  }
+
+  /**
+   * The pool a new object goes to: with one pool, that one; with several, chosen at random in
+   * proportion to each pool's free space (refreshed every 10 s), so a new pool fills up first.
+   */
+  async poolForNewObject(): Promise<number> {
+    if (this.layout.pools.length === 1) return 0
+    if (Date.now() - this.#freeAt > 10_000) {
+      this.#freeAt = Date.now()
+      await this.#refreshFree().catch(() => {})
+    }
+    const free = this.#freeByPool
+    const total = free.reduce((a, b) => a + b, 0)
+    if (total <= 0) return 0
+    let r = Math.random() * total
+    for (let p = 0; p < free.length; p++) {
+      r -= free[p]!
+      if (r < 0) return p
+    }
+    return free.length - 1
+  }
+
+  async #refreshFree(): Promise<void> {
+    const free = this.layout.pools.map(() => 0)
+    const nodes = this.map.pools.flatMap((p) => p.nodes.map((n) => n.id))
+    await Promise.all(
+      nodes.map(async (id) => {
+        try {
+          const { drives } = await this.peers.call(
+            this.peer(id),
+            GetDriveInfo,
+            {},
+            { timeoutMs: 2000 },
+          )
+          for (const d of drives) if (d.online) free[d.pool] = (free[d.pool] ?? 0) + d.freeBytes
+        } catch {}
+      }),
+    )
+    this.#freeByPool = free
+  }
+
+  close(): void {
+    this.peers.close()
+  }
+}
+
+export function asStoreError(err: unknown): StoreError {
+  if (err instanceof StoreError) return err
+  const e = err as { code?: string; message?: string }
+  return new StoreError('INTERNAL', e?.message ?? String(err), {}, err)
+}
