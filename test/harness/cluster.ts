@@ -47,6 +47,8 @@ export interface ClusterOptions {
   gateways?: number
   /** Domain for virtual-hosted-style requests on the gateways. */
   domain?: string
+  /** Further node.yaml settings for every node (`startLocalCluster`'s `nodeConfig`). */
+  nodeConfig?: Readonly<Record<string, string | number>>
 }
 
 /** A gateway process: `endpoint` is http://127.0.0.1:<port> once started. */
@@ -140,6 +142,7 @@ export async function startCluster(t: TestLike, opts: ClusterOptions): Promise<T
     gateways: opts.gateways ?? 0,
     ...(opts.drivePath ? { drivePath: opts.drivePath } : {}),
     ...(opts.domain ? { domain: opts.domain } : {}),
+    ...(opts.nodeConfig ? { nodeConfig: opts.nodeConfig } : {}),
     extraGateways: [gateway.id],
     clusterName: `test-${Math.random().toString(16).slice(2, 10)}`,
     root: ROOT,

@@ -97,6 +97,9 @@ export class CodecPool implements BlockCodec {
   #closed = false
   #queue: Queued[] = []
   #outstanding = 0
+  #startedAt = performance.now()
+  #busyAt = this.#startedAt
+  #busyMs = 0
 
   constructor(init: CodecPoolInit = {}) {
     const threads = init.threads ?? availableParallelism()
@@ -124,9 +127,36 @@ export class CodecPool implements BlockCodec {
     })
   }
 
-  /** Fraction of the pool's time spent running tasks since it started (0..1). */
+  /**
+   * Fraction of the workers' time with work since the pool started (0..1): {@link busySeconds}
+   * over the elapsed time times the threads. (Piscina's own figure needs recordTiming, which
+   * costs a histogram update per message, so the pool keeps this count itself.)
+   */
   get utilization(): number {
-    return this.#pool.utilization
+    const elapsedMs = performance.now() - this.#startedAt
+    return elapsedMs > 0 ? (this.busySeconds * 1000) / (elapsedMs * this.threads) : 0
+  }
+
+  /**
+   * Worker-seconds with work since the pool started: the time each message was out, counting
+   * at most one message per worker (a worker runs one task at a time). For rates, take the
+   * difference of two readings.
+   */
+  get busySeconds(): number {
+    this.#tally()
+    return this.#busyMs / 1000
+  }
+
+  /** Tasks waiting in the pool for a worker (not yet sent to one). */
+  get queueSize(): number {
+    return this.#queue.length
+  }
+
+  /** Brings the busy time up to now; called before the messages out change. */
+  #tally(): void {
+    const now = performance.now()
+    this.#busyMs += (now - this.#busyAt) * Math.min(this.#outstanding, this.threads)
+    this.#busyAt = now
   }
 
   #run<R>(task: CodecTask, transfer: ArrayBuffer[]): Promise<R> {
@@ -145,6 +175,7 @@ export class CodecPool implements BlockCodec {
       const free = slots - this.#outstanding
       const size = Math.min(this.maxBatch, Math.ceil(this.#queue.length / free))
       const batch = this.#queue.splice(0, size)
+      this.#tally()
       this.#outstanding++
       const message: BatchTask = { op: 'batch', tasks: batch.map((q) => q.task) }
       this.#pool
@@ -158,6 +189,7 @@ export class CodecPool implements BlockCodec {
           },
         )
         .finally(() => {
+          this.#tally()
           this.#outstanding--
           this.#pump()
         })

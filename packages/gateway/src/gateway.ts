@@ -4,15 +4,18 @@
  */
 import { CodecPool, InlineCodec } from '@tessera/codec'
 import type { ClusterMap, Identity } from '@tessera/protocol'
+import { ClusterAdmin } from './admin/cluster-admin.ts'
 import { type HttpServer, listenHttp } from './http/server.ts'
 import { type AuthLimits, ClusterAccess } from './iam/cluster-access.ts'
 import { Sealer } from './iam/crypto.ts'
 import { Iam } from './iam/iam.ts'
 import { IamStore } from './iam/store.ts'
+import { GatewayMetrics, MeteredCluster } from './metrics.ts'
 import { S3Api } from './s3/api.ts'
 import type { Logger } from './s3/context.ts'
 import { BucketStore } from './store/buckets.ts'
-import { Cluster } from './store/cluster.ts'
+import type { Cluster } from './store/cluster.ts'
+import { HealReporter } from './store/heal-reporter.ts'
 import { MultipartStore } from './store/multipart.ts'
 import { ObjectStore } from './store/object-store.ts'
 
@@ -45,7 +48,10 @@ export class Gateway {
   #cluster: Cluster
   #pool: CodecPool
   #iam: IamStore
+  #heal: HealReporter
   #log: Logger
+  /** The gateway's Prometheus registry and health probe (served on the S3 port). */
+  readonly metrics: GatewayMetrics
 
   private constructor(
     port: number,
@@ -53,28 +59,39 @@ export class Gateway {
     cluster: Cluster,
     pool: CodecPool,
     iam: IamStore,
+    heal: HealReporter,
     log: Logger,
+    metrics: GatewayMetrics,
   ) {
     this.port = port
     this.#http = http
     this.#cluster = cluster
     this.#pool = pool
     this.#iam = iam
+    this.#heal = heal
     this.#log = log
+    this.metrics = metrics
   }
 
   static async start(init: GatewayInit, components: GatewayComponents): Promise<Gateway> {
     const log = components.logger
-    const cluster = new Cluster({ map: init.map, mapHash: init.mapHash, identity: init.identity })
+    // One registry per gateway; the cluster counts its failed calls to nodes in it.
+    const metrics = new GatewayMetrics()
+    const cluster = new MeteredCluster(
+      { map: init.map, mapHash: init.mapHash, identity: init.identity },
+      metrics,
+    )
     const pool = new CodecPool(
       init.codecThreads !== undefined ? { threads: init.codecThreads } : {},
     )
+    metrics.watch({ cluster, codec: pool })
     const inlineCodec = await InlineCodec.create()
+    const heal = new HealReporter(cluster, log)
     const objects = new ObjectStore({
       cluster,
       codec: pool,
       inlineCodec,
-      onMiss: (m) =>
+      onMiss: (m) => {
         log.warn(
           {
             bucket: m.bucket,
@@ -83,8 +100,15 @@ export class Gateway {
             drive: `${m.drive.nodeId}:${m.drive.path}`,
             reason: m.reason,
           },
-          'a drive missed a write or returned a bad shard',
-        ),
+          'a drive missed a write or returned a bad shard; repair queued',
+        )
+        heal.report(m.drive, {
+          bucket: m.bucket,
+          key: m.key,
+          versionId: m.versionId,
+          reason: m.kind === 'write' ? 'write-miss' : 'read',
+        })
+      },
     })
     const buckets = new BucketStore(cluster)
     const sealer = new Sealer(init.masterKey)
@@ -100,14 +124,17 @@ export class Gateway {
       ...(init.authLimits ? { limits: init.authLimits } : {}),
     })
     const iam = new Iam({ store, sealer, access, log, listBuckets: () => buckets.list() })
+    const clusterAdmin = new ClusterAdmin(cluster, iam)
     const api = new S3Api({
       objects,
       buckets,
       multipart: new MultipartStore(objects),
       access,
       iam,
+      clusterAdmin,
       region: init.region,
       log,
+      metrics,
       ...(init.domain ? { domain: init.domain } : {}),
     })
     const http = await listenHttp({
@@ -117,12 +144,14 @@ export class Gateway {
       onError: (err) => log.error({ err: (err as Error).message }, 'request handler failed'),
     })
     log.info({ port: http.port, region: init.region }, 'gateway started')
-    return new Gateway(http.port, http, cluster, pool, store, log)
+    return new Gateway(http.port, http, cluster, pool, store, heal, log, metrics)
   }
 
   async close(): Promise<void> {
     this.#http.close()
+    this.metrics.close()
     this.#iam.close()
+    this.#heal.close()
     this.#cluster.close()
     await this.#pool.close()
     this.#log.info({}, 'gateway stopped')

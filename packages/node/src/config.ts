@@ -4,6 +4,8 @@
  * environment: the result is passed down as plain values.
  */
 import { ConfigError, LOG_LEVELS, readConfigSource } from '@tessera/protocol'
+import { DEFAULT_HEAL_CONFIG } from './heal/healer.ts'
+import { LIFECYCLE_DEFAULTS } from './lifecycle/lifecycle-worker.ts'
 
 export const ENV_PREFIX = 'TESSERA_'
 export const ENV = {
@@ -13,6 +15,15 @@ export const ENV = {
   listen: `${ENV_PREFIX}LISTEN`,
   logLevel: `${ENV_PREFIX}LOG_LEVEL`,
   trashIntervalMs: `${ENV_PREFIX}TRASH_INTERVAL_MS`,
+  metricsListen: `${ENV_PREFIX}METRICS_LISTEN`,
+  lifecycleIntervalMs: `${ENV_PREFIX}LIFECYCLE_INTERVAL_MS`,
+  noncurrentDefaultDays: `${ENV_PREFIX}NONCURRENT_DEFAULT_DAYS`,
+  lifecycleClockOffsetMs: `${ENV_PREFIX}LIFECYCLE_CLOCK_OFFSET_MS`,
+  scanRate: `${ENV_PREFIX}SCAN_RATE`,
+  scanIntervalMs: `${ENV_PREFIX}SCAN_INTERVAL_MS`,
+  deepEvery: `${ENV_PREFIX}DEEP_EVERY`,
+  healGraceMs: `${ENV_PREFIX}HEAL_GRACE_MS`,
+  healConcurrency: `${ENV_PREFIX}HEAL_CONCURRENCY`,
 } as const
 
 export interface NodeConfig {
@@ -28,9 +39,50 @@ export interface NodeConfig {
   logLevel: string
   /** How often each drive's trash is emptied, in milliseconds. */
   trashIntervalMs: number
+  /**
+   * host:port of the HTTP server for /metrics and /health/live|ready (e.g. 127.0.0.1:9101);
+   * none by default. Unauthenticated: keep it on loopback or a private network.
+   */
+  metricsListen?: string
+  /** Pause between two bucket lifecycle cycles, in milliseconds (default one hour). */
+  lifecycleIntervalMs: number
+  /**
+   * Days after which noncurrent versions expire in versioned buckets when no lifecycle rule
+   * with NoncurrentVersionExpiration covers them (default 7); 0 turns the default off.
+   */
+  noncurrentDefaultDays: number
+  /**
+   * Milliseconds added to the clock the lifecycle worker judges ages by (default 0). Only for
+   * tests, which cannot wait days: it moves lifecycle time, not the node's writes.
+   */
+  lifecycleClockOffsetMs: number
+  /** Object versions each drive's scanner checks per second while no client is busy (default 200). */
+  scanRate: number
+  /** Pause between two scan cycles of a drive, in milliseconds (default one minute). */
+  scanIntervalMs: number
+  /** Every this many scan cycles, one verifies every chunk checksum (default 10; 0: never). */
+  deepEvery: number
+  /**
+   * Age (by modTime, in milliseconds) a version must reach before a drive drops it for having no
+   * read quorum on its set: a write may still be committing (default one minute).
+   */
+  healGraceMs: number
+  /** Repairs running at once on the node (default 4). */
+  healConcurrency: number
 }
 
-export const DEFAULTS = { logLevel: 'info', trashIntervalMs: 10_000 } as const
+export const DEFAULTS = {
+  logLevel: 'info',
+  trashIntervalMs: 10_000,
+  lifecycleIntervalMs: LIFECYCLE_DEFAULTS.intervalMs,
+  noncurrentDefaultDays: LIFECYCLE_DEFAULTS.noncurrentDefaultDays,
+  lifecycleClockOffsetMs: LIFECYCLE_DEFAULTS.clockOffsetMs,
+  scanRate: DEFAULT_HEAL_CONFIG.scanRate,
+  scanIntervalMs: DEFAULT_HEAL_CONFIG.scanIntervalMs,
+  deepEvery: DEFAULT_HEAL_CONFIG.deepEvery,
+  healGraceMs: DEFAULT_HEAL_CONFIG.graceMs,
+  healConcurrency: DEFAULT_HEAL_CONFIG.concurrency,
+} as const
 
 /** File keys, and the config fields they set. */
 const FILE_KEYS: Record<string, keyof NodeConfig> = {
@@ -40,6 +92,15 @@ const FILE_KEYS: Record<string, keyof NodeConfig> = {
   listen: 'listen',
   logLevel: 'logLevel',
   trashIntervalMs: 'trashIntervalMs',
+  metricsListen: 'metricsListen',
+  lifecycleIntervalMs: 'lifecycleIntervalMs',
+  noncurrentDefaultDays: 'noncurrentDefaultDays',
+  lifecycleClockOffsetMs: 'lifecycleClockOffsetMs',
+  scanRate: 'scanRate',
+  scanIntervalMs: 'scanIntervalMs',
+  deepEvery: 'deepEvery',
+  healGraceMs: 'healGraceMs',
+  healConcurrency: 'healConcurrency',
 }
 
 export { ConfigError }
@@ -65,12 +126,45 @@ export async function loadConfig(init: {
   const listen = src.str('listen', false)
   if (listen !== undefined && !/^\[?[^\]]+\]?:\d{1,5}$/.test(listen))
     problems.push(`listen "${listen}" is not host:port`)
+  const metricsListen = src.str('metricsListen', false)
+  if (metricsListen !== undefined && !/^\[?[^\]]+\]?:\d{1,5}$/.test(metricsListen))
+    problems.push(`metricsListen "${metricsListen}" is not host:port`)
   const logLevel = src.str('logLevel', false) ?? DEFAULTS.logLevel
   if (!LOG_LEVELS.has(logLevel))
     problems.push(`logLevel "${logLevel}" is not one of ${[...LOG_LEVELS].join(', ')}`)
   const trash = Number(src.values.trashIntervalMs ?? DEFAULTS.trashIntervalMs)
   if (!Number.isInteger(trash) || trash < 100)
     problems.push('trashIntervalMs must be an integer of at least 100')
+  const lifecycleIntervalMs = Number(src.values.lifecycleIntervalMs ?? DEFAULTS.lifecycleIntervalMs)
+  if (!Number.isInteger(lifecycleIntervalMs) || lifecycleIntervalMs < 100)
+    problems.push('lifecycleIntervalMs must be an integer of at least 100')
+  const noncurrentDefaultDays = Number(
+    src.values.noncurrentDefaultDays ?? DEFAULTS.noncurrentDefaultDays,
+  )
+  if (!Number.isInteger(noncurrentDefaultDays) || noncurrentDefaultDays < 0)
+    problems.push('noncurrentDefaultDays must be a whole number of days (0: off)')
+  const lifecycleClockOffsetMs = Number(
+    src.values.lifecycleClockOffsetMs ?? DEFAULTS.lifecycleClockOffsetMs,
+  )
+  if (!Number.isSafeInteger(lifecycleClockOffsetMs))
+    problems.push('lifecycleClockOffsetMs must be an integer (milliseconds)')
+  const heal = {
+    scanRate: Number(src.values.scanRate ?? DEFAULTS.scanRate),
+    scanIntervalMs: Number(src.values.scanIntervalMs ?? DEFAULTS.scanIntervalMs),
+    deepEvery: Number(src.values.deepEvery ?? DEFAULTS.deepEvery),
+    healGraceMs: Number(src.values.healGraceMs ?? DEFAULTS.healGraceMs),
+    healConcurrency: Number(src.values.healConcurrency ?? DEFAULTS.healConcurrency),
+  }
+  if (!(Number.isFinite(heal.scanRate) && heal.scanRate > 0))
+    problems.push('scanRate must be a positive number of object versions per second')
+  if (!Number.isInteger(heal.scanIntervalMs) || heal.scanIntervalMs < 100)
+    problems.push('scanIntervalMs must be an integer of at least 100')
+  if (!Number.isInteger(heal.deepEvery) || heal.deepEvery < 0)
+    problems.push('deepEvery must be a whole number of cycles (0: never)')
+  if (!Number.isInteger(heal.healGraceMs) || heal.healGraceMs < 0)
+    problems.push('healGraceMs must be a whole number of milliseconds')
+  if (!Number.isInteger(heal.healConcurrency) || heal.healConcurrency < 1)
+    problems.push('healConcurrency must be an integer of at least 1')
   if (problems.length > 0) throw new ConfigError(init.file ?? 'environment', problems)
   return {
     nodeId: nodeId!,
@@ -79,5 +173,10 @@ export async function loadConfig(init: {
     ...(listen !== undefined ? { listen } : {}),
     logLevel,
     trashIntervalMs: trash,
+    ...(metricsListen !== undefined ? { metricsListen } : {}),
+    lifecycleIntervalMs,
+    noncurrentDefaultDays,
+    lifecycleClockOffsetMs,
+    ...heal,
   }
 }

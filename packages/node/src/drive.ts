@@ -74,13 +74,22 @@ export class Drive {
   readonly ref: DriveRef
   readonly driveId: string
   readonly meta: MetaStore
+  /** True when this open formatted the (empty) drive: healing then rebuilds its contents. */
+  readonly formatted: boolean
   #trashTimer: NodeJS.Timeout | undefined
 
-  private constructor(path: string, ref: DriveRef, driveId: string, meta: MetaStore) {
+  private constructor(
+    path: string,
+    ref: DriveRef,
+    driveId: string,
+    meta: MetaStore,
+    formatted = false,
+  ) {
     this.path = path
     this.ref = ref
     this.driveId = driveId
     this.meta = meta
+    this.formatted = formatted
   }
 
   /**
@@ -93,6 +102,7 @@ export class Drive {
     const formatPath = join(path, '.tessera', 'format.json')
     await mkdir(path, { recursive: true })
     let format: FormatFile
+    let formatted = false
     const existing = await readFile(formatPath, 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined
       throw err
@@ -122,6 +132,7 @@ export class Drive {
       await fh.close()
       await rename(`${formatPath}.tmp`, formatPath)
       await syncDir(join(path, '.tessera'))
+      formatted = true
     } else {
       try {
         format = JSON.parse(existing) as FormatFile
@@ -155,7 +166,7 @@ export class Drive {
     await rm(join(path, '.tessera', 'tmp'), { recursive: true, force: true })
     await mkdir(join(path, '.tessera', 'tmp'), { recursive: true })
     const meta = await MetaStore.open({ path: join(path, '.tessera', 'meta') })
-    return new Drive(path, ref, format.driveId, meta)
+    return new Drive(path, ref, format.driveId, meta, formatted)
   }
 
   tmpPath(tmpId: string): string {

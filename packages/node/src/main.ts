@@ -11,6 +11,8 @@ import {
 import { Command } from 'commander'
 import { pino } from 'pino'
 import { loadConfig } from './config.ts'
+import { healCommand } from './heal/cli.ts'
+import { listenMetrics, NodeMetrics } from './metrics.ts'
 import { StorageNode, splitAddress } from './storage-node.ts'
 
 const program = new Command('tessera-node').description(
@@ -40,6 +42,13 @@ program
     const { map, hash } = await loadClusterMap(config.map)
     const identity = await loadIdentity(config.identity)
     const listen = config.listen ? splitAddress(config.listen) : undefined
+    // Metrics and health over HTTP, only when metricsListen is set.
+    const metrics = config.metricsListen ? new NodeMetrics({ nodeId: config.nodeId }) : undefined
+    const metricsAt = config.metricsListen ? splitAddress(config.metricsListen) : undefined
+    const metricsServer =
+      metrics && metricsAt
+        ? await listenMetrics({ host: metricsAt[0], port: Number(metricsAt[1]), metrics })
+        : undefined
     const node = await StorageNode.start(
       {
         map,
@@ -48,12 +57,53 @@ program
         identity,
         trashIntervalMs: config.trashIntervalMs,
         ...(listen ? { listen: { host: listen[0], port: Number(listen[1]) } } : {}),
+        lifecycle: {
+          intervalMs: config.lifecycleIntervalMs,
+          noncurrentDefaultDays: config.noncurrentDefaultDays,
+          clockOffsetMs: config.lifecycleClockOffsetMs,
+        },
+        heal: {
+          scanRate: config.scanRate,
+          scanIntervalMs: config.scanIntervalMs,
+          deepEvery: config.deepEvery,
+          graceMs: config.healGraceMs,
+          concurrency: config.healConcurrency,
+        },
       },
-      { logger },
+      { logger, ...(metrics ? { metrics } : {}) },
     )
+    metrics?.markServing()
+    if (metricsServer) logger.info({ address: metricsServer.address }, 'metrics server started')
     // Tests and supervisors read this line to learn the port when listening on port 0.
-    process.stdout.write(`${JSON.stringify({ listening: node.address, nodeId: node.nodeId })}\n`)
-    stopOnSignals(() => node.close(), logger)
+    process.stdout.write(
+      `${JSON.stringify({
+        listening: node.address,
+        nodeId: node.nodeId,
+        ...(metricsServer ? { metrics: metricsServer.address } : {}),
+      })}\n`,
+    )
+    stopOnSignals(async () => {
+      await metricsServer?.close()
+      await node.close()
+    }, logger)
+  })
+
+program
+  .command('heal')
+  .description('start a full heal (or a deep scan) of one drive of the running node; show progress')
+  .option('--config <file>', 'node config (YAML); TESSERA_* variables override it')
+  .requiredOption('--drive <path>', 'the drive folder, as listed in cluster.yaml')
+  .option('--deep', 'a deep scan cycle (every chunk checksum) instead of a full heal')
+  .option('--no-wait', 'return once started')
+  .action(async (opts: { config?: string; drive: string; deep?: boolean; wait: boolean }) => {
+    const config = await loadConfig({ file: opts.config, env: process.env })
+    await healCommand({
+      config,
+      drive: opts.drive,
+      deep: opts.deep === true,
+      wait: opts.wait,
+      print: (line) => process.stdout.write(`${line}\n`),
+    })
   })
 
 program.parseAsync(process.argv).catch((err: unknown) => {

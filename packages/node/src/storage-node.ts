@@ -49,6 +49,9 @@ import {
   withBody,
 } from '@tessera/protocol'
 import { Drive } from './drive.ts'
+import { type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
+import { type LifecycleOptions, LifecycleWorker } from './lifecycle/lifecycle-worker.ts'
+import type { NodeMetrics } from './metrics.ts'
 import { commitShards, readRaw, readShardBlocks, rewriteShard, writeShard } from './shard-io.ts'
 
 /** The logging surface the node needs (pino's, or a child of it). */
@@ -68,10 +71,16 @@ export interface StorageNodeInit {
   listen?: { host: string; port: number }
   /** How often trash is emptied; default 10 s. */
   trashIntervalMs?: number
+  /** Bucket lifecycle worker settings (interval, default for noncurrent versions, test clock). */
+  lifecycle?: Partial<LifecycleOptions>
+  /** Healing and scanning settings (scan rate, intervals, grace period, repairs at once). */
+  heal?: Partial<HealConfig>
 }
 
 export interface StorageNodeComponents {
   logger: Logger
+  /** Counts and times every RPC, and reads drive and heal figures from their handlers. */
+  metrics?: NodeMetrics
 }
 
 const key = (r: DriveRef): string => `${r.pool}/${r.set}/${r.slot}`
@@ -83,6 +92,10 @@ export class StorageNode {
   #started = Date.now()
   #log: Logger
   #channels: Set<{ close(err?: Error): void }>
+  /** Bucket lifecycle (design §8): expires versions and aborts uploads in the background. */
+  #lifecycle: LifecycleWorker | undefined
+  /** Healing and scanning (issue #6): repair queues, scanners, full heals. */
+  #healer: Healer | undefined
 
   private constructor(
     nodeId: string,
@@ -141,6 +154,11 @@ export class StorageNode {
       ...init.map.gateways,
     ])
     const rpc = new RpcServer()
+    // Metrics: wraps rpc.handle, so it must come before any handler is registered.
+    components.metrics?.instrument(rpc)
+    // Client load (gateway RPCs per second) slows the scanners down; also wraps rpc.handle.
+    const meter = new LoadMeter(init.map.gateways)
+    meter.instrument(rpc)
     const channels = new Set<{ close(err?: Error): void }>()
     const server = listenSecure({
       identity: init.identity,
@@ -160,6 +178,18 @@ export class StorageNode {
     })
     const node = new StorageNode(init.nodeId, drives, server, log, channels)
     await node.#register(rpc)
+    const healer = await Healer.create({
+      map: init.map,
+      mapHash: init.mapHash,
+      nodeId: init.nodeId,
+      identity: init.identity,
+      drives,
+      meter,
+      log,
+      ...init.heal,
+    })
+    node.#healer = healer
+    registerHealRpcs(rpc, healer, init.nodeId)
     const [host, portText] = splitAddress(self.address)
     const where = init.listen ?? { host, port: Number(portText) }
     await new Promise<void>((resolve, reject) => {
@@ -174,6 +204,19 @@ export class StorageNode {
         log.warn({ drive: d.path, err: (err as Error).message }, 'emptying trash failed'),
       )
     }
+    // Bucket lifecycle: started once the node serves, since it calls this node's drives too.
+    node.#lifecycle = LifecycleWorker.start(
+      {
+        map: init.map,
+        mapHash: init.mapHash,
+        identity: init.identity,
+        nodeId: init.nodeId,
+        ...init.lifecycle,
+      },
+      { logger: log },
+    )
+    // Healing: started once the node serves, since its peers' repairs read from it too.
+    healer.start()
     log.info({ nodeId: init.nodeId, drives: drives.size, address: node.address }, 'node started')
     return node
   }
@@ -457,6 +500,10 @@ export class StorageNode {
   }
 
   async close(): Promise<void> {
+    // Lifecycle first: its in-flight actions need the drives and the peers.
+    await this.#lifecycle?.stop()
+    // Healing next: it stops its repairs and scanners in a few seconds at most.
+    await this.#healer?.close()
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
     for (const ch of this.#channels) ch.close()
     await closed

@@ -57,7 +57,12 @@ export class PeerPool {
     if (idle) return idle
     if (st.clients.length < this.#init.connectionsPerPeer) {
       if (Date.now() < st.downUntil && st.clients.length === 0) throw st.lastError!
-      if (st.dialing === undefined) st.dialing = this.#dial(peer, st)
+      if (st.dialing === undefined) {
+        st.dialing = this.#dial(peer, st)
+        // A dial for extra capacity runs in the background: its failure (the peer just died)
+        // is recorded in the back-off state and must not become an unhandled rejection.
+        st.dialing.catch(() => {})
+      }
       if (st.clients.length === 0) return st.dialing
     }
     return st.clients.reduce((a, b) => (b.inFlight < a.inFlight ? b : a))

@@ -475,6 +475,8 @@ interface ClientCall {
   answered: boolean
   /** Our request body is still being sent. */
   pumping: boolean
+  /** Removes the caller's abort listener (a long-lived signal must not collect them). */
+  detach?: () => void
 }
 
 /** Makes calls over one channel. Many calls may be in flight at once. */
@@ -498,7 +500,10 @@ export class RpcClient {
         'CHANNEL_CLOSED',
         `the channel to ${ch.remoteId} closed${err ? `: ${err.message}` : ''}`,
       )
-      for (const c of this.#calls.values()) this.#settleError(c, this.#closed)
+      for (const c of this.#calls.values()) {
+        c.detach?.()
+        this.#settleError(c, this.#closed)
+      }
       this.#calls.clear()
     })
   }
@@ -563,11 +568,13 @@ export class RpcClient {
         }, timeoutMs),
       }
       this.#calls.set(id, call)
-      opts.signal?.addEventListener(
-        'abort',
-        () => this.#cancel(id, new StoreErrorClass('CANCELLED', `${def.name} was cancelled`)),
-        { once: true },
-      )
+      const signal = opts.signal
+      if (signal) {
+        const onAbort = () =>
+          this.#cancel(id, new StoreErrorClass('CANCELLED', `${def.name} was cancelled`))
+        signal.addEventListener('abort', onAbort, { once: true })
+        call.detach = () => signal.removeEventListener('abort', onAbort)
+      }
       const h = head(REQ, id, 7)
       h.writeUInt16BE(def.id, 5)
       h.writeUInt32BE(timeoutMs, 7)
@@ -578,16 +585,24 @@ export class RpcClient {
         void call.outbound.pump(this.channel, id, opts.body).then(() => {
           call.pumping = false
           // Answered without a body while we were still sending: the call is over now.
-          if (call.answered && !call.inbound) this.#calls.delete(id)
+          if (call.answered && !call.inbound) this.#drop(id)
         })
       }
     })
   }
 
+  /** Forgets a finished call. */
+  #drop(id: number): void {
+    const c = this.#calls.get(id)
+    if (c === undefined) return
+    this.#calls.delete(id)
+    c.detach?.()
+  }
+
   #cancel(id: number, err: StoreError): void {
     const c = this.#calls.get(id)
     if (!c) return
-    this.#calls.delete(id)
+    this.#drop(id)
     send(this.channel, [head(CANCEL, id)])
     this.#settleError(c, err)
   }
@@ -611,7 +626,7 @@ export class RpcClient {
       const flags = frame[5]!
       const payload = decode(frame.subarray(6))
       if (flags & 2) {
-        this.#calls.delete(id)
+        this.#drop(id)
         c.outbound?.stop(fromWire(payload as WireError))
         this.#settleError(c, fromWire(payload as WireError))
         return
@@ -631,13 +646,13 @@ export class RpcClient {
       } else {
         clearTimeout(c.timer)
         // Keep the call while our request body is still being sent; it ends with the pump.
-        if (!c.pumping) this.#calls.delete(id)
+        if (!c.pumping) this.#drop(id)
         c.resolve({ res: payload })
       }
     } else if (type === DATA) c.inbound?.push(frame.subarray(5))
     else if (type === END) {
       clearTimeout(c.timer)
-      this.#calls.delete(id)
+      this.#drop(id)
       c.inbound?.end(frame[5] === 1 ? fromWire(decode(frame.subarray(6)) as WireError) : undefined)
     } else if (type === CREDIT) c.outbound?.grant(frame.readUInt32BE(5))
   }

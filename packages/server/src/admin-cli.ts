@@ -14,6 +14,7 @@ import { HttpRequest } from '@smithy/protocol-http'
 import { SignatureV4 } from '@smithy/signature-v4'
 import { ADMIN_PREFIX, readCredentials } from '@tessera/gateway'
 import { Command } from 'commander'
+import { clusterCommand, healCommand } from './ops-cli.ts'
 
 /** Keys this close to their rotation date (or refused already) are flagged in listings. */
 const ROTATION_WARNING_DAYS = 14
@@ -194,8 +195,8 @@ interface Ctx {
 export function adminCommand(env: NodeJS.ProcessEnv): Command {
   const admin = new Command('admin')
     .description(
-      'manage identities over the admin API: users, keys, projects, roles, policies, ' +
-        'service accounts, guardrails, audit log',
+      'manage the cluster over the admin API: users, keys, projects, roles, policies, ' +
+        'service accounts, guardrails, audit log, cluster status, healing',
     )
     .option(
       '--endpoint <url>',
@@ -883,6 +884,15 @@ export function adminCommand(env: NodeJS.ProcessEnv): Command {
       }),
     )
 
+  // Cluster status and healing (ops-cli.ts) -----------------------------------------------------
+  const kit = {
+    run,
+    table,
+    error: (code: string, message: string) => new AdminCliError(code, message),
+  }
+  admin.addCommand(clusterCommand(kit))
+  admin.addCommand(healCommand(kit))
+
   return admin
 }
 
@@ -1137,7 +1147,7 @@ function keysTable(keys: Json[]): string {
 }
 
 /** Columns padded to their widest cell, two spaces apart; `empty` when there are no rows. */
-function table(head: string[], rows: string[][], empty: string): string {
+export function table(head: string[], rows: string[][], empty: string): string {
   if (rows.length === 0) return empty
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string =>

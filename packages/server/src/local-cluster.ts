@@ -92,6 +92,16 @@ export interface LocalClusterOptions {
   domain?: string
   /** How often nodes empty their drives' trash (ms); default the node's own. Read at every start. */
   trashIntervalMs?: number
+  /**
+   * Give every node a metrics and health server on a free loopback port (`metricsListen:
+   * 127.0.0.1:0`), its URL in {@link LocalNode.metricsEndpoint}. Read at every start.
+   */
+  nodeMetrics?: boolean
+  /**
+   * Further `node.yaml` settings for every node, written as `key: value` lines (for example
+   * `{ lifecycleIntervalMs: 500 }`). Read at every start.
+   */
+  nodeConfig?: Readonly<Record<string, string | number>>
   /** Extra `node` flags for every process (e.g. `--max-old-space-size=512`). */
   execArgv?: readonly string[]
   /** How long a process may take to listen before it is killed and the start fails; default 60 s. */
@@ -118,6 +128,11 @@ export interface LocalNode {
   logPath: string
   /** The running process, if any. */
   child: ChildProcess | undefined
+  /**
+   * `http://127.0.0.1:<port>` of the node's metrics server (/metrics, /health/live|ready) while
+   * it runs with `metricsListen` set in its config, else ''.
+   */
+  metricsEndpoint: string
 }
 
 /** A gateway process of the cluster. */
@@ -254,12 +269,15 @@ export class LocalCluster {
       if (g) {
         g.endpoint = ''
         g.port = 0
-      }
+      } else (p as LocalNode).metricsEndpoint = ''
       if (!this.#stopping.has(id)) this.#opts.onExit?.(id, code, signal)
     })
     if (g) {
       g.port = (JSON.parse(line) as { listening: { port: number } }).listening.port
       g.endpoint = `http://${g.host}:${g.port}`
+    } else {
+      const m = (JSON.parse(line) as { metrics?: { port: number } }).metrics
+      ;(p as LocalNode).metricsEndpoint = m ? `http://127.0.0.1:${m.port}` : ''
     }
   }
 
@@ -323,7 +341,11 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     await writeFile(
       configPath,
       `node: ${spec.id}\nmap: ../cluster.yaml\nidentity: node.key\nlogLevel: ${logLevel}\n` +
-        (opts.trashIntervalMs === undefined ? '' : `trashIntervalMs: ${opts.trashIntervalMs}\n`),
+        (opts.trashIntervalMs === undefined ? '' : `trashIntervalMs: ${opts.trashIntervalMs}\n`) +
+        (opts.nodeMetrics ? 'metricsListen: 127.0.0.1:0\n' : '') +
+        Object.entries(opts.nodeConfig ?? {})
+          .map(([k, v]) => `${k}: ${v}\n`)
+          .join(''),
     )
     nodes.push({
       id: spec.id,
@@ -334,6 +356,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       configPath,
       logPath: join(home, 'node.log'),
       child: undefined,
+      metricsEndpoint: '',
     })
   }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // tessera: the operator CLI. `tessera server <dir>` runs the embedded default; `tessera cluster
-// <dir>` a multi-process cluster on loopback. The only place that reads process.env and creates
+// <dir>` a multi-process cluster on loopback; `tessera map` writes and checks cluster maps;
+// `tessera admin` calls a gateway's admin API. The only place that reads process.env and creates
 // the logger.
 import { parseByteSize, stopOnSignals } from '@tessera/protocol'
 import { Command } from 'commander'
@@ -8,6 +9,7 @@ import { destination, pino } from 'pino'
 import { adminCommand } from './admin-cli.ts'
 import { rootKeyId, startEmbedded } from './embedded.ts'
 import { type LocalCluster, startLocalCluster } from './local-cluster.ts'
+import { mapCommand } from './map-cli.ts'
 
 const program = new Command('tessera').description(
   'Tessera: erasure-coded S3 storage on your own disks',
@@ -191,8 +193,11 @@ program
     },
   )
 
-// `tessera admin …`: the admin API client, defined in admin-cli.ts.
+// `tessera admin …`: the admin API client, defined in admin-cli.ts (cluster and heal: ops-cli.ts).
 program.addCommand(adminCommand(process.env))
+
+// `tessera map …`: writing and checking cluster.yaml for real servers, defined in map-cli.ts.
+program.addCommand(mapCommand())
 
 /** `1048576` → `1MiB`: the largest binary unit that divides the size. */
 function bytes(n: number): string {

@@ -22,6 +22,7 @@
  *   `/policies/{policy}` and `/users/{user}/attached/{policy}` takes the rest of the path: this
  *   works whether or not the HTTP layer decoded `%2F` before splitting.
  */
+
 import {
   ACCOUNT_ROLES,
   type AuditEntry,
@@ -43,6 +44,7 @@ import {
   type ProjectView,
   type UserView,
 } from '../iam/operations.ts'
+import type { ClusterAdminOps } from './cluster-admin.ts'
 
 /** Where the admin API is mounted on the gateway's S3 port ('_' cannot start a bucket name). */
 export const ADMIN_PREFIX = '/_tessera/admin/v1'
@@ -72,6 +74,8 @@ export type AdminErrorCode = IamErrorCode | 'NoSuchRoute' | 'MethodNotAllowed'
 export interface AdminHooks {
   /** Called with any error that is not an IamError (answered as a 500), for the gateway log. */
   onError?(err: unknown): void
+  /** Cluster status and healing (routes /cluster and /heal). */
+  cluster?: ClusterAdminOps
 }
 
 /**
@@ -106,7 +110,14 @@ export async function handleAdmin(
         caller.requestId,
       )
     }
-    return await handler({ ops, c: caller, p: found.params, q: req.query, body: req.body })
+    return await handler({
+      ops,
+      c: caller,
+      p: found.params,
+      q: req.query,
+      body: req.body,
+      ...(hooks.cluster ? { cluster: hooks.cluster } : {}),
+    })
   } catch (err) {
     if (isIamError(err)) return adminError(err.code, err.status, err.message, caller.requestId)
     hooks.onError?.(err)
@@ -195,6 +206,7 @@ type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
 interface Ctx {
   ops: IamOperations
+  cluster?: ClusterAdminOps
   c: Caller
   /** Path parameters by name. */
   p: Record<string, string>
@@ -219,7 +231,41 @@ const ok = (body: unknown): AdminResult => ({ status: 200, body })
 const created = (body: unknown): AdminResult => ({ status: 201, body })
 const NO_CONTENT: AdminResult = { status: 204, body: undefined }
 
+/** The cluster operations, or the error that says this gateway has none. */
+function clusterOps(x: Ctx): ClusterAdminOps {
+  if (x.cluster === undefined)
+    throw new IamError('ServiceFailure', 'Cluster status is not available')
+  return x.cluster
+}
+
 const ROUTES: Route[] = [
+  // Cluster and healing -------------------------------------------------------------------------
+  route('/cluster', {
+    GET: async (x) => {
+      noQuery(x.q)
+      return ok(await clusterOps(x).status(x.c))
+    },
+  }),
+  route('/heal', {
+    GET: async (x) => {
+      noQuery(x.q)
+      return ok(await clusterOps(x).healStatus(x.c))
+    },
+    POST: async (x) => {
+      noQuery(x.q)
+      const b = fields(x.body, ['node', 'drive', 'mode'])
+      const node = optString(b, 'node')
+      const drive = optString(b, 'drive')
+      if (node === undefined || drive === undefined) {
+        throw invalid(
+          'Name the drive to heal: {"node": "n1", "drive": "/mnt/disk1", "mode": "full"}',
+        )
+      }
+      const mode = optEnum(b, 'mode', ['full', 'deep'] as const) ?? 'full'
+      return ok(await clusterOps(x).startHeal(x.c, { node, drive, mode }))
+    },
+  }),
+
   route('/whoami', {
     GET: async ({ c, q }) => {
       noQuery(q)

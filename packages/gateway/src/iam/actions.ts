@@ -28,6 +28,8 @@ export const IDENTITY_READ = new Set([
   'admin:GetAuditLog',
   'admin:ListServiceAccounts',
   'admin:GetServiceAccount',
+  'admin:GetClusterStatus',
+  'admin:GetHealStatus',
 ])
 
 /** User management: what `user-admin` may do and `admin` may not. */

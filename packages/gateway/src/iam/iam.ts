@@ -85,6 +85,11 @@ export class Iam implements IamOperations {
 
   // ---- authorization and audit -------------------------------------------------------
 
+  /** Authorizes an admin action that is not an identity operation (cluster, healing). */
+  authorizeAdmin(c: Caller, action: string, what: string): void {
+    this.#authorize(c, action, `arn:aws:iam::${this.#snap.account.id}:${what}`)
+  }
+
   #authorize(c: Caller, action: string, resource: string, targetUser?: string): void {
     const d = decide(
       this.#snap,

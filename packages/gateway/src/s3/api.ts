@@ -14,10 +14,12 @@ import {
   handleAdmin,
   parseAdminBody,
 } from '../admin/admin-api.ts'
+import type { ClusterAdminOps } from '../admin/cluster-admin.ts'
 import type { Authenticated, RequestFacts } from '../auth/access.ts'
 import type { Request, Response } from '../http/server.ts'
 import type { Caller } from '../iam/operations.ts'
 import { handleIamQuery, handleStsQuery, queryErrorXml } from '../iam/query-api.ts'
+import { type GatewayMetrics, OBSERVABILITY_ACTION } from '../metrics.ts'
 import * as bucketOps from './bucket-ops.ts'
 import type { S3Context, S3Deps } from './context.ts'
 import { S3Error, toS3Error } from './errors.ts'
@@ -26,8 +28,12 @@ import * as objOps from './object-ops.ts'
 import { errorXml } from './xml.ts'
 
 export interface S3ApiInit extends S3Deps {
+  /** Cluster status and healing for the admin API. */
+  clusterAdmin?: ClusterAdminOps
   /** Virtual-hosted-style domain: requests to <bucket>.<domain> name the bucket by host. */
   domain?: string
+  /** Request metrics, and the /_tessera/metrics and /_tessera/health/* endpoints. */
+  metrics?: GatewayMetrics
 }
 
 /** STS actions, to answer an unsigned query call in the right service's error format. */
@@ -66,13 +72,6 @@ const NOT_YET: Record<string, { bucket?: string[]; object?: string[] }> = {
     object: ['s3:GetObjectAcl', 's3:PutObjectAcl'],
   },
   cors: { bucket: ['s3:GetBucketCORS', 's3:PutBucketCORS', 's3:PutBucketCORS'] },
-  lifecycle: {
-    bucket: [
-      's3:GetLifecycleConfiguration',
-      's3:PutLifecycleConfiguration',
-      's3:PutLifecycleConfiguration',
-    ],
-  },
   website: { bucket: ['s3:GetBucketWebsite', 's3:PutBucketWebsite', 's3:DeleteBucketWebsite'] },
   logging: { bucket: ['s3:GetBucketLogging', 's3:PutBucketLogging'] },
   notification: { bucket: ['s3:GetBucketNotification', 's3:PutBucketNotification'] },
@@ -176,6 +175,8 @@ function route(
         if (has('tagging'))
           return op('s3:PutBucketTagging', (c, b) => bucketOps.putBucketTagging(c, b, false))
         if (has('policy')) return op('s3:PutBucketPolicy', bucketOps.putBucketPolicy)
+        if (has('lifecycle'))
+          return op('s3:PutLifecycleConfiguration', bucketOps.putBucketLifecycle)
         return op('s3:CreateBucket', (c) => bucketOps.createBucket(c), false)
       case 'GET':
         if (has('location'))
@@ -183,6 +184,8 @@ function route(
         if (has('versioning')) return op('s3:GetBucketVersioning', bucketOps.getBucketVersioning)
         if (has('tagging')) return op('s3:GetBucketTagging', bucketOps.getBucketTagging)
         if (has('policy')) return op('s3:GetBucketPolicy', bucketOps.getBucketPolicy)
+        if (has('lifecycle'))
+          return op('s3:GetLifecycleConfiguration', bucketOps.getBucketLifecycle)
         if (has('versions')) return op('s3:ListBucketVersions', bucketOps.listObjectVersions)
         if (has('uploads')) return op('s3:ListBucketMultipartUploads', mpOps.listMultipartUploads)
         if (q.get('list-type') === '2')
@@ -194,6 +197,9 @@ function route(
         if (has('tagging'))
           return op('s3:PutBucketTagging', (c, b) => bucketOps.putBucketTagging(c, b, true))
         if (has('policy')) return op('s3:DeleteBucketPolicy', bucketOps.deleteBucketPolicy)
+        // AWS authorizes DeleteBucketLifecycle as s3:PutLifecycleConfiguration.
+        if (has('lifecycle'))
+          return op('s3:PutLifecycleConfiguration', bucketOps.deleteBucketLifecycle)
         return op('s3:DeleteBucket', bucketOps.deleteBucket)
       case 'POST':
         if (has('delete')) return { ...op('s3:DeleteObject', objOps.deleteObjects), perKey: true }
@@ -291,7 +297,14 @@ export class S3Api {
     const started = performance.now()
     let ctx: S3Context | undefined
     let action = 'unknown'
+    let code: string | undefined
     try {
+      // Unauthenticated, like a load balancer's probe must be; they reveal no stored data.
+      if (this.#deps.metrics?.serves(req.rawPath)) {
+        action = OBSERVABILITY_ACTION
+        await this.#deps.metrics.serve(req, res)
+        return
+      }
       if (req.rawPath === ADMIN_PREFIX || req.rawPath.startsWith(`${ADMIN_PREFIX}/`)) {
         action = 'admin'
         await this.#admin(req, res, requestId)
@@ -362,17 +375,33 @@ export class S3Api {
       }
       await o.run(ctx, b!)
     } catch (err) {
+      code = toS3Error(err).code
       this.#fail(req, res, requestId, err, ctx)
     } finally {
-      this.#deps.log.debug(
+      const ms = performance.now() - started
+      const status = res.statusCode
+      const bytesIn = req.body.received
+      const bytesOut = res.bytesSent
+      this.#deps.metrics?.observeRequest({
+        operation: action,
+        status,
+        bytesIn,
+        bytesOut,
+        seconds: ms / 1000,
+      })
+      // Denied and failed requests at info and warn, so they show at the default level.
+      const level =
+        action === OBSERVABILITY_ACTION || status < 400 ? 'debug' : status >= 500 ? 'warn' : 'info'
+      this.#deps.log[level](
         {
           reqId: requestId,
           method: req.method,
           action,
-          status: res.statusCode,
-          bytesIn: req.body.received,
-          bytesOut: res.bytesSent,
-          ms: Math.round(performance.now() - started),
+          status,
+          ...(code !== undefined ? { code } : {}),
+          bytesIn,
+          bytesOut,
+          ms: Math.round(ms),
         },
         'request',
       )
@@ -523,6 +552,7 @@ export class S3Api {
           {
             onError: (err) =>
               this.#deps.log.warn({ reqId: requestId, err: errText(err) }, 'admin call failed'),
+            ...(this.#deps.clusterAdmin ? { cluster: this.#deps.clusterAdmin } : {}),
           },
         ),
       )

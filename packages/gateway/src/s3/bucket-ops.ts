@@ -9,6 +9,14 @@ import { listLatest, listVersions } from '../store/listing.ts'
 import { ownerOf, readSmallBody, type S3Context } from './context.ts'
 import { S3Error } from './errors.ts'
 import {
+  checkBodyDigests,
+  LIFECYCLE_MAX_BODY_BYTES,
+  lifecycleConfigurationXml,
+  lifecycleOf,
+  parseLifecycleConfiguration,
+  requireIntegrityHeader,
+} from './lifecycle.ts'
+import {
   type ChecksumAlgorithm,
   listBucketsXml,
   listObjectsV1Xml,
@@ -392,6 +400,35 @@ export async function deleteBucketPolicy(ctx: S3Context, b: BucketRecord): Promi
       return { ...x, settings }
     })
     await ctx.deps.iam.record(callerOf(ctx), 'DeleteBucketPolicy', `bucket/${b.name}`)
+  }
+  ctx.res.status(204).end()
+}
+
+export async function getBucketLifecycle(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const conf = lifecycleOf(b.settings)
+  if (conf === undefined) {
+    throw new S3Error('NoSuchLifecycleConfiguration', undefined, { BucketName: b.name })
+  }
+  ctx.res.header('Content-Type', 'application/xml').end(lifecycleConfigurationXml(conf))
+}
+
+export async function putBucketLifecycle(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const integrity = requireIntegrityHeader(ctx.req.headers)
+  const body = await readSmallBody(ctx, LIFECYCLE_MAX_BODY_BYTES)
+  // readSmallBody checks the flexible checksum of streamed bodies only.
+  if (!ctx.who.auth?.payload.startsWith('streaming')) checkBodyDigests(integrity, body)
+  const lifecycle = parseLifecycleConfiguration(body)
+  await ctx.deps.buckets.update(b.name, (x) => ({ ...x, settings: { ...x.settings, lifecycle } }))
+  ctx.res.end()
+}
+
+export async function deleteBucketLifecycle(ctx: S3Context, b: BucketRecord): Promise<void> {
+  if (b.settings?.lifecycle !== undefined) {
+    await ctx.deps.buckets.update(b.name, (x) => {
+      const settings = { ...x.settings }
+      delete settings.lifecycle
+      return { ...x, settings }
+    })
   }
   ctx.res.status(204).end()
 }

@@ -55,6 +55,8 @@ export interface ShardMiss {
   key: string
   versionId: string
   drive: DriveSlot
+  /** A write that did not reach the drive, or a read that found its shard missing or bad. */
+  kind: 'write' | 'read'
   reason: string
 }
 
@@ -264,7 +266,7 @@ export class ObjectStore {
         tmpId,
       }),
     )
-    for (const f of written.failed) this.#miss(record, f.drive, f.reason)
+    for (const f of written.failed) this.#miss(record, f.drive, f.reason, 'write')
     await this.#judgeCommit(record, results)
     return record
   }
@@ -382,7 +384,7 @@ export class ObjectStore {
   async #judgeCommit(record: VersionRecord, results: DriveResult<unknown>[]): Promise<void> {
     const ok = results.filter((r) => r.ok)
     if (ok.length >= this.cluster.writeQuorum) {
-      for (const r of results) if (!r.ok) this.#miss(record, r.drive, r.error.message)
+      for (const r of results) if (!r.ok) this.#miss(record, r.drive, r.error.message, 'write')
       return
     }
     // 'null' versions replaced the previous one on these drives; a new id is simply removed.
@@ -398,12 +400,13 @@ export class ObjectStore {
     )
   }
 
-  #miss(record: VersionRecord, drive: DriveSlot, reason: string): void {
+  #miss(record: VersionRecord, drive: DriveSlot, reason: string, kind: 'write' | 'read'): void {
     this.#onMiss({
       bucket: record.bucket,
       key: record.key,
       versionId: record.versionId,
       drive,
+      kind,
       reason,
     })
   }
@@ -495,6 +498,14 @@ export class ObjectStore {
     if (best) {
       const byShard = new Map<number, VersionRecord>()
       for (const v of best) byShard.set(v.erasure.index, v)
+      // Drives that answered without the agreed version missed it (a write or a heal): repair.
+      const chosen = best[0]!
+      for (const r of answered) {
+        const v = r.ok ? r.value.versions[0] : undefined
+        if (v === undefined || v.modTime < chosen.modTime) {
+          this.#miss(chosen, r.drive, 'the drive lacks the version its set agrees on', 'read')
+        }
+      }
       // The object's own distribution, not this pool's placement of today (they agree unless
       // the map changed k or m, which it may not).
       return {
@@ -549,7 +560,7 @@ export class ObjectStore {
       range: { start, end },
       onShardError: (shard, err) => {
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
-        if (drive) this.#miss(rec, drive, err.message)
+        if (drive) this.#miss(rec, drive, err.message, 'read')
       },
       open: (shard, span): ShardStream | undefined => {
         const own = r.byShard.get(shard)

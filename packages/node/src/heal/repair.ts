@@ -1,0 +1,524 @@
+/* Design notes
+
+Repair of one key (or one version of it) on one drive D of this node, from the other drives
+of D's erasure set. The rules, in the order they run:
+
+1. Ask every drive of the set for its records of the key (D's own straight from its MetaStore,
+   the others by ReadVersions). Group the records by version (versionId + modTime: an
+   overwritten 'null' version is another version). A version is *agreed* when at least k
+   drives hold it, D included; the drives that did not answer are *unknown*.
+
+2. Leftovers: a version D holds that is not agreed, that could not be agreed even if every
+   unknown drive held it (holders + unknown < k), and whose modTime is older than the grace
+   period (a write in progress commits drive after drive) is the remains of a failed write, or
+   of a delete D missed while it was away: its record is dropped and its data moved to trash.
+   An agreed version is never removed, so nothing a client can read goes.
+
+3. Every agreed version: D's copy must be there. The record (with D's own shard index, the
+   position of D's slot in `distribution`) must match what the other holders say, and its data
+   must check out: inline bytes (always verified, they are small), or for each part
+   `part.<N>` in the data folder, present with the size the layout gives and, in a deep check
+   (or when the record itself is missing), every chunk matching its xxh64. Whatever is missing
+   or bad is rebuilt from the other holders, which must be at least k: never from fewer.
+   - inline: the holders' inline bytes, decoded and re-encoded in memory (below inlineBelow);
+   - files: part by part, streaming: decodeStream over the holders' shard streams (ReadShard,
+     verified chunk by chunk; data shards first, parity replacing a failing one) feeds
+     encodeStream, whose D-th shard and header go to a tmp file, fsynced and renamed into
+     place (shard-io's rewriteShard, the normal write path). Memory stays at a few blocks
+     whatever the part size; the RS work runs in the codec worker pool.
+   Then the record is written with D's index (and inline bytes), unless D meanwhile got a
+   newer record under the same versionId (a client write won the race). A replaced record's
+   data folder goes to trash, as CommitVersion does.
+
+Delete markers are records only. A holder whose shard fails while it is read for a repair is
+reported (`onBadShard`) so that its own node heals it.
+*/
+import { randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
+import {
+  type BlockCodec,
+  type ChunkHasher,
+  decodeStream,
+  ErasureLayout,
+  encodeStream,
+} from '@tessera/codec'
+import {
+  type DriveSlot,
+  hlcMillis,
+  type PartInfo,
+  StoreError,
+  type VersionRecord,
+} from '@tessera/protocol'
+import type { Drive } from '../drive.ts'
+import { rewriteShard } from '../shard-io.ts'
+import { checkData, isInline, layoutOf } from './check.ts'
+import type { SetAccess } from './set-access.ts'
+
+/** What to repair: a key, or one version of it. */
+export interface RepairRequest {
+  bucket: string
+  key: string
+  /** Absent: every version of the key. */
+  versionId?: string
+  /** Verify every chunk of the local shard files, not only their presence and size. */
+  deep: boolean
+}
+
+/** What a repair did. */
+export interface RepairOutcome {
+  /** Versions looked at: those the set agrees on, and the drive's own leftovers. */
+  versions: number
+  /** Versions whose local copy was rebuilt, rewritten or (leftovers) removed. */
+  healed: number
+  /** Versions that needed work that could not be done. */
+  failed: number
+  /** Shard bytes written. */
+  bytes: number
+  /** Object bytes covered by the shards rebuilt (a rebuilt part counts its whole size). */
+  dataBytes: number
+  /** Versions that could not be decided yet (too few drives answered, a write in progress). */
+  undecided: number
+  /** The first failure, for the log. */
+  error?: string
+}
+
+export interface RepairerInit {
+  access: SetAccess
+  /** The worker pool for large objects; called only when a part must be rebuilt. */
+  codec: () => BlockCodec
+  /** For inline objects (small: the event loop is quicker than a worker round trip). */
+  inlineCodec: BlockCodec
+  h64: ChunkHasher
+  /** Leftovers younger than this (by modTime) are kept: a write may be in progress. */
+  graceMs: number
+  /** Told of a holder whose shard was missing or bad while it was read for a repair. */
+  onBadShard?: (drive: DriveSlot, rec: VersionRecord, err: Error) => void
+}
+
+interface Holder {
+  drive: DriveSlot
+  rec: VersionRecord
+}
+
+interface Group {
+  holders: Holder[]
+  local?: VersionRecord
+}
+
+const versionOf = (v: VersionRecord): string => `${v.modTime}/${v.versionId}`
+
+/** Error codes of a shard that is there to be healed (not of a drive that is away). */
+const BAD_SHARD_CODES = new Set(['CHECKSUM_MISMATCH', 'SHARD_NOT_FOUND', 'TRUNCATED_SHARD'])
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes
+}
+
+async function* nothing(): AsyncGenerator<Uint8Array> {}
+
+/** The framed chunks of shard `index` of each encoded block: header, then chunk. */
+async function* shardFrames(
+  blocks: AsyncIterable<{
+    headers: Uint8Array[]
+    shards: Uint8Array[]
+    release(): void
+  }>,
+  index: number,
+): AsyncGenerator<Uint8Array> {
+  for await (const b of blocks) {
+    yield b.headers[index]!
+    yield b.shards[index]!
+    // The consumer asked for more: both views are written, the buffers can be reused.
+    b.release()
+  }
+}
+
+export function emptyOutcome(): RepairOutcome {
+  return { versions: 0, healed: 0, failed: 0, bytes: 0, dataBytes: 0, undecided: 0 }
+}
+
+export class Repairer {
+  readonly #access: SetAccess
+  readonly #codec: () => BlockCodec
+  readonly #inline: BlockCodec
+  readonly #h64: ChunkHasher
+  readonly #graceMs: number
+  readonly #onBadShard: (drive: DriveSlot, rec: VersionRecord, err: Error) => void
+
+  constructor(init: RepairerInit) {
+    this.#access = init.access
+    this.#codec = init.codec
+    this.#inline = init.inlineCodec
+    this.#h64 = init.h64
+    this.#graceMs = init.graceMs
+    this.#onBadShard = init.onBadShard ?? (() => {})
+  }
+
+  get #k(): number {
+    return this.#access.cluster.readQuorum
+  }
+
+  /** Repairs a key (or one version) on `drive`; see the design notes. */
+  async repair(drive: Drive, req: RepairRequest, signal: AbortSignal): Promise<RepairOutcome> {
+    const out = emptyOutcome()
+    const others = this.#access.othersOf(drive.ref)
+    const [local, answers] = await Promise.all([
+      req.versionId === undefined
+        ? drive.meta.getVersions(req.bucket, req.key)
+        : drive.meta.getVersion(req.bucket, req.key, req.versionId).then((v) => (v ? [v] : [])),
+      Promise.all(
+        others.map(async (d) => {
+          try {
+            return {
+              drive: d,
+              versions: await this.#access.readVersions(d, req.bucket, req.key, req.versionId),
+            }
+          } catch {
+            return { drive: d, versions: undefined }
+          }
+        }),
+      ),
+    ])
+    signal.throwIfAborted()
+    let unknown = 0
+    const groups = new Map<string, Group>()
+    const group = (v: VersionRecord): Group => {
+      const id = versionOf(v)
+      let g = groups.get(id)
+      if (g === undefined) {
+        g = { holders: [] }
+        groups.set(id, g)
+      }
+      return g
+    }
+    for (const a of answers) {
+      if (a.versions === undefined) {
+        unknown++
+        continue
+      }
+      for (const v of a.versions) group(v).holders.push({ drive: a.drive, rec: v })
+    }
+    for (const v of local) group(v).local = v
+    const k = this.#k
+    const agreed = [...groups.values()].filter((g) => g.holders.length + (g.local ? 1 : 0) >= k)
+    const agreedDirs = new Set(agreed.flatMap((g) => g.holders.map((h) => h.rec.dataDir)))
+
+    // Leftovers first: a stale record may hold the versionId an agreed version needs.
+    const localByVid = new Map(local.map((v) => [v.versionId, v]))
+    for (const g of groups.values()) {
+      if (g.local === undefined || agreed.includes(g)) continue
+      signal.throwIfAborted()
+      const removed = await this.#removeLeftover(drive, g, unknown, agreedDirs, out)
+      if (removed) localByVid.delete(g.local.versionId)
+    }
+    for (const g of agreed) {
+      signal.throwIfAborted()
+      await this.#repairVersion(drive, g, localByVid, req.deep, signal, out)
+    }
+    // A version asked for by id that no quorum holds yet (a write still committing).
+    if (req.versionId !== undefined && agreed.length === 0 && local.length === 0) out.undecided++
+    return out
+  }
+
+  async #removeLeftover(
+    drive: Drive,
+    g: Group,
+    unknown: number,
+    agreedDirs: Set<string | undefined>,
+    out: RepairOutcome,
+  ): Promise<boolean> {
+    const v = g.local!
+    out.versions++
+    if (g.holders.length + 1 + unknown >= this.#k) {
+      out.undecided++
+      return false
+    }
+    if (Date.now() - hlcMillis(v.modTime) < this.#graceMs) {
+      out.undecided++
+      return false
+    }
+    try {
+      const current = await drive.meta.getVersion(v.bucket, v.key, v.versionId)
+      if (current?.modTime !== v.modTime) return false
+      await drive.meta.deleteVersion(v.bucket, v.key, v.versionId)
+      if (v.dataDir !== undefined && !agreedDirs.has(v.dataDir))
+        await drive.trash(drive.dataPath(v.bucket, v.key, v.dataDir))
+      out.healed++
+      return true
+    } catch (err) {
+      out.failed++
+      out.error ??= `removing a leftover version: ${(err as Error).message}`
+      return false
+    }
+  }
+
+  async #repairVersion(
+    drive: Drive,
+    g: Group,
+    localByVid: Map<string, VersionRecord>,
+    deep: boolean,
+    signal: AbortSignal,
+    out: RepairOutcome,
+  ): Promise<void> {
+    out.versions++
+    const k = this.#k
+    const ref = reference(g)
+    const slot = drive.ref.slot
+    const idx = ref.erasure.distribution.indexOf(slot)
+    const name = `${ref.bucket}/${ref.key} version ${ref.versionId}`
+    if (idx < 0) {
+      out.failed++
+      out.error ??= `${name}: slot ${slot} is not in its distribution`
+      return
+    }
+    const sameId = localByVid.get(ref.versionId)
+    if (sameId !== undefined && sameId.modTime > ref.modTime) {
+      // A newer write under this versionId is on the drive (in progress, or a leftover that
+      // the grace period still protects): it is not ours to overwrite.
+      out.undecided++
+      return
+    }
+    const mine = g.local
+    const recordOk =
+      mine !== undefined &&
+      mine.erasure.index === idx &&
+      fingerprint(mine) === fingerprint(ref) &&
+      (isInline(ref) || mine.inline === undefined)
+    // Files found without their record (a record lost, a repair cut short) are verified whole.
+    const check = await checkData(drive, ref, {
+      deep: deep || mine === undefined,
+      h64: this.#h64,
+      inline: mine?.inline,
+      signal,
+    })
+    if (recordOk && check.badParts.length === 0) return
+    // Holders may differ in metadata (tags), not in where and what the data is.
+    const sources = g.holders.filter(
+      (h) => h.rec.dataDir === ref.dataDir && h.rec.size === ref.size,
+    )
+    if (sources.length < k) {
+      // D's copy is needed for the quorum and cannot be rebuilt from fewer than k others.
+      if (check.badParts.length > 0) {
+        out.failed++
+        out.error ??=
+          `${name}: ${check.reason}, and only ${sources.length} other drives hold it ` +
+          `(${k} needed to rebuild)`
+      }
+      return
+    }
+    try {
+      let inline: Uint8Array | undefined
+      if (!ref.deleteMarker && isInline(ref)) {
+        inline =
+          check.badParts.length === 0 ? mine!.inline! : await this.#rebuildInline(ref, sources, idx)
+        if (check.badParts.length > 0) {
+          out.bytes += inline.length
+          out.dataBytes += ref.size
+        }
+      } else if (!ref.deleteMarker) {
+        for (const n of check.badParts) {
+          const part = ref.parts.find((p) => p.number === n)!
+          out.bytes += await this.#rebuildPart(drive, ref, sources, part, idx, signal)
+          out.dataBytes += part.size
+        }
+      }
+      signal.throwIfAborted()
+      const current = await drive.meta.getVersion(ref.bucket, ref.key, ref.versionId)
+      if (current !== undefined && current.modTime > ref.modTime) {
+        out.undecided++
+        return
+      }
+      const record: VersionRecord = { ...ref, erasure: { ...ref.erasure, index: idx } }
+      delete record.inline
+      if (inline !== undefined) record.inline = inline
+      await drive.meta.putVersion(record)
+      if (current?.dataDir !== undefined && current.dataDir !== ref.dataDir)
+        await drive.trash(drive.dataPath(ref.bucket, ref.key, current.dataDir))
+      out.healed++
+    } catch (err) {
+      if (signal.aborted) throw err
+      out.failed++
+      out.error ??= `${name}: ${(err as Error).message}`
+    }
+  }
+
+  /** Shard `idx` of an inline object, from the holders' inline shards. */
+  async #rebuildInline(ref: VersionRecord, sources: Holder[], idx: number): Promise<Buffer> {
+    const layout = layoutOf(ref)
+    const byShard = new Map<number, Uint8Array>()
+    for (const s of sources) {
+      if (s.rec.inline !== undefined && s.rec.erasure.index !== idx)
+        byShard.set(s.rec.erasure.index, s.rec.inline)
+    }
+    if (byShard.size < layout.k) {
+      throw new StoreError(
+        'QUORUM_FAILED',
+        `only ${byShard.size} drives have inline shards (${layout.k} needed)`,
+      )
+    }
+    const pieces: Buffer[] = []
+    for await (const piece of decodeStream({
+      layout,
+      codec: this.#inline,
+      size: ref.size,
+      open: (shard, span) => {
+        const b = byShard.get(shard)
+        if (b === undefined) return undefined
+        return once(
+          Buffer.from(b.buffer, b.byteOffset, b.byteLength).subarray(
+            span.offset,
+            span.offset + span.length,
+          ),
+        )
+      },
+    })) {
+      pieces.push(Buffer.from(piece))
+    }
+    return encodeShard(Buffer.concat(pieces), layout, idx, this.#inline)
+  }
+
+  /**
+   * Rebuilds part `part` of shard `idx` into the drive's data folder, streaming from the
+   * holders; returns the bytes written.
+   */
+  async #rebuildPart(
+    drive: Drive,
+    ref: VersionRecord,
+    sources: Holder[],
+    part: PartInfo,
+    idx: number,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const layout = layoutOf(ref)
+    const byShard = new Map<number, Holder>()
+    for (const s of sources) if (s.rec.erasure.index !== idx) byShard.set(s.rec.erasure.index, s)
+    if (byShard.size < layout.k) {
+      throw new StoreError(
+        'QUORUM_FAILED',
+        `only ${byShard.size} other drives hold part ${part.number} (${layout.k} needed)`,
+      )
+    }
+    const size = part.size
+    const blocks = layout.blockCount(size)
+    // The RPC client leaves its listener on a call's signal: give each part a signal of its
+    // own (a child of the healer's), dropped with the part, not one that lives as long as the node.
+    const part$ = new AbortController()
+    setMaxListeners(0, part$.signal)
+    const onAbort = () => part$.abort(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    let body: AsyncIterable<Uint8Array> = nothing()
+    if (size > 0) {
+      const codec = this.#codec()
+      const data = decodeStream({
+        layout,
+        codec,
+        size,
+        open: (shard) => {
+          const h = byShard.get(shard)
+          if (h === undefined) return undefined
+          return this.#access.shardStream(
+            h.drive,
+            {
+              bucket: ref.bucket,
+              key: ref.key,
+              dataDir: ref.dataDir!,
+              part: part.number,
+              size,
+              k: layout.k,
+              blockSize: layout.blockSize,
+              firstBlock: 0,
+              lastBlock: blocks - 1,
+            },
+            part$.signal,
+          )
+        },
+        onShardError: (shard, err) => {
+          const h = byShard.get(shard)
+          const code = (err as { code?: string }).code
+          if (h !== undefined && code !== undefined && BAD_SHARD_CODES.has(code))
+            this.#onBadShard(h.drive, h.rec, err)
+        },
+      })
+      body = shardFrames(encodeStream(data, { layout, codec }), idx)
+    }
+    try {
+      return await rewriteShard(
+        drive,
+        {
+          ...drive.ref,
+          bucket: ref.bucket,
+          key: ref.key,
+          dataDir: ref.dataDir!,
+          part: part.number,
+          size: layout.shardFileBytes(size),
+        },
+        body,
+        randomUUID(),
+      )
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+}
+
+/**
+ * The framed shard `idx` of a small object, in memory. A one-block object frames the same
+ * whatever the block size, so it is encoded with a block just big enough (as the gateway does).
+ */
+async function encodeShard(
+  data: Uint8Array,
+  full: ErasureLayout,
+  idx: number,
+  codec: BlockCodec,
+): Promise<Buffer> {
+  const layout =
+    data.length <= full.blockSize
+      ? new ErasureLayout({
+          k: full.k,
+          m: full.m,
+          blockSize: Math.max(full.k, Math.ceil(data.length / full.k) * full.k),
+        })
+      : full
+  const out: Buffer[] = []
+  for await (const b of encodeStream(once(data), { layout, codec })) {
+    out.push(Buffer.from(b.headers[idx]!), Buffer.from(b.shards[idx]!))
+    b.release()
+  }
+  return Buffer.concat(out)
+}
+
+/** The record the holders agree on: the most common one, shard index and inline bytes aside. */
+function reference(g: Group): VersionRecord {
+  if (g.holders.length === 0) return g.local!
+  const counts = new Map<string, { rec: VersionRecord; n: number }>()
+  for (const h of g.holders) {
+    const f = fingerprint(h.rec)
+    const c = counts.get(f)
+    if (c) c.n++
+    else counts.set(f, { rec: h.rec, n: 1 })
+  }
+  let best: { rec: VersionRecord; n: number } | undefined
+  for (const c of counts.values()) if (best === undefined || c.n > best.n) best = c
+  return best!.rec
+}
+
+/** A record's content without what differs between drives (shard index, inline bytes). */
+export function fingerprint(rec: VersionRecord): string {
+  const { inline: _inline, erasure, ...rest } = rec
+  const { index: _index, ...e } = erasure
+  return canonical({ ...rest, erasure: e })
+}
+
+/** JSON with object keys sorted, so that field order never makes two records differ. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`
+  }
+  return JSON.stringify(v) ?? 'null'
+}

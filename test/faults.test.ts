@@ -1,0 +1,404 @@
+/**
+ * Faults while under load, and proof that nothing acknowledged is lost (issue #6).
+ *
+ * Workers PUT, GET, DELETE and run multipart uploads through two gateways while an injector,
+ * at random, kills nodes with SIGKILL and restarts them, pauses one with SIGSTOP past the RPC
+ * deadline, wipes a drive folder (a drive swap), and flips bytes in shard files. Destructive
+ * faults (wipe, flip) wait until the previous one is healed, so no set ever loses more than
+ * its parity — the tolerance the design promises. At the end every acknowledged write is
+ * read back and checked against its SHA-256, every acknowledged delete is still deleted, and
+ * after healing settles every object has all n shards on its drives, each chunk verified.
+ *
+ * The short form runs in CI (about 25 s of load). TESSERA_FAULT_MINUTES=30 runs the long one.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { open, readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3'
+import {
+  type DriveHealState,
+  HealStatus,
+  placeObject,
+  ReadShard,
+  ReadVersions,
+  StartHeal,
+} from '@tessera/protocol'
+import t from 'tap'
+import { startCluster, type TestCluster } from './harness/cluster.ts'
+import { bodyBytes, s3Client, s3Fault } from './harness/s3.ts'
+
+const MINUTES = Number(process.env.TESSERA_FAULT_MINUTES ?? 0)
+const LOAD_MS = MINUTES > 0 ? MINUTES * 60_000 : 25_000
+const WORKERS = 6
+const BUCKET = 'faults'
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!
+
+type State = 'present' | 'deleted' | 'maybe-present' | 'maybe-deleted'
+interface Entry {
+  sha: string
+  size: number
+  state: State
+}
+
+interface Stats {
+  puts: number
+  gets: number
+  deletes: number
+  multiparts: number
+  failedOps: number
+  wrongReads: string[]
+  faults: Record<string, number>
+}
+
+/** Every drive's heal state, from every node that answers. */
+async function healStates(c: TestCluster): Promise<DriveHealState[]> {
+  const out: DriveHealState[] = []
+  for (const n of c.nodes) {
+    try {
+      const r = await c.pool.call(c.peer(n.id), HealStatus, {}, { timeoutMs: 3000 })
+      out.push(...r.drives)
+    } catch {}
+  }
+  return out
+}
+
+/** Waits until no drive is healing and no repair is queued; the time it took. */
+async function settle(c: TestCluster, limitMs: number): Promise<number> {
+  const start = Date.now()
+  let calm = 0
+  while (Date.now() - start < limitMs) {
+    const states = await healStates(c)
+    const busy = states.filter((d) => d.state === 'healing' || d.queued > 0)
+    const all = states.length === c.nodes.reduce((a, n) => a + n.drives.length, 0)
+    calm = all && busy.length === 0 ? calm + 1 : 0
+    if (calm >= 3) return Date.now() - start
+    await sleep(300)
+  }
+  throw new Error(`healing did not settle within ${limitMs} ms`)
+}
+
+/** Flips one byte inside the first chunk of a random shard file on `drive`; false if none. */
+async function flipAByte(drive: string): Promise<boolean> {
+  const files: string[] = []
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    if (files.length > 200 || depth > 6) return
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const p = join(dir, e.name)
+      if (e.isDirectory()) await walk(p, depth + 1)
+      else if (e.name.startsWith('part.')) files.push(p)
+    }
+  }
+  await walk(join(drive, 'data'), 0)
+  if (files.length === 0) return false
+  const f = await open(pick(files), 'r+')
+  try {
+    const { size } = await f.stat()
+    if (size <= 9) return false
+    const at = 8 + Math.floor(Math.random() * Math.min(size - 8, 4096))
+    const b = Buffer.alloc(1)
+    await f.read(b, 0, 1, at)
+    b[0] = b[0]! ^ 0x5a
+    await f.write(b, 0, 1, at)
+  } finally {
+    await f.close()
+  }
+  return true
+}
+
+t.test('no acknowledged byte is lost under faults', async (t) => {
+  const c = await startCluster(t, {
+    nodes: 4,
+    drivesPerNode: 2,
+    k: 2,
+    m: 2,
+    gateways: 2,
+    blockSize: 64 * 1024,
+  })
+  const clients: S3Client[] = c.gateways.map((g) =>
+    s3Client(g.endpoint, { requestHandler: { requestTimeout: 30_000 } as never }),
+  )
+  await clients[0]!.send(new CreateBucketCommand({ Bucket: BUCKET }))
+  const manifest = new Map<string, Entry>()
+  const stats: Stats = {
+    puts: 0,
+    gets: 0,
+    deletes: 0,
+    multiparts: 0,
+    failedOps: 0,
+    wrongReads: [],
+    faults: { kill: 0, pause: 0, wipe: 0, flip: 0 },
+  }
+  let counter = 0
+  const deadline = Date.now() + LOAD_MS
+  const present = () => [...manifest].filter(([, e]) => e.state === 'present').map(([k]) => k)
+
+  const worker = async (w: number) => {
+    while (Date.now() < deadline) {
+      const s3 = clients[(w + counter) % clients.length]!
+      const roll = Math.random()
+      try {
+        if (roll < 0.5 || manifest.size < 10) {
+          const key = `o/${w}/${counter++}`
+          const size = pick([100, 3000, 70_000, 300_000, 1_200_000])
+          const body = randomBytes(size)
+          const e: Entry = { sha: sha(body), size, state: 'maybe-present' }
+          manifest.set(key, e)
+          await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }))
+          e.state = 'present'
+          stats.puts++
+        } else if (roll < 0.8) {
+          const key = pick(present())
+          const e = manifest.get(key)!
+          const r = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))
+          const got = sha(await bodyBytes(r.Body))
+          // A read during faults may fail (503), but it may never return other bytes.
+          if (got !== e.sha && e.state === 'present') stats.wrongReads.push(key)
+          stats.gets++
+        } else if (roll < 0.95) {
+          const key = pick(present())
+          const e = manifest.get(key)!
+          e.state = 'maybe-deleted'
+          await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }))
+          e.state = 'deleted'
+          stats.deletes++
+        } else {
+          const key = `mp/${w}/${counter++}`
+          const parts = [randomBytes(5 * 1024 * 1024), randomBytes(700_000)]
+          const all = Buffer.concat(parts)
+          const e: Entry = { sha: sha(all), size: all.length, state: 'maybe-present' }
+          manifest.set(key, e)
+          const { UploadId } = await s3.send(
+            new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key }),
+          )
+          const etags: string[] = []
+          for (let i = 0; i < parts.length; i++) {
+            const r = await s3.send(
+              new UploadPartCommand({
+                Bucket: BUCKET,
+                Key: key,
+                UploadId,
+                PartNumber: i + 1,
+                Body: parts[i],
+              }),
+            )
+            etags.push(r.ETag!)
+          }
+          await s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: BUCKET,
+              Key: key,
+              UploadId,
+              MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+            }),
+          )
+          e.state = 'present'
+          stats.multiparts++
+        }
+      } catch {
+        stats.failedOps++
+        await sleep(50)
+      }
+    }
+  }
+
+  const injector = async () => {
+    await sleep(2000)
+    let paused = false
+    while (Date.now() < deadline - 3000) {
+      const node = pick(c.nodes)
+      const kind = pick(['kill', 'kill', 'wipe', 'flip', 'flip', ...(paused ? [] : ['pause'])])
+      if (kind === 'kill') {
+        await c.stop(node.id, 'SIGKILL')
+        await sleep(500 + Math.random() * 1500)
+        await c.start(node.id)
+      } else if (kind === 'pause') {
+        // Past the gateways' 10 s RPC deadline; once in the short form.
+        paused = MINUTES === 0
+        const pid = node.child!.pid!
+        process.kill(pid, 'SIGSTOP')
+        await sleep(11_000)
+        process.kill(pid, 'SIGCONT')
+      } else {
+        // Destructive faults stay within the parity: the previous one is healed first.
+        await settle(c, 120_000)
+        if (kind === 'wipe') {
+          const drive = pick(node.drives)
+          await c.stop(node.id)
+          await rm(drive, { recursive: true, force: true })
+          await c.start(node.id)
+        } else {
+          const drive = pick(node.drives)
+          if (!(await flipAByte(drive))) continue
+          // The deep scan is what finds a flipped byte no one reads; run it now, not in hours.
+          const slot = c.layout.pools[0]!.sets.flatMap((s) => s.drives).find(
+            (d) => d.path === drive,
+          )!
+          await c.pool.call(c.peer(node.id), StartHeal, {
+            pool: slot.pool,
+            set: slot.set,
+            slot: slot.slot,
+            mode: 'deep',
+          })
+        }
+      }
+      stats.faults[kind]!++
+      await sleep(1000 + Math.random() * 2000)
+    }
+  }
+
+  await Promise.all([...Array.from({ length: WORKERS }, (_, w) => worker(w)), injector()])
+  const loadEnd = Date.now()
+
+  // Every node up, then a deep scan everywhere, then wait for calm.
+  for (const n of c.nodes)
+    if (!n.child || n.child.exitCode !== null) await c.start(n.id).catch(() => {})
+  await sleep(500)
+  for (const set of c.layout.pools[0]!.sets) {
+    for (const d of set.drives) {
+      await c.pool.call(c.peer(d.nodeId), StartHeal, {
+        pool: d.pool,
+        set: d.set,
+        slot: d.slot,
+        mode: 'deep',
+      })
+    }
+  }
+  await settle(c, 300_000)
+  const toHealth = Date.now() - loadEnd
+
+  // Acknowledged writes read back exactly; acknowledged deletes stay deleted.
+  let verified = 0
+  const lost: string[] = []
+  const resurrected: string[] = []
+  for (const [key, e] of manifest) {
+    const s3 = pick(clients)
+    let got: string | undefined
+    try {
+      const r = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))
+      got = sha(await bodyBytes(r.Body))
+    } catch (err) {
+      const f = s3Fault(err)
+      if (f.code !== 'NoSuchKey') throw new Error(`reading ${key}: ${f.code} ${f.message}`)
+    }
+    if (e.state === 'present') {
+      if (got !== e.sha) lost.push(key)
+      else verified++
+    } else if (e.state === 'deleted') {
+      if (got !== undefined) resurrected.push(key)
+    } else if (got !== undefined && got !== e.sha) lost.push(`${key} (unacknowledged, wrong bytes)`)
+  }
+
+  // After healing, every present object has all n shards, each chunk verified on its node.
+  let incomplete = 0
+  for (const [key, e] of manifest) {
+    if (e.state !== 'present') continue
+    const { set, distribution } = placeObject(c.layout, 0, BUCKET, key)
+    let intact = 0
+    for (const slot of distribution) {
+      const d = set.drives[slot]!
+      const ref = { pool: d.pool, set: d.set, slot: d.slot }
+      try {
+        const { versions } = await c.pool.call(c.peer(d.nodeId), ReadVersions, {
+          ...ref,
+          bucket: BUCKET,
+          key,
+          limit: 1,
+        })
+        const v = versions[0]
+        if (v === undefined || v.deleteMarker) continue
+        if (v.dataDir !== undefined) {
+          for (const part of v.parts) {
+            const blocks = Math.max(1, Math.ceil(part.size / v.erasure.blockSize))
+            const { body } = await c.pool.callStream(c.peer(d.nodeId), ReadShard, {
+              ...ref,
+              bucket: BUCKET,
+              key,
+              dataDir: v.dataDir,
+              part: part.number,
+              size: part.size,
+              k: v.erasure.k,
+              blockSize: v.erasure.blockSize,
+              firstBlock: 0,
+              lastBlock: blocks - 1,
+            })
+            for await (const _ of body) {
+            }
+          }
+        } else if (v.inline === undefined) continue
+        intact++
+      } catch {}
+    }
+    if (intact < distribution.length) incomplete++
+  }
+
+  const summary = {
+    loadSeconds: Math.round(LOAD_MS / 1000),
+    operations: stats.puts + stats.gets + stats.deletes + stats.multiparts,
+    puts: stats.puts,
+    gets: stats.gets,
+    deletes: stats.deletes,
+    multiparts: stats.multiparts,
+    failedOps: stats.failedOps,
+    faults: stats.faults,
+    objectsVerified: verified,
+    objectsLost: lost.length,
+    deletesResurrected: resurrected.length,
+    objectsNotFullyHealed: incomplete,
+    secondsToFullHealth: Math.round(toHealth / 100) / 10,
+  }
+  t.comment(`fault run: ${JSON.stringify(summary)}`)
+  process.stdout.write(`# ${JSON.stringify({ faultRun: summary })}\n`)
+  t.ok(summary.operations > 50, 'the load ran')
+  t.ok(Object.values(stats.faults).reduce((a, b) => a + b, 0) >= 3, 'faults were injected')
+  t.same(stats.wrongReads, [], 'no read returned other bytes')
+  t.same(lost, [], 'objects lost: 0')
+  t.same(resurrected, [], 'every acknowledged delete stayed deleted')
+  t.equal(incomplete, 0, 'after healing every object has all n shards intact')
+})
+
+t.test(
+  'beyond the parity: clear 503s, nothing corrupted, all back when drives return',
+  async (t) => {
+    const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
+    const s3 = s3Client(c.gateways[0]!.endpoint)
+    await s3.send(new CreateBucketCommand({ Bucket: 'edge' }))
+    const bodies = new Map<string, Buffer>()
+    for (let i = 0; i < 6; i++) {
+      const b = randomBytes(100_000 + i)
+      bodies.set(`k${i}`, b)
+      await s3.send(new PutObjectCommand({ Bucket: 'edge', Key: `k${i}`, Body: b }))
+    }
+    // Three of four drives gone: more than m = 2.
+    for (const n of c.nodes.slice(1)) await c.stop(n.id, 'SIGKILL')
+    const read = await s3
+      .send(new GetObjectCommand({ Bucket: 'edge', Key: 'k0' }))
+      .catch((e: unknown) => s3Fault(e))
+    t.match(read, { status: 503 }, 'a read answers 503')
+    t.ok((read as { message: string }).message.length > 0, 'with a message')
+    const write = await s3
+      .send(new PutObjectCommand({ Bucket: 'edge', Key: 'new', Body: 'x' }))
+      .catch((e: unknown) => s3Fault(e))
+    t.match(write, { status: 503 }, 'a write is refused with 503')
+    for (const n of c.nodes.slice(1)) await c.start(n.id)
+    for (const [k, b] of bodies) {
+      const r = await s3.send(new GetObjectCommand({ Bucket: 'edge', Key: k }))
+      t.equal(sha(await bodyBytes(r.Body)), sha(b), `${k} is readable and intact again`)
+    }
+    const head = await s3
+      .send(new HeadObjectCommand({ Bucket: 'edge', Key: 'new' }))
+      .catch((e: unknown) => s3Fault(e))
+    t.match(head, { status: 404 }, 'the refused write left nothing visible')
+  },
+)

@@ -1,0 +1,484 @@
+/**
+ * Healing and scanning (issue #6) with real processes: 4 nodes (RS 2+2, one drive each) and a
+ * gateway. Faults are real: shard files deleted or with a flipped byte, a record removed, a
+ * node stopped while objects are written and deleted, a drive folder wiped. Every repair is
+ * checked on disk (shard files byte for byte, records field for field) and by reading the
+ * objects back with the repaired drive's peers stopped, so that the repaired shards are needed.
+ */
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3'
+import { ErasureLayout } from '@tessera/codec'
+import { objectHash } from '@tessera/node'
+import {
+  DeleteVersion,
+  type DriveHealState,
+  type DriveSlot,
+  generateIdentity,
+  HealStatus,
+  ListBuckets,
+  placeObject,
+  QueueHeal,
+  ReadVersions,
+  StartHeal,
+  type VersionRecord,
+} from '@tessera/protocol'
+import { startLocalCluster } from '@tessera/server'
+import t from 'tap'
+import { ROOT, TestCluster, type TestLike } from './harness/cluster.ts'
+import { bodyBytes, bytes, s3Client, sha256 } from './harness/s3.ts'
+
+const BLOCK = 64 * 1024
+const INLINE = 4096
+const MiB = 1024 * 1024
+/** Settings every node of this test runs with: no periodic cycles (only the start pass), 1 s grace. */
+const NODE_SETTINGS = 'scanIntervalMs: 600000\ndeepEvery: 0\nhealGraceMs: 1000\n'
+
+/** Like the harness's startCluster, with heal settings appended to every node.yaml first. */
+async function startHealCluster(t: TestLike): Promise<TestCluster> {
+  const gateway = await generateIdentity()
+  const local = await startLocalCluster({
+    dir: t.testdir(),
+    nodes: 4,
+    drivesPerNode: 1,
+    data: 2,
+    parity: 2,
+    blockSize: BLOCK,
+    inlineBelow: INLINE,
+    gateways: 1,
+    extraGateways: [gateway.id],
+    clusterName: `test-${Math.random().toString(16).slice(2, 10)}`,
+    root: ROOT,
+    logLevel: 'info',
+    trashIntervalMs: 200,
+    start: false,
+  })
+  for (const n of local.nodes) {
+    await writeFile(n.configPath, (await readFile(n.configPath, 'utf8')) + NODE_SETTINGS)
+  }
+  const c = new TestCluster({ local, gateway })
+  t.teardown(() => c.close())
+  await Promise.all(local.nodes.map((n) => local.start(n.id)))
+  await Promise.all(local.gateways.map((g) => local.start(g.id)))
+  return c
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Starts stopped nodes, then waits out the gateway's back-off for peers it could not reach
+ * (1 s), so the next request finds them up.
+ */
+async function restart(c: TestCluster, ids: string[]): Promise<void> {
+  await Promise.all(ids.map((id) => c.start(id)))
+  await sleep(1200)
+}
+
+/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
+async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await check()
+      if (v !== undefined) return v
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > end)
+      throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`)
+    await sleep(100)
+  }
+}
+
+interface Obj {
+  bucket: string
+  key: string
+  data: Buffer
+  versionId?: string
+}
+
+function drivesOf(c: TestCluster): DriveSlot[] {
+  return c.layout.pools[0]!.sets[0]!.drives
+}
+
+function driveOfNode(c: TestCluster, nodeId: string): DriveSlot {
+  return drivesOf(c).find((d) => d.nodeId === nodeId)!
+}
+
+/** The drive holding shard `i` of an object. */
+function shardDrive(c: TestCluster, bucket: string, key: string, i: number): DriveSlot {
+  const { set, distribution } = placeObject(c.layout, 0, bucket, key)
+  return set.drives[distribution[i]!]!
+}
+
+async function versionsOn(
+  c: TestCluster,
+  d: DriveSlot,
+  bucket: string,
+  key: string,
+): Promise<VersionRecord[]> {
+  const ref = { pool: d.pool, set: d.set, slot: d.slot }
+  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
+}
+
+function shardPath(d: DriveSlot, rec: VersionRecord, part: number): string {
+  const h = objectHash(rec.bucket, rec.key)
+  return join(d.path, 'data', rec.bucket, h.slice(0, 2), h, rec.dataDir!, `part.${part}`)
+}
+
+async function fileOrUndefined(path: string): Promise<Buffer | undefined> {
+  return readFile(path).catch(() => undefined)
+}
+
+/** A drive's copy of an object: its records and, for each, its shard files' bytes. */
+interface Copy {
+  records: VersionRecord[]
+  files: Map<string, Buffer>
+}
+
+async function copyOn(c: TestCluster, d: DriveSlot, bucket: string, key: string): Promise<Copy> {
+  const records = await versionsOn(c, d, bucket, key)
+  const files = new Map<string, Buffer>()
+  for (const r of records) {
+    if (r.dataDir === undefined) continue
+    for (const p of r.parts) {
+      const path = shardPath(d, r, p.number)
+      const b = await fileOrUndefined(path)
+      if (b) files.set(path, b)
+    }
+  }
+  return { records, files }
+}
+
+/** JSON of a record with Buffers made comparable. */
+function plain(r: VersionRecord): unknown {
+  return JSON.parse(
+    JSON.stringify(r, (_k, v: unknown) =>
+      v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer'
+        ? Buffer.from((v as { data: number[] }).data).toString('base64')
+        : v,
+    ),
+  )
+}
+
+async function healStatus(c: TestCluster, d: DriveSlot): Promise<DriveHealState> {
+  const r = await c.pool.call(c.peer(d.nodeId), HealStatus, {})
+  return r.drives.find((x) => x.slot === d.slot)!
+}
+
+async function getBytes(s3: S3Client, o: Obj): Promise<Buffer> {
+  const r = await s3.send(
+    new GetObjectCommand({
+      Bucket: o.bucket,
+      Key: o.key,
+      ...(o.versionId ? { VersionId: o.versionId } : {}),
+    }),
+  )
+  return bodyBytes(r.Body)
+}
+
+t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async (t) => {
+  const c = await startHealCluster(t)
+  const s3 = s3Client(c.gateways[0]!.endpoint)
+  const layout = new ErasureLayout({ k: 2, m: 2, blockSize: BLOCK })
+  const bucket = 'heal-objects'
+  const vbucket = 'heal-versions'
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  await s3.send(new CreateBucketCommand({ Bucket: vbucket }))
+  await s3.send(
+    new PutBucketVersioningCommand({
+      Bucket: vbucket,
+      VersioningConfiguration: { Status: 'Enabled' },
+    }),
+  )
+  const objects: Obj[] = []
+  const put = async (o: Obj): Promise<Obj> => {
+    const r = await s3.send(new PutObjectCommand({ Bucket: o.bucket, Key: o.key, Body: o.data }))
+    const out = {
+      ...o,
+      ...(r.VersionId && r.VersionId !== 'null' ? { versionId: r.VersionId } : {}),
+    }
+    return out
+  }
+  for (const [key, size, seed] of [
+    ['big/one', 5 * BLOCK + 12_345, 1],
+    ['big/two', MiB, 2],
+    ['small/one', 1000, 3],
+    ['small/empty', 0, 4],
+    ['doomed', 150_000, 5],
+    ['over', 100_000, 6],
+  ] as const) {
+    objects.push(await put({ bucket, key, data: bytes(size, seed) }))
+  }
+  // Multipart: parts of 5 MiB and 100 KiB, each its own shard file part.<N>.
+  const mpData = bytes(5 * MiB + 100_000, 7)
+  const mp = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mp/object' }))
+  const p1 = await s3.send(
+    new UploadPartCommand({
+      Bucket: bucket,
+      Key: 'mp/object',
+      UploadId: mp.UploadId,
+      PartNumber: 1,
+      Body: mpData.subarray(0, 5 * MiB),
+    }),
+  )
+  const p2 = await s3.send(
+    new UploadPartCommand({
+      Bucket: bucket,
+      Key: 'mp/object',
+      UploadId: mp.UploadId,
+      PartNumber: 2,
+      Body: mpData.subarray(5 * MiB),
+    }),
+  )
+  await s3.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: 'mp/object',
+      UploadId: mp.UploadId,
+      MultipartUpload: {
+        Parts: [
+          { PartNumber: 1, ETag: p1.ETag },
+          { PartNumber: 2, ETag: p2.ETag },
+        ],
+      },
+    }),
+  )
+  objects.push({ bucket, key: 'mp/object', data: mpData })
+  // A versioned key: two versions (one inline) and a delete marker on top.
+  objects.push(await put({ bucket: vbucket, key: 'doc', data: bytes(200_000, 8) }))
+  objects.push(await put({ bucket: vbucket, key: 'doc', data: bytes(2000, 9) }))
+  await s3.send(new DeleteObjectCommand({ Bucket: vbucket, Key: 'doc' }))
+  const find = (key: string) => objects.find((o) => o.key === key)!
+
+  await t.test(
+    'QueueHeal repairs a deleted shard file and a lost record within seconds',
+    async (t) => {
+      // A data shard file of a plain object.
+      const big = find('big/one')
+      const d = shardDrive(c, bucket, big.key, 0)
+      const [rec] = await versionsOn(c, d, bucket, big.key)
+      const path = shardPath(d, rec!, 1)
+      const original = await readFile(path)
+      t.equal(
+        original.length,
+        layout.shardFileBytes(big.data.length),
+        'the shard file has its size',
+      )
+      await rm(path)
+      const ref = { pool: d.pool, set: d.set, slot: d.slot }
+      const queued = await c.pool.call(c.peer(d.nodeId), QueueHeal, {
+        ...ref,
+        items: [{ bucket, key: big.key, versionId: 'null', reason: 'read' }],
+      })
+      t.equal(queued.queued, 1)
+      const t0 = Date.now()
+      const back = await eventually('the shard file is rebuilt', async () => {
+        const b = await fileOrUndefined(path)
+        return b && b.length === original.length ? b : undefined
+      })
+      t.ok(back.equals(original), `rebuilt byte for byte (${Date.now() - t0} ms)`)
+
+      // The second part of the multipart object, on a parity drive, by a write-miss report.
+      const dp = shardDrive(c, bucket, 'mp/object', 3)
+      const [mrec] = await versionsOn(c, dp, bucket, 'mp/object')
+      t.equal(mrec!.parts.length, 2, 'two parts')
+      const mpath = shardPath(dp, mrec!, 2)
+      const morig = await readFile(mpath)
+      await rm(mpath)
+      await c.pool.call(c.peer(dp.nodeId), QueueHeal, {
+        pool: dp.pool,
+        set: dp.set,
+        slot: dp.slot,
+        items: [{ bucket, key: 'mp/object', reason: 'write-miss' }],
+      })
+      const mback = await eventually('the part file is rebuilt', async () => {
+        const b = await fileOrUndefined(mpath)
+        return b && b.length === morig.length ? b : undefined
+      })
+      t.ok(mback.equals(morig), 'the multipart part is rebuilt byte for byte')
+
+      // The record of an inline object: gone from one drive, rebuilt with its inline shard.
+      const small = find('small/one')
+      const ds = shardDrive(c, bucket, small.key, 1)
+      const [srec] = await versionsOn(c, ds, bucket, small.key)
+      t.ok(srec?.inline && srec.inline.length > 0, 'an inline object')
+      const sref = { pool: ds.pool, set: ds.set, slot: ds.slot }
+      await c.pool.call(c.peer(ds.nodeId), DeleteVersion, {
+        ...sref,
+        bucket,
+        key: small.key,
+        versionId: 'null',
+      })
+      await c.pool.call(c.peer(ds.nodeId), QueueHeal, {
+        ...sref,
+        items: [{ bucket, key: small.key, versionId: 'null', reason: 'write-miss' }],
+      })
+      const srec2 = await eventually('the inline record is rebuilt', async () => {
+        const [v] = await versionsOn(c, ds, bucket, small.key)
+        return v
+      })
+      t.same(plain(srec2), plain(srec!), 'the same record, inline shard and index included')
+      const st = await healStatus(c, ds)
+      t.ok(st.healed >= 1, 'HealStatus counts the repair')
+    },
+  )
+
+  await t.test('a deep scan finds a flipped byte and repairs it', async (t) => {
+    const two = find('big/two')
+    const d = shardDrive(c, bucket, two.key, 1)
+    const [rec] = await versionsOn(c, d, bucket, two.key)
+    const path = shardPath(d, rec!, 1)
+    const original = await readFile(path)
+    const bad = Buffer.from(original)
+    const at = 3 * (8 + layout.fullChunkBytes) + 8 + 1234
+    bad[at] = bad[at]! ^ 0x40
+    await writeFile(path, bad)
+    t.equal((await stat(path)).size, original.length, 'same size: only a deep check can tell')
+    const before = await healStatus(c, d)
+    const ref = { pool: d.pool, set: d.set, slot: d.slot }
+    const started = await c.pool.call(c.peer(d.nodeId), StartHeal, { ...ref, mode: 'deep' })
+    t.equal(started.started, true)
+    await eventually('the flipped byte is repaired', async () => {
+      const b = await readFile(path)
+      return b.equals(original) ? true : undefined
+    })
+    const after = await eventually('the deep cycle ends', async () => {
+      const s = await healStatus(c, d)
+      return s.lastCycleAt !== undefined && s.lastCycleAt > (before.lastCycleAt ?? 0)
+        ? s
+        : undefined
+    })
+    t.ok(after.healed > before.healed, 'counted as healed')
+    t.ok(after.scanned > before.scanned, 'the cycle scanned versions')
+
+    // Read it with two of the drive's three peers stopped: its shard is needed.
+    const peers = drivesOf(c).filter((x) => x.nodeId !== d.nodeId)
+    const stopped = peers.slice(0, 2).map((x) => x.nodeId)
+    await Promise.all(stopped.map((id) => c.stop(id)))
+    try {
+      t.equal(sha256(await getBytes(s3, two)), sha256(two.data), 'the object reads back')
+    } finally {
+      await restart(c, stopped)
+    }
+  })
+
+  await t.test(
+    'a node that was down catches up: new objects appear, deleted ones go',
+    async (t) => {
+      const d = driveOfNode(c, 'n2')
+      const [doomedRec] = await versionsOn(c, d, bucket, 'doomed')
+      const doomedDir = join(shardPath(d, doomedRec!, 1), '..')
+      t.ok((await stat(doomedDir)).isDirectory(), 'n2 holds the object to be deleted')
+      await c.stop('n2')
+      const fresh: Obj[] = []
+      fresh.push(await put({ bucket, key: 'while-away/big', data: bytes(300_000, 11) }))
+      fresh.push(await put({ bucket, key: 'while-away/small', data: bytes(500, 12) }))
+      fresh.push(await put({ bucket, key: 'over', data: bytes(120_000, 13) }))
+      fresh.push(await put({ bucket: vbucket, key: 'doc', data: bytes(70_000, 14) }))
+      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'doomed' }))
+      await restart(c, ['n2'])
+      for (const o of fresh) {
+        await eventually(`${o.bucket}/${o.key} reaches n2`, async () => {
+          const vs = await versionsOn(c, d, o.bucket, o.key)
+          const want = o.versionId ?? 'null'
+          const v = vs.find((x) => x.versionId === want && x.size === o.data.length)
+          if (v === undefined) return undefined
+          if (v.dataDir === undefined)
+            return v.inline?.length === layout.shardFileBytes(v.size) ? v : undefined
+          const st = await stat(shardPath(d, v, 1)).catch(() => undefined)
+          return st?.size === layout.shardFileBytes(v.size) ? v : undefined
+        })
+      }
+      t.pass('objects written while n2 was down are on its drive, with their shard files')
+      const overs = await versionsOn(c, d, bucket, 'over')
+      t.equal(overs.length, 1, 'the overwritten version was replaced, not kept beside')
+      await eventually('the deleted object leaves n2', async () => {
+        const vs = await versionsOn(c, d, bucket, 'doomed')
+        const dir = await stat(doomedDir).catch(() => undefined)
+        return vs.length === 0 && dir === undefined ? true : undefined
+      })
+      t.pass('the object deleted while n2 was down is gone from it, record and data')
+      for (const o of fresh) {
+        t.equal(sha256(await getBytes(s3, o)), sha256(o.data), `${o.key} reads back`)
+      }
+      objects.splice(objects.indexOf(find('doomed')), 1)
+      objects.splice(objects.indexOf(find('over')), 1)
+      objects.push(...fresh)
+    },
+  )
+
+  await t.test('a wiped drive is rebuilt whole by a full heal', async (t) => {
+    const d = driveOfNode(c, 'n3')
+    // n3's copy of everything, to compare with after the heal.
+    const keys = [...new Set(objects.map((o) => `${o.bucket}\u0000${o.key}`))].map((s) => {
+      const [b, k] = s.split('\u0000') as [string, string]
+      return { bucket: b, key: k }
+    })
+    const before = new Map<string, Copy>()
+    for (const { bucket: b, key: k } of keys) before.set(`${b}/${k}`, await copyOn(c, d, b, k))
+    const fileCount = [...before.values()].reduce((n, x) => n + x.files.size, 0)
+    t.ok(fileCount >= 5, `n3 holds ${fileCount} shard files`)
+    await c.stop('n3')
+    await rm(d.path, { recursive: true, force: true })
+    const restartAt = Date.now()
+    await restart(c, ['n3'])
+    const done = await eventually(
+      'the full heal of n3 completes',
+      async () => {
+        const s = await healStatus(c, d)
+        return s.state === 'idle' &&
+          s.total !== undefined &&
+          s.done === s.total &&
+          (s.startedAt ?? 0) >= restartAt
+          ? s
+          : undefined
+      },
+      60_000,
+    )
+    t.ok(done.total! >= keys.length, `total ${done.total} versions, done ${done.done}`)
+    t.ok(done.healed >= keys.length, `healed ${done.healed}`)
+    t.equal(done.failed, 0, 'no repair failed')
+    for (const [name, old] of before) {
+      const [b, ...rest] = name.split('/')
+      const now = await copyOn(c, d, b!, rest.join('/'))
+      t.same(now.records.map(plain), old.records.map(plain), `${name}: records restored`)
+      t.equal(now.files.size, old.files.size, `${name}: every shard file is back`)
+      for (const [path, bytesBefore] of old.files) {
+        const after = now.files.get(path)
+        t.ok(after?.equals(bytesBefore), `${name}: ${path.slice(d.path.length)} byte for byte`)
+      }
+    }
+    const buckets = await c.pool.call(c.peer('n3'), ListBuckets, {
+      pool: d.pool,
+      set: d.set,
+      slot: d.slot,
+    })
+    t.same(buckets.buckets.map((x) => x.name).sort(), [bucket, vbucket], 'bucket records too')
+
+    // Read everything with n1 and n2 stopped: only n3 (healed) and n4 remain, k = 2.
+    await Promise.all([c.stop('n1'), c.stop('n2')])
+    try {
+      for (const o of objects) {
+        t.equal(sha256(await getBytes(s3, o)), sha256(o.data), `${o.bucket}/${o.key} reads back`)
+      }
+    } finally {
+      await restart(c, ['n1', 'n2'])
+    }
+  })
+})
