@@ -217,8 +217,8 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
     await sleep(2000)
     let paused = false
     // Every kind of fault at least once, then at random (the pause, 11 s, once in the short form).
-    const first = ['wipe', 'kill', 'flip', 'pause']
-    while (Date.now() < deadline - 3000) {
+    const first = ['pause', 'wipe', 'kill', 'flip']
+    while (first.length > 0 || Date.now() < deadline - 3000) {
       const node = pick(c.nodes)
       const kind =
         first.shift() ??

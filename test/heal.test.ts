@@ -21,6 +21,7 @@ import {
 import { ErasureLayout } from '@tessera/codec'
 import { objectHash } from '@tessera/node'
 import {
+  DeleteSystem,
   DeleteVersion,
   type DriveHealState,
   type DriveSlot,
@@ -324,6 +325,12 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
         bucket,
         key: small.key,
         versionId: 'null',
+      })
+      // A lost record, not a client's delete: drop the tombstone the delete left, which would
+      // (rightly) stop a repair from bringing a deleted version back.
+      await c.pool.call(c.peer(ds.nodeId), DeleteSystem, {
+        ...sref,
+        key: `local/tomb/${bucket}\u0000${small.key}\u0000null`,
       })
       await c.pool.call(c.peer(ds.nodeId), QueueHeal, {
         ...sref,

@@ -18,6 +18,7 @@ export const ENV = {
   metricsListen: `${ENV_PREFIX}METRICS_LISTEN`,
   lifecycleIntervalMs: `${ENV_PREFIX}LIFECYCLE_INTERVAL_MS`,
   noncurrentDefaultDays: `${ENV_PREFIX}NONCURRENT_DEFAULT_DAYS`,
+  abortIncompleteDefaultDays: `${ENV_PREFIX}ABORT_INCOMPLETE_DEFAULT_DAYS`,
   lifecycleClockOffsetMs: `${ENV_PREFIX}LIFECYCLE_CLOCK_OFFSET_MS`,
   scanRate: `${ENV_PREFIX}SCAN_RATE`,
   scanIntervalMs: `${ENV_PREFIX}SCAN_INTERVAL_MS`,
@@ -51,6 +52,8 @@ export interface NodeConfig {
    * with NoncurrentVersionExpiration covers them (default 7); 0 turns the default off.
    */
   noncurrentDefaultDays: number
+  /** Incomplete multipart uploads no rule covers are aborted after this many days (0: never). */
+  abortIncompleteDefaultDays: number
   /**
    * Milliseconds added to the clock the lifecycle worker judges ages by (default 0). Only for
    * tests, which cannot wait days: it moves lifecycle time, not the node's writes.
@@ -76,6 +79,7 @@ export const DEFAULTS = {
   trashIntervalMs: 10_000,
   lifecycleIntervalMs: LIFECYCLE_DEFAULTS.intervalMs,
   noncurrentDefaultDays: LIFECYCLE_DEFAULTS.noncurrentDefaultDays,
+  abortIncompleteDefaultDays: LIFECYCLE_DEFAULTS.abortIncompleteDefaultDays,
   lifecycleClockOffsetMs: LIFECYCLE_DEFAULTS.clockOffsetMs,
   scanRate: DEFAULT_HEAL_CONFIG.scanRate,
   scanIntervalMs: DEFAULT_HEAL_CONFIG.scanIntervalMs,
@@ -95,6 +99,7 @@ const FILE_KEYS: Record<string, keyof NodeConfig> = {
   metricsListen: 'metricsListen',
   lifecycleIntervalMs: 'lifecycleIntervalMs',
   noncurrentDefaultDays: 'noncurrentDefaultDays',
+  abortIncompleteDefaultDays: 'abortIncompleteDefaultDays',
   lifecycleClockOffsetMs: 'lifecycleClockOffsetMs',
   scanRate: 'scanRate',
   scanIntervalMs: 'scanIntervalMs',
@@ -143,6 +148,11 @@ export async function loadConfig(init: {
   )
   if (!Number.isInteger(noncurrentDefaultDays) || noncurrentDefaultDays < 0)
     problems.push('noncurrentDefaultDays must be a whole number of days (0: off)')
+  const abortIncompleteDefaultDays = Number(
+    src.values.abortIncompleteDefaultDays ?? DEFAULTS.abortIncompleteDefaultDays,
+  )
+  if (!Number.isInteger(abortIncompleteDefaultDays) || abortIncompleteDefaultDays < 0)
+    problems.push('abortIncompleteDefaultDays must be a whole number of days (0: off)')
   const lifecycleClockOffsetMs = Number(
     src.values.lifecycleClockOffsetMs ?? DEFAULTS.lifecycleClockOffsetMs,
   )
@@ -176,6 +186,7 @@ export async function loadConfig(init: {
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     lifecycleIntervalMs,
     noncurrentDefaultDays,
+    abortIncompleteDefaultDays,
     lifecycleClockOffsetMs,
     ...heal,
   }

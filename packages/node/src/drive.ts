@@ -13,7 +13,17 @@
  * version without its data.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises'
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  writeFile,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { type DriveRef, StoreError } from '@tessera/protocol'
 import { MetaStore } from './meta-store.ts'
@@ -53,6 +63,13 @@ export function checkToken(what: string, value: string): void {
   if (!TOKEN.test(value))
     throw new StoreError('INVALID_REQUEST', `invalid ${what} ${JSON.stringify(value)}`)
 }
+
+/** Age past which a write left in tmp/ is abandoned (twice the longest streamed call). */
+export const TMP_MAX_AGE_MS = 2 * 3_600_000
+/** Age past which a version tombstone is dropped: far longer than any repair takes. */
+export const TOMBSTONE_MAX_AGE_MS = 6 * 3_600_000
+/** How often tmp/ is swept for abandoned writes (and old tombstones dropped). */
+const TMP_SWEEP_EVERY_MS = 10 * 60_000
 
 /** The object's folder name: the first 32 hex digits of sha256(bucket/key). */
 export function objectHash(bucket: string, key: string): string {
@@ -211,10 +228,34 @@ export class Drive {
     return entries.length
   }
 
-  /** Empties trash every `intervalMs` in the background. */
+  /**
+   * Removes writes in tmp/ older than `maxAgeMs`: a PUT whose gateway went away between
+   * writing its shard and committing it. No write in progress is that old (a streamed call's
+   * deadline is one hour), and nothing in tmp/ is visible to clients.
+   */
+  async cleanTmp(maxAgeMs = TMP_MAX_AGE_MS): Promise<number> {
+    const dir = join(this.path, '.tessera', 'tmp')
+    let removed = 0
+    for (const e of await readdir(dir).catch(() => [] as string[])) {
+      const st = await stat(join(dir, e)).catch(() => undefined)
+      if (st !== undefined && Date.now() - st.mtimeMs > maxAgeMs) {
+        await rm(join(dir, e), { recursive: true, force: true })
+        removed++
+      }
+    }
+    return removed
+  }
+
+  /** Empties trash every `intervalMs` in the background, and old tmp/ leftovers with it. */
   startTrashEmptier(intervalMs: number, onError: (err: unknown) => void): void {
+    let lastTmp = Date.now()
     this.#trashTimer = setInterval(() => {
       this.emptyTrash().catch(onError)
+      if (Date.now() - lastTmp > TMP_SWEEP_EVERY_MS) {
+        lastTmp = Date.now()
+        this.cleanTmp().catch(onError)
+        this.meta.purgeTombstones(TOMBSTONE_MAX_AGE_MS).catch(onError)
+      }
     }, intervalMs)
     this.#trashTimer.unref()
   }

@@ -60,6 +60,7 @@ program
         lifecycle: {
           intervalMs: config.lifecycleIntervalMs,
           noncurrentDefaultDays: config.noncurrentDefaultDays,
+          abortIncompleteDefaultDays: config.abortIncompleteDefaultDays,
           clockOffsetMs: config.lifecycleClockOffsetMs,
         },
         heal: {

@@ -26,7 +26,13 @@ keys, costs a handful of entries read, and a bucket with one version per key is 
 batches. `lastScanSteps` counts the entries read from LevelDB by the last listing.
 */
 
-import type { BucketRecord, PartRecord, UploadRecord, VersionRecord } from '@tessera/protocol'
+import {
+  type BucketRecord,
+  hlcMillis,
+  type PartRecord,
+  type UploadRecord,
+  type VersionRecord,
+} from '@tessera/protocol'
 import { ClassicLevel, type Iterator as LevelIterator } from 'classic-level'
 import { Packr } from 'msgpackr'
 import {
@@ -202,6 +208,19 @@ export class GroupCommitter<T, R> {
     }
     this.#running = undefined
   }
+}
+
+/** System-record prefix of version tombstones (see {@link MetaStore.deleteVersion}); 'local/' records are this drive's own and are never copied between drives. */
+export const TOMBSTONE_PREFIX = 'local/tomb/'
+
+/** A deleted version: when, and which (its modTime) when the drive held it. */
+interface Tombstone {
+  at: number
+  modTime?: number
+}
+
+function tombstoneKey(bucket: string, key: string, versionId: string): string {
+  return `${TOMBSTONE_PREFIX}${bucket}\u0000${key}\u0000${versionId}`
 }
 
 /** A change that {@link MetaStore.batch} applies atomically with others. */
@@ -429,10 +448,52 @@ export class MetaStore {
     })
   }
 
-  /** Deletes one version; resolves true when it existed. */
-  async deleteVersion(bucket: string, key: string, versionId: string): Promise<boolean> {
-    const [existed] = await this.#submit([{ type: 'deleteVersion', bucket, key, versionId }])
+  /**
+   * Deletes one version; resolves true when it existed. Leaves a tombstone (a system record,
+   * in the same batch) saying when the version was deleted, so that a repair that read the
+   * version from other drives before the delete cannot write it back after it.
+   */
+  async deleteVersion(
+    bucket: string,
+    key: string,
+    versionId: string,
+    deleted?: VersionRecord,
+  ): Promise<boolean> {
+    const tomb: Tombstone = { at: Date.now(), ...(deleted ? { modTime: deleted.modTime } : {}) }
+    const [existed] = await this.#submit([
+      { type: 'deleteVersion', bucket, key, versionId },
+      { type: 'putSystem', key: tombstoneKey(bucket, key, versionId), value: tomb },
+    ])
     return existed === true
+  }
+
+  /** Records that a version was deleted where this drive did not hold it (a delete it got first). */
+  async markDeleted(bucket: string, key: string, versionId: string): Promise<void> {
+    await this.putSystem(tombstoneKey(bucket, key, versionId), {
+      at: Date.now(),
+    } satisfies Tombstone)
+  }
+
+  /**
+   * Whether a client deleted `record` on this drive: the very version (same modTime), or, when
+   * the drive did not hold it at the delete, any of its versionId written before the delete.
+   */
+  async wasDeleted(record: VersionRecord): Promise<boolean> {
+    const t = (await this.getSystem(tombstoneKey(record.bucket, record.key, record.versionId))) as
+      | Tombstone
+      | undefined
+    if (t === undefined) return false
+    if (t.modTime !== undefined) return t.modTime === record.modTime
+    return hlcMillis(record.modTime) <= t.at
+  }
+
+  /** Drops tombstones older than `maxAgeMs` (repairs never take that long); the count. */
+  async purgeTombstones(maxAgeMs: number): Promise<number> {
+    const old = (await this.listSystem(TOMBSTONE_PREFIX)).filter(
+      (e) => Date.now() - ((e.value as { at?: number }).at ?? 0) > maxAgeMs,
+    )
+    if (old.length > 0) await this.#submit(old.map((e) => ({ type: 'deleteSystem', key: e.key })))
+    return old.length
   }
 
   /**

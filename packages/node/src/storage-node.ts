@@ -343,8 +343,12 @@ export class StorageNode {
     rpc.handle(DeleteVersion, async (req) => {
       const d = this.drive(req)
       const rec = await d.meta.getVersion(req.bucket, req.key, req.versionId)
-      if (rec === undefined) return { existed: false }
-      await d.meta.deleteVersion(req.bucket, req.key, req.versionId)
+      if (rec === undefined) {
+        // Remembered anyway: a repair may be about to write this version here.
+        await d.meta.markDeleted(req.bucket, req.key, req.versionId)
+        return { existed: false }
+      }
+      await d.meta.deleteVersion(req.bucket, req.key, req.versionId, rec)
       if (rec.dataDir !== undefined) await d.trash(d.dataPath(req.bucket, req.key, rec.dataDir))
       return { existed: true }
     })

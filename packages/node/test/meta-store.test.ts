@@ -619,8 +619,13 @@ t.test('buckets and system records', async (t) => {
     { key: 'iam/users/alice', value: { name: 'alice' } },
     { key: 'iam/users/bob', value: { name: 'bob' } },
   ])
-  t.equal((await store.listSystem('')).length, 5)
+  // Five, and the tombstone of the version deleted above.
+  t.equal((await store.listSystem('')).length, 6)
+  t.equal((await store.listSystem('local/tomb/')).length, 1, 'a deleted version leaves a tombstone')
   t.equal((await store.listSystem('iam/')).length, 4)
+  t.ok(await store.wasDeleted(version('alpha', 'k', 'v', 1)), 'the deleted version is known')
+  const later = (Date.now() + 60_000) * 4096
+  t.notOk(await store.wasDeleted(version('alpha', 'k', 'v', later)), 'a later write is not')
 })
 
 t.test('group commit: concurrent writers share synced batches', async (t) => {

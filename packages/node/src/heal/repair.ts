@@ -240,7 +240,7 @@ export class Repairer {
     try {
       const current = await drive.meta.getVersion(v.bucket, v.key, v.versionId)
       if (current?.modTime !== v.modTime) return false
-      await drive.meta.deleteVersion(v.bucket, v.key, v.versionId)
+      await drive.meta.deleteVersion(v.bucket, v.key, v.versionId, v)
       if (v.dataDir !== undefined && !agreedDirs.has(v.dataDir))
         await drive.trash(drive.dataPath(v.bucket, v.key, v.dataDir))
       out.healed++
@@ -325,6 +325,12 @@ export class Repairer {
       signal.throwIfAborted()
       const current = await drive.meta.getVersion(ref.bucket, ref.key, ref.versionId)
       if (current !== undefined && current.modTime > ref.modTime) {
+        out.undecided++
+        return
+      }
+      // A client deleted this version from the drive while it was being rebuilt (the set was
+      // read before the delete): writing it now would bring a deleted object back.
+      if (await drive.meta.wasDeleted(ref)) {
         out.undecided++
         return
       }

@@ -65,6 +65,8 @@ export interface LifecycleOptions {
   intervalMs: number
   /** Noncurrent versions that no NoncurrentVersionExpiration rule covers expire after this many days; 0: never. */
   noncurrentDefaultDays: number
+  /** Incomplete multipart uploads no AbortIncompleteMultipartUpload rule covers are aborted after this many days; 0: never. */
+  abortIncompleteDefaultDays: number
   /** Added to the wall clock when judging ages, in milliseconds (tests only). */
   clockOffsetMs: number
 }
@@ -72,6 +74,7 @@ export interface LifecycleOptions {
 export const LIFECYCLE_DEFAULTS: LifecycleOptions = {
   intervalMs: 3_600_000,
   noncurrentDefaultDays: 7,
+  abortIncompleteDefaultDays: 7,
   clockOffsetMs: 0,
 }
 
@@ -140,6 +143,8 @@ export class LifecycleWorker {
     this.#opts = {
       intervalMs: init.intervalMs ?? LIFECYCLE_DEFAULTS.intervalMs,
       noncurrentDefaultDays: init.noncurrentDefaultDays ?? LIFECYCLE_DEFAULTS.noncurrentDefaultDays,
+      abortIncompleteDefaultDays:
+        init.abortIncompleteDefaultDays ?? LIFECYCLE_DEFAULTS.abortIncompleteDefaultDays,
       clockOffsetMs: init.clockOffsetMs ?? LIFECYCLE_DEFAULTS.clockOffsetMs,
     }
     this.#log = components.logger
@@ -247,7 +252,9 @@ export class LifecycleWorker {
       if (this.#stopped) return
       const rules = enabledRules(b)
       const walk = walksVersions(rules, b.versioning, this.#opts.noncurrentDefaultDays)
-      const uploads = rules.some((r) => r.abortIncompleteMultipartUpload !== undefined)
+      const uploads =
+        this.#opts.abortIncompleteDefaultDays > 0 ||
+        rules.some((r) => r.abortIncompleteMultipartUpload !== undefined)
       if (!walk && !uploads) continue
       stats.buckets++
       try {
@@ -444,7 +451,8 @@ export class LifecycleWorker {
         }
         for (const u of page.uploads) {
           const id = `${u.key}\u0000${u.uploadId}`
-          if (done.has(id) || !uploadDue(rules, u, this.clock())) continue
+          const due = uploadDue(rules, u, this.clock(), this.#opts.abortIncompleteDefaultDays)
+          if (done.has(id) || !due) continue
           done.add(id)
           const results = await c.callAll(set.drives, DeleteUpload, {
             bucket: b.name,

@@ -142,12 +142,30 @@ export function planKey(versions: readonly VersionRecord[], ctx: PlanContext): K
   return plan
 }
 
-/** Whether an incomplete multipart upload is due to be aborted. Rules with tag or size filters never select uploads. */
+/**
+ * Whether an incomplete multipart upload is due to be aborted. Rules with tag or size filters
+ * never select uploads. An upload no AbortIncompleteMultipartUpload rule covers is abandoned
+ * after `defaultDays` (the deployment default; 0: never).
+ */
 export function uploadDue(
   rules: readonly LifecycleRule[],
   u: UploadRecord,
   nowMs: number,
+  defaultDays = 0,
 ): boolean {
+  const covering = rules.filter((r) => {
+    const f = r.filter
+    return (
+      r.abortIncompleteMultipartUpload !== undefined &&
+      f?.tags === undefined &&
+      f?.objectSizeGreaterThan === undefined &&
+      f?.objectSizeLessThan === undefined &&
+      u.key.startsWith(f?.prefix ?? r.prefix ?? '')
+    )
+  })
+  if (covering.length === 0) {
+    return defaultDays > 0 && nowMs >= dueAt(hlcMillis(u.initiated), defaultDays)
+  }
   return rules.some((r) => {
     const a = r.abortIncompleteMultipartUpload
     const f = r.filter
