@@ -45,7 +45,9 @@ export function selfSignedCert(): { key: KeyObject; certPem: string } {
     ),
   )
   const serial = randomBytes(8)
-  serial[0]! &= 0x7f
+  // Positive and minimal in DER: a leading 0x00 would be "illegal padding" (about one run in
+  // 500 failed that way), a leading bit set would make it negative.
+  serial[0] = (serial[0]! & 0x7f) | 0x40
   const now = Date.now()
   const tbs = der(
     0x30,
