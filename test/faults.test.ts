@@ -74,20 +74,28 @@ async function healStates(c: TestCluster): Promise<DriveHealState[]> {
   return out
 }
 
-/** Waits until no drive is healing and no repair is queued; the time it took. */
-async function settle(c: TestCluster, limitMs: number): Promise<number> {
+/**
+ * Waits until no drive is healing and no repair is queued; the time it took, or undefined
+ * after `limitMs` (with what was still busy in `busyAtEnd`).
+ */
+async function settle(c: TestCluster, limitMs: number): Promise<number | undefined> {
   const start = Date.now()
   let calm = 0
+  let busy: DriveHealState[] = []
   while (Date.now() - start < limitMs) {
     const states = await healStates(c)
-    const busy = states.filter((d) => d.state === 'healing' || d.queued > 0)
+    busy = states.filter((d) => d.state === 'healing' || d.queued > 0)
     const all = states.length === c.nodes.reduce((a, n) => a + n.drives.length, 0)
     calm = all && busy.length === 0 ? calm + 1 : 0
     if (calm >= 3) return Date.now() - start
     await sleep(300)
   }
-  throw new Error(`healing did not settle within ${limitMs} ms`)
+  busyAtEnd = busy.map(
+    (d) => `${d.path}: ${d.state}, ${d.queued} queued, ${d.done ?? '?'}/${d.total ?? '?'} done`,
+  )
+  return undefined
 }
+let busyAtEnd: string[] = []
 
 /** Flips one byte inside the first chunk of a random shard file on `drive`; false if none. */
 async function flipAByte(drive: string): Promise<boolean> {
@@ -138,7 +146,7 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
     multiparts: 0,
     failedOps: 0,
     wrongReads: [],
-    faults: { kill: 0, pause: 0, wipe: 0, flip: 0 },
+    faults: { kill: 0, pause: 0, wipe: 0, flip: 0, skipped: 0 },
   }
   let counter = 0
   const deadline = Date.now() + LOAD_MS
@@ -235,8 +243,13 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
         await sleep(11_000)
         process.kill(pid, 'SIGCONT')
       } else {
-        // Destructive faults stay within the parity: the previous one is healed first.
-        await settle(c, 120_000)
+        // Destructive faults stay within the parity: the previous one is healed first. Under
+        // a long load a whole-drive heal can outlast the wait: then this fault is skipped.
+        const left = deadline - Date.now()
+        if ((await settle(c, Math.max(left, 120_000))) === undefined) {
+          stats.faults.skipped = (stats.faults.skipped ?? 0) + 1
+          continue
+        }
         if (kind === 'wipe') {
           const drive = pick(node.drives)
           await c.stop(node.id)
@@ -279,7 +292,8 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
       })
     }
   }
-  await settle(c, 300_000)
+  const settled = await settle(c, MINUTES > 0 ? 45 * 60_000 : 300_000)
+  if (settled === undefined) throw new Error(`healing did not settle: ${busyAtEnd.join('; ')}`)
   const toHealth = Date.now() - loadEnd
 
   // Acknowledged writes read back exactly; acknowledged deletes stay deleted.
