@@ -104,6 +104,13 @@ export interface LocalClusterOptions {
   nodeConfig?: Readonly<Record<string, string | number>>
   /** Extra `node` flags for every process (e.g. `--max-old-space-size=512`). */
   execArgv?: readonly string[]
+  /**
+   * A command that process `id` runs under, in front of `node` (such as `['ip', 'netns',
+   * 'exec', 'h1']` to start it in a network namespace). It must exec `node` in its place, so
+   * that the signals of {@link LocalCluster.stop} reach the daemon. Undefined or empty: `node`
+   * itself. Read at every start.
+   */
+  launcher?: (id: string) => readonly string[] | undefined
   /** How long a process may take to listen before it is killed and the start fails; default 60 s. */
   startTimeoutMs?: number
   /** Whether to start every process now (default true); false only writes the files. */
@@ -261,6 +268,7 @@ export class LocalCluster {
       logPath: p.logPath,
       what: `${g ? 'gateway' : 'node'} ${id}`,
       execArgv: this.#opts.execArgv ?? [],
+      launcher: this.#opts.launcher?.(id) ?? [],
       timeoutMs: this.#opts.startTimeoutMs ?? 60_000,
     })
     p.child = child
@@ -527,6 +535,7 @@ async function spawnDaemon(init: {
   logPath: string
   what: string
   execArgv: readonly string[]
+  launcher: readonly string[]
   timeoutMs: number
 }): Promise<{ child: ChildProcess; line: string }> {
   const log = createWriteStream(init.logPath, { flags: 'a' })
@@ -534,11 +543,17 @@ async function spawnDaemon(init: {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_')),
   )
-  const child = spawn(
+  // A launcher goes in front of node: `ip netns exec h1 node … start --config …`.
+  const argv = [
+    ...init.launcher,
     process.execPath,
-    [...init.execArgv, init.main, 'start', '--config', init.configPath],
-    { stdio: ['ignore', 'pipe', 'pipe'], env },
-  )
+    ...init.execArgv,
+    init.main,
+    'start',
+    '--config',
+    init.configPath,
+  ]
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
   child.once('exit', () => log.end())
   let stderr = ''
   child.stderr!.on('data', (d: Buffer) => {

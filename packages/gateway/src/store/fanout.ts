@@ -42,6 +42,11 @@ export class Fanout {
     return this.#alive[i] === true
   }
 
+  /** Blocks stream i has sent so far. */
+  position(i: number): number {
+    return this.#pos[i] ?? 0
+  }
+
   /** Adds the next block, then waits until the slowest live stream is within the window. */
   async add(block: EncodedBlock): Promise<void> {
     if (this.#error) {

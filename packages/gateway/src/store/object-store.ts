@@ -38,6 +38,9 @@ import type { Cluster, DriveResult, Placement } from './cluster.ts'
 import { Fanout } from './fanout.ts'
 import { hlcNow, newVersionId } from './hlc.ts'
 
+/** How long a drive may make no progress on a write while the write quorum of others does. */
+export const STALL_MS = 10_000
+
 export type Versioning = 'unversioned' | 'enabled' | 'suspended'
 
 export interface ObjectStoreInit {
@@ -299,6 +302,39 @@ export class ObjectStore {
     w.signal?.addEventListener('abort', onOuterAbort, { once: true })
     const drives = w.placement.distribution.map((slot) => w.placement.set.drives[slot]!)
     const failures = new Map<number, string>()
+    // A drive whose node went silent (a cut link: no error, no answer) must not hold the write
+    // until the stream deadline: the watchdog gives up on it after STALL_MS of no progress
+    // while the write quorum of others went on, and the write continues without it (a miss
+    // the drive's node heals).
+    const own = drives.map(() => new AbortController())
+    const done = drives.map(() => false)
+    const moved = drives.map(() => ({ pos: -1, at: Date.now() }))
+    let quorumAt: number | undefined
+    const watchdog = setInterval(() => {
+      const now = Date.now()
+      const finished = done.filter(Boolean).length
+      if (finished >= this.cluster.writeQuorum) quorumAt ??= now
+      for (let i = 0; i < n; i++) {
+        if (done[i] || !fan.isAlive(i)) continue
+        const pos = fan.position(i)
+        if (pos !== moved[i]!.pos) moved[i] = { pos, at: now }
+        const ahead = drives.filter((_, j) => j !== i && (done[j] || fan.position(j) > pos)).length
+        const stalled = now - moved[i]!.at > STALL_MS && ahead >= this.cluster.writeQuorum
+        const late = quorumAt !== undefined && now - quorumAt > STALL_MS
+        if (stalled || late) {
+          own[i]!.abort(
+            new StoreError(
+              'DEADLINE_EXCEEDED',
+              `drive ${drives[i]!.nodeId}:${drives[i]!.path} made no progress for ${STALL_MS} ms while the others took the write`,
+            ),
+          )
+        }
+      }
+    }, 500)
+    watchdog.unref()
+    abort.signal.addEventListener('abort', () => {
+      for (const c of own) c.abort()
+    })
     const calls = drives.map(async (drive, shard) => {
       try {
         await this.cluster.call(
@@ -312,10 +348,17 @@ export class ObjectStore {
             tmpId: w.tmpId,
             size: fileBytes,
           },
-          { body: fan.stream(shard), signal: abort.signal },
+          { body: fan.stream(shard), signal: own[shard]!.signal },
         )
+        done[shard] = true
       } catch (err) {
-        failures.set(shard, (err as Error).message)
+        const reason = own[shard]!.signal.reason
+        failures.set(
+          shard,
+          reason instanceof Error && !abort.signal.aborted
+            ? reason.message
+            : (err as Error).message,
+        )
         fan.kill(shard)
         if (fan.aliveCount < this.cluster.writeQuorum) {
           fan.fail(
@@ -349,6 +392,7 @@ export class ObjectStore {
       abort.abort()
     }
     await Promise.all(calls)
+    clearInterval(watchdog)
     w.signal?.removeEventListener('abort', onOuterAbort)
     const ok: { drive: DriveSlot; shard: number }[] = []
     const failed: { drive: DriveSlot; shard: number; reason: string }[] = []

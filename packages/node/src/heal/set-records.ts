@@ -34,7 +34,15 @@ export async function healBuckets(
   drive: Drive,
   graceMs: number,
 ): Promise<number> {
-  const others = access.othersOf(drive.ref)
+  // Bucket records are on every drive; a pool added later starts without the buckets made
+  // before it, so the first set of pool 0 (where gateways list buckets) is asked too.
+  const own = access.othersOf(drive.ref)
+  const reference = (access.cluster.sets[0]?.drives ?? []).filter(
+    (d) =>
+      !(d.pool === drive.ref.pool && d.set === drive.ref.set) &&
+      !own.some((o) => o.pool === d.pool && o.set === d.set && o.slot === d.slot),
+  )
+  const others = [...own, ...reference]
   const k = access.cluster.readQuorum
   const lists = await settleAll(others, (d) => access.listBuckets(d))
   if (lists.length < k) return 0
