@@ -117,12 +117,14 @@ async function runCli(args: string[]): Promise<{ child: ChildProcess; out: strin
   return { child, out }
 }
 
-async function terminate(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
+/** Stops a child with SIGTERM: its exit code, or the signal that ended it (for the report). */
+async function terminate(child: ChildProcess): Promise<number | string | null> {
+  if (child.exitCode !== null || child.signalCode !== null)
+    return child.exitCode ?? child.signalCode
   const exited = once(child, 'exit')
   child.kill('SIGTERM')
-  const [code] = await exited
-  return code as number | null
+  const [code, signal] = await exited
+  return (code as number | null) ?? (signal as string | null)
 }
 
 t.test('tessera server <dir>: port 0, restart with the same credential', async (t) => {
