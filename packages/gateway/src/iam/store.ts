@@ -62,6 +62,8 @@ export class IamStore {
   #polling = false
   #pollFailed = false
   #listeners: (() => void)[] = []
+  /** Writes made by this gateway, so a concurrent load can tell it read too early. */
+  #writes = 0
   #used = new Map<string, { at: number; dirty: boolean }>()
   #usedTimer: NodeJS.Timeout | undefined
 
@@ -150,6 +152,8 @@ export class IamStore {
 
   /** Writes a record (null deletes it) at write quorum and applies it to the local view. */
   async put(key: IamRecordKey, value: unknown): Promise<void> {
+    // A load that started before this write must not replace the view after it (see #load).
+    this.#writes++
     const s = hlcNow()
     const stamped: Stamped<unknown> = { v: value, s }
     const drives = this.#drives
@@ -221,6 +225,7 @@ export class IamStore {
   }
 
   async #load(): Promise<void> {
+    const writes = this.#writes
     const drives = this.#drives
     const [genResults, results] = await Promise.all([
       this.#cluster.callAll(drives, GetSystem, { key: GEN_KEY }),
@@ -259,6 +264,9 @@ export class IamStore {
     for (const [k, v] of newest) {
       if (v.v !== null) this.#apply(snap, k.slice(PREFIX.length) as IamRecordKey, v.v)
     }
+    // A write of this gateway landed while the records were being read: this view may lack
+    // it, and its gen would stop the next poll from noticing. Read again.
+    if (this.#snapshot !== undefined && this.#writes !== writes) return this.#load()
     this.#snapshot = snap
     this.#gen = Math.max(this.#gen, gen)
     for (const fn of this.#listeners) fn()
