@@ -142,6 +142,85 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     }
   })
 
+  t.test('a late commit never undoes a newer write or a delete', async (t) => {
+    const newer = randomBytes(200_000)
+    const older = randomBytes(200_000)
+    const now = Date.now() * 4096
+    await putObject(c, 'photos', 'late.bin', newer, { modTime: now })
+    // The commit of an earlier PUT of the same 'null' version, delivered after the newer one.
+    const late = await putObject(c, 'photos', 'late.bin', older, { modTime: now - 4096 })
+    t.ok(
+      late.results.every((r) => r.status === 'fulfilled' && r.value.superseded === true),
+      'every drive calls the late commit superseded',
+    )
+    t.equal(Buffer.compare(await getObject(c, 'photos', 'late.bin'), newer), 0, 'newer data stays')
+    const d0 = shardDrive(late.placed, 0)
+    const h = objectHash('photos', 'late.bin')
+    const dirs = await readdir(join(d0.path, 'data', 'photos', h.slice(0, 2), h))
+    t.notOk(dirs.includes(late.record.dataDir!), 'the late data folder was not kept')
+
+    // A versioned write whose commit arrives after a client deleted that version (on a drive
+    // that held it, and on one that never saw it).
+    const vid = randomUUID()
+    const first = await putObject(c, 'photos', 'gone.bin', randomBytes(1000), { versionId: vid })
+    const ref = (i: number) => {
+      const d = shardDrive(first.placed, i)
+      return { peer: c.peer(d.nodeId), ref: { pool: d.pool, set: d.set, slot: d.slot } }
+    }
+    for (let i = 0; i < 6; i++) {
+      const { peer, ref: r } = ref(i)
+      await c.pool.call(peer, DeleteVersion, {
+        ...r,
+        bucket: 'photos',
+        key: 'gone.bin',
+        versionId: vid,
+      })
+    }
+    const never = randomUUID()
+    {
+      const d = shardDrive(place(c, 'photos', 'never.bin'), 0)
+      const out = await c.pool.call(c.peer(d.nodeId), DeleteVersion, {
+        pool: d.pool,
+        set: d.set,
+        slot: d.slot,
+        bucket: 'photos',
+        key: 'never.bin',
+        versionId: never,
+      })
+      t.equal(out.existed, false)
+    }
+    const again = await putObject(c, 'photos', 'gone.bin', randomBytes(1000), {
+      versionId: vid,
+      modTime: first.record.modTime,
+    })
+    const lateNever = await putObject(c, 'photos', 'never.bin', randomBytes(300_000), {
+      versionId: never,
+    })
+    t.ok(
+      again.results.every((r) => r.status === 'fulfilled' && r.value.superseded === true),
+      'a deleted version is not brought back',
+    )
+    const n0 = lateNever.results[0]
+    t.ok(
+      n0?.status === 'fulfilled' && n0.value.superseded === true,
+      'nor one deleted before its commit arrived',
+    )
+    for (const [key, p] of [
+      ['gone.bin', first.placed],
+      ['never.bin', lateNever.placed],
+    ] as const) {
+      const d = shardDrive(p, 0)
+      const { versions } = await c.pool.call(c.peer(d.nodeId), ReadVersions, {
+        pool: d.pool,
+        set: d.set,
+        slot: d.slot,
+        bucket: 'photos',
+        key,
+      })
+      t.same(versions, [], `${key}: no version on the drive`)
+    }
+  })
+
   t.test('a flipped byte in a shard file is detected and named', async (t) => {
     const data = randomBytes(5 * BLOCK + 77)
     const put = await putObject(c, 'photos', 'flip.bin', data)

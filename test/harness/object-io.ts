@@ -57,7 +57,7 @@ export async function shardFiles(layout: ErasureLayout, data: Uint8Array): Promi
 export interface PutResult {
   record: VersionRecord
   placed: Placed
-  results: PromiseSettledResult<unknown>[]
+  results: PromiseSettledResult<{ replaced?: string; superseded?: boolean }>[]
 }
 
 /** Writes an object to every drive of its set; settles per drive (the caller judges quorum). */
@@ -66,7 +66,7 @@ export async function putObject(
   bucket: string,
   key: string,
   data: Uint8Array,
-  opts: { versionId?: string; inline?: boolean } = {},
+  opts: { versionId?: string; inline?: boolean; modTime?: number } = {},
 ): Promise<PutResult> {
   const placed = place(c, bucket, key)
   const files = await shardFiles(placed.layout, data)
@@ -77,7 +77,7 @@ export async function putObject(
     bucket,
     key,
     versionId: opts.versionId ?? 'null',
-    modTime: Date.now() * 4096,
+    modTime: opts.modTime ?? Date.now() * 4096,
     size: data.length,
     etag: 'test',
     erasure: {

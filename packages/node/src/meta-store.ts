@@ -487,6 +487,22 @@ export class MetaStore {
     return hlcMillis(record.modTime) <= t.at
   }
 
+  /**
+   * Whether committing `record` now would bring back a deleted version: a version id other than
+   * 'null' is never written twice, so any tombstone of it means a client deleted it; a 'null'
+   * record is stale when the deleted 'null' version was as new or newer. (A tombstone without
+   * modTime says only when the delete came, by this node's clock, which is not comparable
+   * with a gateway's HLC: it does not stop a 'null' commit.)
+   */
+  async deletedBefore(record: VersionRecord): Promise<boolean> {
+    const t = (await this.getSystem(tombstoneKey(record.bucket, record.key, record.versionId))) as
+      | Tombstone
+      | undefined
+    if (t === undefined) return false
+    if (record.versionId !== 'null') return true
+    return t.modTime !== undefined && record.modTime <= t.modTime
+  }
+
   /** Drops tombstones older than `maxAgeMs` (repairs never take that long); the count. */
   async purgeTombstones(maxAgeMs: number): Promise<number> {
     const old = (await this.listSystem(TOMBSTONE_PREFIX)).filter(

@@ -285,6 +285,16 @@ export class StorageNode {
     rpc.handle(CommitVersion, async (req) => {
       const d = this.drive(req)
       const rec = req.record
+      d.objectPath(rec.bucket, rec.key) // validates the bucket name
+      const old =
+        rec.versionId === 'null' ? await d.meta.getVersion(rec.bucket, rec.key, 'null') : undefined
+      // A commit that arrives late (its link was cut, TCP delivered it when the link came back)
+      // must not undo what happened since: a newer 'null' version stays, and a version a
+      // client deleted stays deleted. The write is dropped; the caller sees it superseded.
+      if ((old !== undefined && old.modTime > rec.modTime) || (await d.meta.deletedBefore(rec))) {
+        if (req.tmpId !== undefined) await d.trash(d.tmpPath(req.tmpId))
+        return { superseded: true }
+      }
       if (req.tmpId !== undefined) {
         if (rec.dataDir === undefined) {
           throw new StoreError(
@@ -299,9 +309,6 @@ export class StorageNode {
           })
         }
       }
-      d.objectPath(rec.bucket, rec.key) // validates the bucket name
-      const old =
-        rec.versionId === 'null' ? await d.meta.getVersion(rec.bucket, rec.key, 'null') : undefined
       await d.meta.putVersion(rec)
       if (old?.dataDir !== undefined && old.dataDir !== rec.dataDir) {
         await d.trash(d.dataPath(rec.bucket, rec.key, old.dataDir))

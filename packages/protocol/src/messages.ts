@@ -60,11 +60,19 @@ export const PutShard = defineRpc<ShardRef & { tmpId: string; size: number }, { 
 
 /**
  * Makes a version visible on one drive: moves tmp/<tmpId> (if given) to the object's data dir,
- * then writes the version record durably. Replaces an existing 'null' version of the key.
+ * then writes the version record durably. Replaces an existing 'null' version of the key
+ * unless that one is newer (by modTime).
  */
 export const CommitVersion = defineRpc<
   DriveRef & { record: VersionRecord; tmpId?: string },
-  { replaced?: string }
+  {
+    replaced?: string
+    /**
+     * The drive already holds something newer (a later 'null' version) or a client deleted
+     * this very version: nothing was written and the tmp data was dropped.
+     */
+    superseded?: boolean
+  }
 >({ id: 0x0102, name: 'CommitVersion' })
 
 /** Drops a write that will not be committed. */
