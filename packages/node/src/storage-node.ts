@@ -85,9 +85,18 @@ export interface StorageNodeComponents {
 
 const key = (r: DriveRef): string => `${r.pool}/${r.set}/${r.slot}`
 
+/** A drive that failed to open when the node started. */
+export interface OfflineDrive {
+  ref: DriveRef
+  path: string
+  error: string
+}
+
 export class StorageNode {
   readonly nodeId: string
   readonly drives: ReadonlyMap<string, Drive>
+  /** Drives of this node that failed to open at start, with why. */
+  readonly offline: ReadonlyMap<string, OfflineDrive>
   #server: Server
   #started = Date.now()
   #log: Logger
@@ -103,15 +112,20 @@ export class StorageNode {
     server: Server,
     log: Logger,
     channels: Set<{ close(err?: Error): void }>,
+    offline: ReadonlyMap<string, OfflineDrive>,
   ) {
     this.nodeId = nodeId
     this.drives = drives
+    this.offline = offline
     this.#server = server
     this.#log = log
     this.#channels = channels
   }
 
-  /** Opens every drive of this node, then listens. Fails (naming every bad drive) before listening. */
+  /**
+   * Opens every drive of this node, then listens. Fails before listening (naming every bad
+   * drive) when a drive is misplaced or none opens; a drive that fails to open is offline.
+   */
   static async start(
     init: StorageNodeInit,
     components: StorageNodeComponents,
@@ -140,14 +154,33 @@ export class StorageNode {
         }),
       ),
     )
-    const problems: string[] = []
+    // A drive that is misplaced (another cluster's, another slot's, not ours) is a mistake in
+    // the map or the mounts: the node refuses to start, naming it, rather than serve the wrong
+    // data. A drive that fails to open (I/O error, unreadable metadata) is a dead disk: the
+    // node starts without it and reports it offline, as the set's quorum allows; healing
+    // rebuilds it once the disk is replaced and the node restarted.
+    const misplaced: string[] = []
+    const offline = new Map<string, OfflineDrive>()
     opened.forEach((r, i) => {
+      const slot = slots[i]!
       if (r.status === 'fulfilled') drives.set(key(r.value.ref), r.value)
-      else problems.push(`${slots[i]!.path}: ${(r.reason as Error).message}`)
+      else if ((r.reason as { code?: string }).code === 'DRIVE_NOT_FOUND')
+        misplaced.push(`${slot.path}: ${(r.reason as Error).message}`)
+      else {
+        const ref = { pool: slot.pool, set: slot.set, slot: slot.slot }
+        offline.set(key(ref), { ref, path: slot.path, error: (r.reason as Error).message })
+      }
     })
-    if (problems.length > 0) {
+    if (misplaced.length > 0 || drives.size === 0) {
       await Promise.all([...drives.values()].map((d) => d.close()))
-      throw new StoreError('DRIVE_NOT_FOUND', `cannot open drives:\n  ${problems.join('\n  ')}`)
+      const all = [...misplaced, ...[...offline.values()].map((o) => `${o.path}: ${o.error}`)]
+      throw new StoreError('DRIVE_NOT_FOUND', `cannot open drives:\n  ${all.join('\n  ')}`)
+    }
+    for (const o of offline.values()) {
+      log.error(
+        { drive: o.path, ...o.ref, err: o.error },
+        'drive offline: it failed to open; the node serves without it (replace the disk and restart the node to heal it)',
+      )
     }
     const allowed = new Set([
       ...init.map.pools.flatMap((p) => p.nodes.map((n) => n.publicKey)),
@@ -176,7 +209,7 @@ export class StorageNode {
       },
       onRefused: (remoteId, reason) => log.warn({ remoteId, reason }, 'refused a connection'),
     })
-    const node = new StorageNode(init.nodeId, drives, server, log, channels)
+    const node = new StorageNode(init.nodeId, drives, server, log, channels, offline)
     await node.#register(rpc)
     const healer = await Healer.create({
       map: init.map,
@@ -230,6 +263,14 @@ export class StorageNode {
 
   drive(ref: DriveRef): Drive {
     const d = this.drives.get(key(ref))
+    const off = d === undefined ? this.offline.get(key(ref)) : undefined
+    if (off !== undefined) {
+      throw new StoreError(
+        'DRIVE_OFFLINE',
+        `drive ${off.path} of node ${this.nodeId} is offline: ${off.error}`,
+        { ...ref, drive: off.path },
+      )
+    }
     if (d === undefined) {
       throw new StoreError(
         'DRIVE_NOT_FOUND',
@@ -246,7 +287,7 @@ export class StorageNode {
     rpc.handle(Health, () => ({
       nodeId: this.nodeId,
       uptimeMs: Date.now() - this.#started,
-      drives: this.drives.size,
+      drives: this.drives.size + this.offline.size,
       drivesOnline: this.drives.size,
     }))
 
@@ -273,6 +314,18 @@ export class StorageNode {
             error: (err as Error).message,
           })
         }
+      }
+      for (const o of this.offline.values()) {
+        drives.push({
+          ...o.ref,
+          path: o.path,
+          driveId: '',
+          online: false,
+          totalBytes: 0,
+          freeBytes: 0,
+          usedBytes: 0,
+          error: o.error,
+        })
       }
       return { drives }
     })

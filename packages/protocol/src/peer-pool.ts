@@ -2,13 +2,20 @@
  * Connections from this process to its peers (a gateway to the nodes, a node to other nodes
  * for healing): a few secure channels per peer, opened on first use, the least busy one
  * chosen for each call, a closed one replaced on the next call. A peer that cannot be reached
- * fails the call fast with NODE_UNAVAILABLE, and is not dialled again for a short back-off, so
- * a dead node costs its callers one timeout, not one per call.
+ * fails the call fast with NODE_UNAVAILABLE, and is not dialled again for a short back-off
+ * (which may double with each failed dial, up to maxBackoffMs: by default it does not, so a
+ * restarted node is used again within a second); while a peer known to be down is being
+ * redialled, calls fail at once instead of waiting on the dial. So a dead node, or a silent
+ * one (its channels close after rpc.ts's DEAD_AFTER_MS), costs its callers one timeout, not one
+ * per call.
  */
 import { StoreError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import { type CallOptions, RpcClient, type RpcDef } from './rpc.ts'
 import { connectSecure, type Hello } from './secure-channel.ts'
+
+/** How long calls wait on a dial that probes a peer known to be down. */
+const PROBE_WAIT_MS = 250
 
 export interface Peer {
   /** The peer's public id, checked during the handshake. */
@@ -26,6 +33,11 @@ export interface PeerPoolInit {
   connectTimeoutMs?: number
   /** After a failed dial, how long calls to that peer fail at once; default 1000 ms. */
   backoffMs?: number
+  /** The longest back-off after repeated failures; default backoffMs (no growth). */
+  maxBackoffMs?: number
+  /** Liveness of each channel (rpc.ts defaults). */
+  keepaliveMs?: number
+  deadAfterMs?: number
 }
 
 interface PeerState {
@@ -33,15 +45,25 @@ interface PeerState {
   dialing: Promise<RpcClient> | undefined
   downUntil: number
   lastError: StoreError | undefined
+  /** Dials failed (or channels gone silent) since the last good dial. */
+  failures: number
 }
 
 export class PeerPool {
-  #init: Required<PeerPoolInit>
+  #init: Required<Omit<PeerPoolInit, 'keepaliveMs' | 'deadAfterMs'>> &
+    Pick<PeerPoolInit, 'keepaliveMs' | 'deadAfterMs'>
   #peers = new Map<string, PeerState>()
   #closed = false
 
   constructor(init: PeerPoolInit) {
-    this.#init = { connectionsPerPeer: 2, connectTimeoutMs: 3000, backoffMs: 1000, ...init }
+    const backoffMs = init.backoffMs ?? 1000
+    this.#init = {
+      connectionsPerPeer: 2,
+      connectTimeoutMs: 3000,
+      maxBackoffMs: backoffMs,
+      ...init,
+      backoffMs,
+    }
   }
 
   /** A connected client for the peer: an idle existing one, or a new one up to the limit. */
@@ -49,7 +71,7 @@ export class PeerPool {
     if (this.#closed) throw new StoreError('CHANNEL_CLOSED', 'the peer pool is closed')
     let st = this.#peers.get(peer.id)
     if (st === undefined) {
-      st = { clients: [], dialing: undefined, downUntil: 0, lastError: undefined }
+      st = { clients: [], dialing: undefined, downUntil: 0, lastError: undefined, failures: 0 }
       this.#peers.set(peer.id, st)
     }
     st.clients = st.clients.filter((c) => !c.closed)
@@ -57,6 +79,11 @@ export class PeerPool {
     if (idle) return idle
     if (st.clients.length < this.#init.connectionsPerPeer) {
       if (Date.now() < st.downUntil && st.clients.length === 0) throw st.lastError!
+      // A peer that was down: one call probes it; the others wait only as long as a dial to a
+      // live peer takes, then fail (a dial to a silent one takes connectTimeoutMs).
+      if (st.dialing !== undefined && st.clients.length === 0 && st.failures > 0) {
+        return this.#briefly(st.dialing, st.lastError!)
+      }
       if (st.dialing === undefined) {
         st.dialing = this.#dial(peer, st)
         // A dial for extra capacity runs in the background: its failure (the peer just died)
@@ -79,7 +106,16 @@ export class PeerPool {
         hello: this.#init.hello,
         timeoutMs: this.#init.connectTimeoutMs,
       })
-      const c = new RpcClient(ch)
+      const c = new RpcClient(ch, {
+        ...(this.#init.keepaliveMs !== undefined ? { keepaliveMs: this.#init.keepaliveMs } : {}),
+        ...(this.#init.deadAfterMs !== undefined ? { deadAfterMs: this.#init.deadAfterMs } : {}),
+      })
+      st.failures = 0
+      ch.on('close', () => {
+        // A channel that went silent means the peer is down until a dial proves otherwise.
+        const why = c.closeError
+        if (why?.code === 'NODE_UNAVAILABLE') this.#markDown(st, why)
+      })
       st.clients.push(c)
       return c
     } catch (err) {
@@ -93,12 +129,29 @@ export class PeerPool {
         { peer: peer.id, address: peer.address, cause: fatal ? e.code : undefined },
         err,
       )
-      st.lastError = se
-      st.downUntil = Date.now() + this.#init.backoffMs
+      this.#markDown(st, se)
       throw se
     } finally {
       st.dialing = undefined
     }
+  }
+
+  #briefly(dialing: Promise<RpcClient>, err: StoreError): Promise<RpcClient> {
+    let timer: NodeJS.Timeout | undefined
+    const giveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(err), PROBE_WAIT_MS)
+    })
+    return Promise.race([dialing, giveUp]).finally(() => clearTimeout(timer))
+  }
+
+  #markDown(st: PeerState, err: StoreError): void {
+    st.failures++
+    st.lastError = err
+    const backoff = Math.min(
+      this.#init.maxBackoffMs,
+      this.#init.backoffMs * 2 ** Math.min(st.failures - 1, 16),
+    )
+    st.downUntil = Math.max(st.downUntil, Date.now() + backoff)
   }
 
   /** Calls an RPC on a peer. */

@@ -9,6 +9,8 @@
  *   END    [4][id][u8 1 = error][msgpack wire error]                     end of a body
  *   CANCEL [5][id]                                                       caller gave up
  *   CREDIT [6][id][u32 bytes]                                            body receiver grants bytes
+ *   PING   [7][seq]                                                      caller: are you there?
+ *   PONG   [8][seq]                                                      server: yes
  *
  * Bodies travel as DATA frames of at most BODY_CHUNK_BYTES, the chunk as its own frame part
  * (the channel seals parts one after another: no concatenation). Flow control is per body: the
@@ -19,6 +21,13 @@
  *
  * Deadlines: the caller sends its timeout; the server aborts the handler's signal when it
  * passes; the caller rejects with DEADLINE_EXCEEDED and sends CANCEL.
+ *
+ * Liveness: a cut link or a frozen peer answers nothing, and TCP takes minutes to notice. The
+ * caller pings whenever it has heard nothing for KEEPALIVE_MS; the server answers from its
+ * frame handler. After DEAD_AFTER_MS of silence the caller closes the channel with
+ * NODE_UNAVAILABLE, failing every call on it at once: a silent peer costs its callers one
+ * detection window, not each call its whole deadline (the peer pool then fails calls fast
+ * while it redials).
  */
 import { Packr } from 'msgpackr'
 import {
@@ -69,6 +78,10 @@ export const BODY_CHUNK_BYTES = 1024 * 1024
 export const BODY_WINDOW_BYTES = 4 * 1024 * 1024
 /** Default call timeout. */
 export const DEFAULT_TIMEOUT_MS = 30_000
+/** The caller pings a channel it has heard nothing on for this long. */
+export const KEEPALIVE_MS = 1000
+/** A channel silent for this long (pings unanswered) is closed as dead. */
+export const DEAD_AFTER_MS = 5000
 
 const REQ = 1
 const RES = 2
@@ -76,6 +89,8 @@ const DATA = 3
 const END = 4
 const CANCEL = 5
 const CREDIT = 6
+const PING = 7
+const PONG = 8
 
 const packr = new Packr({ useRecords: false, int64AsType: 'number' })
 const encode = (v: unknown): Buffer => packr.pack(v)
@@ -370,6 +385,7 @@ export class RpcServer {
       const c = calls.get(id)
       c?.inbound?.end(frame[5] === 1 ? fromWire(decode(frame.subarray(6)) as WireError) : undefined)
     } else if (type === CREDIT) calls.get(id)?.outbound?.grant(frame.readUInt32BE(5))
+    else if (type === PING) send(ch, [head(PONG, id)])
     else if (type === CANCEL) {
       const c = calls.get(id)
       const err = new StoreErrorClass('CANCELLED', 'the caller cancelled the call')
@@ -480,15 +496,54 @@ interface ClientCall {
 }
 
 /** Makes calls over one channel. Many calls may be in flight at once. */
+export interface RpcClientOptions {
+  /** Ping after this much silence; default KEEPALIVE_MS. */
+  keepaliveMs?: number
+  /** Close the channel after this much silence; default DEAD_AFTER_MS. */
+  deadAfterMs?: number
+}
+
 export class RpcClient {
   readonly channel: FrameChannel
   #next = 1
   #calls = new Map<number, ClientCall>()
   #closed: StoreError | undefined
+  #heardAt = Date.now()
+  #pingSeq = 0
+  #liveness: NodeJS.Timeout
 
-  constructor(ch: FrameChannel) {
+  constructor(ch: FrameChannel, opts: RpcClientOptions = {}) {
     this.channel = ch
+    const keepaliveMs = opts.keepaliveMs ?? KEEPALIVE_MS
+    const deadAfterMs = opts.deadAfterMs ?? DEAD_AFTER_MS
+    const tickMs = Math.max(10, Math.floor(keepaliveMs / 2))
+    let lastTick = Date.now()
+    this.#liveness = setInterval(() => {
+      const now = Date.now()
+      // A late tick means this process stalled (timers run before pending socket reads):
+      // the peer's answers may be waiting unread, so its silence is not its fault.
+      const stalled = now - lastTick > tickMs * 4
+      lastTick = now
+      if (stalled) {
+        this.#heardAt = now
+        return
+      }
+      const silent = now - this.#heardAt
+      if (silent >= deadAfterMs) {
+        ch.close(
+          new StoreErrorClass(
+            'NODE_UNAVAILABLE',
+            `${ch.remoteId} answered nothing for ${silent} ms (pings included)`,
+          ),
+        )
+      } else if (silent >= keepaliveMs) {
+        this.#pingSeq = this.#pingSeq >= 0xffffffff ? 0 : this.#pingSeq + 1
+        send(ch, [head(PING, this.#pingSeq)])
+      }
+    }, tickMs)
+    this.#liveness.unref()
     ch.on('frame', (frame) => {
+      this.#heardAt = Date.now()
       try {
         this.#onFrame(frame)
       } catch (err) {
@@ -496,8 +551,11 @@ export class RpcClient {
       }
     })
     ch.on('close', (err) => {
+      clearInterval(this.#liveness)
       this.#closed = new StoreErrorClass(
-        'CHANNEL_CLOSED',
+        (err as { code?: string } | undefined)?.code === 'NODE_UNAVAILABLE'
+          ? 'NODE_UNAVAILABLE'
+          : 'CHANNEL_CLOSED',
         `the channel to ${ch.remoteId} closed${err ? `: ${err.message}` : ''}`,
       )
       for (const c of this.#calls.values()) {
@@ -515,6 +573,11 @@ export class RpcClient {
 
   get closed(): boolean {
     return this.#closed !== undefined
+  }
+
+  /** Why the channel closed (NODE_UNAVAILABLE when the peer went silent). */
+  get closeError(): StoreError | undefined {
+    return this.#closed
   }
 
   /** Calls an RPC that has no response body. */
@@ -619,6 +682,7 @@ export class RpcClient {
 
   #onFrame(frame: Buffer): void {
     const type = frame[0]
+    if (type === PONG) return
     const id = frame.readUInt32BE(1)
     const c = this.#calls.get(id)
     if (c === undefined) return // a late frame of a cancelled call

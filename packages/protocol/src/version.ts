@@ -1,2 +1,2 @@
 /** Version exchanged in the hello frame; bumped on any incompatible wire change. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2

@@ -22,10 +22,11 @@ import {
   MAX_FRAME_BYTES,
   type SecureChannel,
 } from '../src/secure-channel.ts'
+import { PROTOCOL_VERSION } from '../src/version.ts'
 
 const MAP_HASH = 'b3:5f0c9e1a'
-const nodeHello: Hello = { version: 1, mapHash: MAP_HASH, role: 'node' }
-const gatewayHello: Hello = { version: 1, mapHash: MAP_HASH, role: 'gateway' }
+const nodeHello: Hello = { version: PROTOCOL_VERSION, mapHash: MAP_HASH, role: 'node' }
+const gatewayHello: Hello = { version: PROTOCOL_VERSION, mapHash: MAP_HASH, role: 'gateway' }
 
 const listenerId = await generateIdentity()
 const dialerId = await generateIdentity()
@@ -262,9 +263,11 @@ t.test('a different cluster map is refused with both hashes named', async (t) =>
 
 t.test('a different protocol version is refused', async (t) => {
   const l = await listen(t)
-  await t.rejects(dial(t, l.port, { hello: { ...gatewayHello, version: 2 } }), {
+  await t.rejects(dial(t, l.port, { hello: { ...gatewayHello, version: PROTOCOL_VERSION + 1 } }), {
     code: 'VERSION_MISMATCH',
-    message: /version 1.*2|version 2.*1/,
+    message: new RegExp(
+      `version ${PROTOCOL_VERSION}.*${PROTOCOL_VERSION + 1}|version ${PROTOCOL_VERSION + 1}.*${PROTOCOL_VERSION}`,
+    ),
   })
 })
 
