@@ -61,6 +61,7 @@ export class Cluster {
   #timeoutMs: number
   #freeByPool: number[] = []
   #freeAt = 0
+  #refreshing: Promise<void> | undefined
 
   constructor(init: ClusterInit) {
     this.map = init.map
@@ -168,10 +169,17 @@ export class Cluster {
    */
   async poolForNewObject(): Promise<number> {
     if (this.layout.pools.length === 1) return 0
-    if (Date.now() - this.#freeAt > 10_000) {
-      this.#freeAt = Date.now()
-      await this.#refreshFree().catch(() => {})
+    if (Date.now() - this.#freeAt > 10_000 && this.#refreshing === undefined) {
+      this.#refreshing = this.#refreshFree()
+        .catch(() => {})
+        .finally(() => {
+          this.#freeAt = Date.now()
+          this.#refreshing = undefined
+        })
     }
+    // Until the first answers are in, every write waits for them (not just the first one:
+    // the others would all go to pool 0); later refreshes run behind the old figures.
+    if (this.#freeByPool.length === 0 && this.#refreshing !== undefined) await this.#refreshing
     const free = this.#freeByPool
     const total = free.reduce((a, b) => a + b, 0)
     if (total <= 0) return 0
