@@ -5,7 +5,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
-import { GetDriveInfo, Health, ReadVersions, StoreError } from '@tessera/protocol'
+import { GetDriveInfo, HealStatus, Health, ReadVersions, StoreError } from '@tessera/protocol'
 import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client, sha256 } from './harness/s3.ts'
@@ -33,6 +33,12 @@ t.test('a drive that fails to open is offline; the node serves the rest', async 
   t.ok(
     drives.some((d) => d.path !== victim.path && d.online),
     'the other drive is online',
+  )
+  const heal = await c.pool.call(peer, HealStatus, {})
+  t.match(
+    heal.drives.find((d) => d.path === victim.path),
+    { online: false },
+    'heal status shows it offline',
   )
   const err = await c.pool
     .call(peer, ReadVersions, {

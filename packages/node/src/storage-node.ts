@@ -222,7 +222,7 @@ export class StorageNode {
       ...init.heal,
     })
     node.#healer = healer
-    registerHealRpcs(rpc, healer, init.nodeId)
+    registerHealRpcs(rpc, healer, init.nodeId, offline)
     const [host, portText] = splitAddress(self.address)
     const where = init.listen ?? { host, port: Number(portText) }
     await new Promise<void>((resolve, reject) => {

@@ -569,12 +569,38 @@ export class Healer {
 }
 
 /** Registers QueueHeal, HealStatus and StartHeal on the node's RPC server. */
-export function registerHealRpcs(rpc: RpcServer, healer: Healer, nodeId: string): void {
+export function registerHealRpcs(
+  rpc: RpcServer,
+  healer: Healer,
+  nodeId: string,
+  offline: ReadonlyMap<string, { ref: DriveRef; path: string }> = new Map(),
+): void {
   rpc.handle(QueueHeal, (req) => {
     if (!Array.isArray(req.items))
       throw new StoreError('INVALID_REQUEST', 'QueueHeal needs a list of items')
     return { queued: healer.queue(req, req.items) }
   })
-  rpc.handle(HealStatus, () => ({ node: nodeId, drives: healer.status() }))
+  rpc.handle(HealStatus, () => ({
+    node: nodeId,
+    drives: [
+      ...healer.status(),
+      // Drives that failed to open: nothing heals them until the disk is replaced.
+      ...[...offline.values()].map(
+        (o): DriveHealState => ({
+          ...o.ref,
+          path: o.path,
+          online: false,
+          state: 'idle',
+          scanned: 0,
+          healed: 0,
+          failed: 0,
+          bytesHealed: 0,
+          queued: 0,
+          objectsPerSec: 0,
+          bytesPerSec: 0,
+        }),
+      ),
+    ],
+  }))
   rpc.handle(StartHeal, (req) => ({ started: healer.startHeal(req, req.mode) }))
 }
