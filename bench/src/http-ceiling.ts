@@ -2,7 +2,8 @@
  * The "HTTP ceiling" of the S3 benchmark: a uWebSockets.js server that does the least an S3
  * server can do. PUT reads the body and discards it, then answers 200 with an ETag; GET answers
  * with bytes of an in-memory buffer, whose size is encoded in the key (`…-<size>-<n>`, as
- * s3-load.ts names objects). It checks no signature. What the gateway reaches against it
+ * s3-load.ts names objects); a GET of a bucket (a LIST) answers a ListObjectsV2 page of as many
+ * made-up keys as were PUT under the prefix (at most max-keys), built once. It checks no signature. What the gateway reaches against it
  * (`vsCeiling`) is the share of this machine's HTTP throughput that the gateway achieves.
  *
  * Run as a child process: `node bench/dist/http-ceiling.js --port 0` prints `{"listening":port}`
@@ -21,6 +22,10 @@ import { fileURLToPath } from 'node:url'
 const MAIN = fileURLToPath(import.meta.url)
 /** The size of an object from its key: `obj-4096-17` → 4096. */
 const KEY_SIZE = /-(\d+)-\d+$/
+/** A key's prefix up to its number, and the number: `/b/obj-4096-17` → `/b/obj-4096-`, 17. */
+const KEY_NUMBER = /^(.*-)(\d+)$/
+/** A bucket's path, `/bench` or `/bench/`: a GET of it is a LIST. */
+const BUCKET_ONLY = /^\/[^/]+\/?$/
 /** Larger sizes are refused, so that a mistyped key cannot make us allocate gigabytes. */
 const MAX_SIZE = 1024 * 1024 * 1024
 /** A fixed S3-style ETag (the MD5 of nothing): PUT computes no hash. */
@@ -80,6 +85,37 @@ async function serve(host: string, port: number, exitWithStdin: boolean): Promis
     return store.subarray(0, size)
   }
   let requests = 0
+  /** The number of keys written under each `/<bucket>/<prefix>-<size>-` (the highest n + 1). */
+  const written = new Map<string, number>()
+  const pages = new Map<string, string>()
+  const listPage = (
+    bucket: string,
+    prefix: string,
+    maxKeys: number,
+    counts: Map<string, number>,
+  ): string => {
+    const have = counts.get(`/${bucket.replace(/^\/|\/$/g, '')}/${prefix}`) ?? 0
+    const max = Number.isInteger(maxKeys) ? maxKeys : 1000
+    const n = Math.max(0, Math.min(1000, max, have))
+    const id = `${bucket}\u0000${prefix}\u0000${n}`
+    let page = pages.get(id)
+    if (page === undefined) {
+      const size = /-(\d+)-$/.exec(prefix)?.[1] ?? '0'
+      const xml = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;')
+      const entries = Array.from(
+        { length: n },
+        (_, i) =>
+          `<Contents><Key>${xml(prefix)}${i}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>${ETAG.replace(/"/g, '&quot;')}</ETag><Size>${size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+      )
+      page =
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+        `<Name>${xml(bucket.replace(/^\/|\/$/g, ''))}</Name><Prefix>${xml(prefix)}</Prefix><KeyCount>${n}</KeyCount>` +
+        `<MaxKeys>${max}</MaxKeys><IsTruncated>${have > n}</IsTruncated>${entries.join('')}</ListBucketResult>`
+      if (pages.size > 64) pages.clear()
+      pages.set(id, page)
+    }
+    return page
+  }
 
   const app = uWS.App().any('/*', (res, req) => {
     const method = req.getMethod().toLowerCase()
@@ -91,6 +127,12 @@ async function serve(host: string, port: number, exitWithStdin: boolean): Promis
       res.onAborted(() => {
         aborted = true
       })
+      // Count the keys of each prefix, so that a LIST answers as many as were written.
+      const k = KEY_NUMBER.exec(url)
+      if (k) {
+        const prefix = decodeURIComponent(k[1]!)
+        written.set(prefix, Math.max(written.get(prefix) ?? 0, Number(k[2]) + 1))
+      }
       res.onData((_chunk, isLast) => {
         if (!isLast || aborted) return
         res.cork(() => {
@@ -102,6 +144,16 @@ async function serve(host: string, port: number, exitWithStdin: boolean): Promis
     }
     if (method !== 'get' && method !== 'head') {
       res.writeStatus('200 OK').writeHeader('x-amz-request-id', id).end()
+      return
+    }
+    if (method === 'get' && BUCKET_ONLY.test(url)) {
+      // A ListObjectsV2 page (list-type=2): max-keys entries named after the prefix, made once.
+      const q = new URLSearchParams(req.getQuery() ?? '')
+      res
+        .writeStatus('200 OK')
+        .writeHeader('x-amz-request-id', id)
+        .writeHeader('Content-Type', 'application/xml')
+        .end(listPage(url, q.get('prefix') ?? '', Number(q.get('max-keys') ?? 1000), written))
       return
     }
     const m = KEY_SIZE.exec(url)

@@ -40,18 +40,19 @@ export function machine(): Record<string, unknown> {
   }
 }
 
-/** Prints rows as an aligned text table. */
+/** Prints rows as an aligned text table, a line at a time through `print` (default stdout). */
 export function printTable(
   rows: readonly Record<string, unknown>[],
   columns: readonly string[],
+  print: (line: string) => void = console.log,
 ): void {
   const cell = (v: unknown): string =>
     v === null || v === undefined ? '-' : typeof v === 'number' ? fmt(v) : String(v)
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)))
   const line = (vals: string[]) => vals.map((v, i) => v.padStart(widths[i]!)).join('  ')
-  console.log(line([...columns]))
-  console.log(line(widths.map((w) => '-'.repeat(w))))
-  for (const r of rows) console.log(line(columns.map((c) => cell(r[c]))))
+  print(line([...columns]))
+  print(line(widths.map((w) => '-'.repeat(w))))
+  for (const r of rows) print(line(columns.map((c) => cell(r[c]))))
 }
 
 function fmt(v: number): string {

@@ -19,12 +19,18 @@
 // any of them writes results/s3.custom.json).
 
 import { mkdtempSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseByteSize } from '@tessera/protocol'
-import { type LocalCluster, startLocalCluster } from '@tessera/server'
 import { type Ceiling, startCeiling } from './http-ceiling.ts'
+import {
+  BENCH_CLUSTER,
+  clusterPids,
+  type LogProblem,
+  logProblems,
+  startBenchCluster,
+} from './local-cluster.ts'
 import { machine, median, printTable, writeResults } from './measure.ts'
 import { sampleRss } from './proc-mem.ts'
 import { createBucket, type LoadResult, prepareObjects, runLoad, type Target } from './s3-load.ts'
@@ -61,15 +67,7 @@ const GET_OBJECTS = new Map([
   [MiB, 16],
   [64 * MiB, 4],
 ])
-const CLUSTER = {
-  nodes: 4,
-  drivesPerNode: 1,
-  data: 2,
-  parity: 2,
-  gateways: 1,
-  blockSize: MiB,
-  inlineBelow: 128 * KiB,
-} as const
+const CLUSTER = BENCH_CLUSTER
 const BUCKET = 'bench'
 /**
  * PUTs of objects this large overwrite a set of 2 × concurrency keys instead of writing new
@@ -98,14 +96,6 @@ interface Case {
   runs: Record<Who, LoadResult[]>
   /** Peak RSS (bytes) of each process during this case's runs: gateway, n1…, ceiling, client. */
   peak: Record<string, number>
-}
-
-interface LogProblem {
-  process: string
-  level: string
-  msg: string
-  count: number
-  example: string
 }
 
 function label(size: number): string {
@@ -168,50 +158,6 @@ function maxInto(into: Record<string, number>, from: Record<string, number>): vo
   for (const [k, v] of Object.entries(from)) into[k] = Math.max(into[k] ?? 0, v)
 }
 
-/** Pids of the cluster by role: `gateway` (g1) and the nodes by id; restarts what has died. */
-async function clusterPids(
-  cluster: LocalCluster,
-  restarts: string[],
-): Promise<Record<string, number>> {
-  for (const p of [...cluster.nodes, ...cluster.gateways]) {
-    if (!p.child) {
-      restarts.push(p.id)
-      progress(`  ${p.id} is not running: restarting it (see ${p.logPath})`)
-      await cluster.start(p.id)
-    }
-  }
-  const pids = cluster.pids()
-  const out: Record<string, number> = {}
-  for (const [id, pid] of Object.entries(pids)) out[id === 'g1' ? 'gateway' : id] = pid
-  return out
-}
-
-/** Warnings and errors in the cluster's logs (pino lines of level ≥ 40, and any other text). */
-async function logProblems(cluster: LocalCluster): Promise<LogProblem[]> {
-  const found = new Map<string, LogProblem>()
-  for (const p of [...cluster.gateways, ...cluster.nodes]) {
-    const text = await readFile(p.logPath, 'utf8').catch(() => '')
-    for (const line of text.split('\n')) {
-      if (line.trim() === '') continue
-      let level = 'text'
-      let msg = line.slice(0, 120)
-      try {
-        const rec = JSON.parse(line) as { level?: number; msg?: string; listening?: unknown }
-        if (rec.listening !== undefined || (rec.level ?? 0) < 40) continue
-        level = rec.level === 40 ? 'warn' : rec.level === 50 ? 'error' : `level ${rec.level}`
-        msg = rec.msg ?? ''
-      } catch {
-        // Not a pino line: a stack trace or a message on stderr.
-      }
-      const id = `${p.id}\u0000${level}\u0000${msg}`
-      const had = found.get(id)
-      if (had) had.count++
-      else found.set(id, { process: p.id, level, msg, count: 1, example: line.slice(0, 600) })
-    }
-  }
-  return [...found.values()]
-}
-
 async function runSize(
   size: number,
   base: string,
@@ -223,14 +169,7 @@ async function runSize(
 ): Promise<void> {
   const dir = join(base, label(size))
   progress(`${label(size)}: starting a ${CLUSTER.nodes}-node RS(2,2) cluster in ${dir}`)
-  const cluster = await startLocalCluster({
-    dir,
-    ...CLUSTER,
-    logLevel: 'info',
-    // Overwritten and deleted data leaves the drives soon.
-    trashIntervalMs: 1000,
-    onExit: (id, code, signal) => progress(`  ${id} exited (${code ?? signal}) during the run`),
-  })
+  const cluster = await startBenchCluster(dir, progress)
   try {
     const tessera: Target = {
       endpoint: cluster.gateways[0]!.endpoint,
@@ -258,7 +197,7 @@ async function runSize(
                 : { keyPrefix: `put-c${concurrency}-r${rep}` }),
           }
           const a = await measure(ceilingTarget, { ceiling: ceiling.pid }, load)
-          const pids = await clusterPids(cluster, restarts)
+          const pids = await clusterPids(cluster, restarts, progress)
           const b = await measure(tessera, pids, load)
           c.runs.ceiling.push(a.result)
           c.runs.tessera.push(b.result)
