@@ -5,6 +5,7 @@
  * and works with the temporary credentials STS hands out, which may do S3 but not IAM or STS.
  */
 import { execFile } from 'node:child_process'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { bindRole } from './harness/admin.ts'
@@ -92,7 +93,9 @@ t.test('the aws CLI against the IAM and STS query APIs', async (t) => {
   const bin = await ensureDebianPackages({ awscli: 'aws' })
   const c = await startCluster(t, { nodes: 2, drivesPerNode: 2, k: 2, m: 2, gateways: 1 })
   const endpoint = c.gateways[0]!.endpoint
-  const dir = t.testdir()
+  // Beside the cluster, in its folder: a second t.testdir() would wipe the cluster's files.
+  const dir = join(c.dir, 'cli-files')
+  await mkdir(dir, { recursive: true })
 
   // Nothing of this machine's AWS setup may reach the CLI: no profile, no session token, and no
   // CA bundle (local bundles confuse its plain-HTTP setup).

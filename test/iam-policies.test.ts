@@ -13,6 +13,7 @@ import {
   CreateBucketCommand,
   DeleteBucketPolicyCommand,
   DeleteObjectCommand,
+  DeletePublicAccessBlockCommand,
   GetBucketPolicyCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -562,6 +563,24 @@ t.test('identity, managed and bucket policies, guardrails and role limits', asyn
     t.equal(xmlCode(beforeBody), 'AccessDenied', 'unsigned GET without a policy: AccessDenied')
     t.match(before.headers.get('content-type') ?? '', /xml/, 'as S3 XML')
 
+    // New buckets block public policies, as on AWS since April 2023: lift the block first.
+    const publicRead = JSON.stringify(
+      doc({
+        Sid: 'PublicRead',
+        Effect: 'Allow',
+        Principal: '*',
+        Action: 's3:GetObject',
+        Resource: `arn:aws:s3:::${bucket}/*`,
+      }),
+    )
+    await refused(
+      t,
+      builder.s3.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: publicRead })),
+      'AccessDenied',
+      403,
+      'a public policy while the bucket blocks public policies',
+    )
+    await builder.s3.send(new DeletePublicAccessBlockCommand({ Bucket: bucket }))
     await builder.s3.send(
       new PutBucketPolicyCommand({
         Bucket: bucket,

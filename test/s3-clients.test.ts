@@ -25,7 +25,9 @@ t.test('awscli, s3cmd and rclone against a cluster', async (t) => {
     gateways: 1,
   })
   const endpoint = c.gateways[0]!.endpoint
-  const dir = t.testdir()
+  // Beside the cluster, in its folder: a second t.testdir() would wipe the cluster's files.
+  const dir = join(c.dir, 'client-files')
+  await mkdir(dir, { recursive: true })
   const files = join(dir, 'files')
   await mkdir(files, { recursive: true })
   const contents = new Map<string, Buffer>([

@@ -352,6 +352,57 @@ t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
     t.match(cond, { code: 'PreconditionFailed', status: 412 })
   })
 
+  await t.test('features Tessera does not offer are refused, never ignored', async (t) => {
+    const put = (extra: Record<string, unknown>, Key = 'unoffered') =>
+      s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'x', ...extra })).catch(s3Fault)
+    t.match(await put({ ServerSideEncryption: 'AES256' }), {
+      code: 'NotImplemented',
+      status: 501,
+      message: /x-amz-server-side-encryption/,
+    })
+    t.match(await put({ SSEKMSKeyId: 'key-1', ServerSideEncryption: 'aws:kms' }), {
+      code: 'NotImplemented',
+      status: 501,
+    })
+    t.match(await put({ StorageClass: 'GLACIER' }), {
+      code: 'InvalidStorageClass',
+      status: 400,
+      message: /only STANDARD/,
+    })
+    t.match(await put({ ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: new Date() }), {
+      code: 'InvalidRequest',
+      status: 400,
+      message: /Object Lock/,
+    })
+    await t.rejects(
+      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'unoffered' })),
+      'nothing was stored',
+    )
+    const std = await put({ StorageClass: 'STANDARD' }, 'standard')
+    t.notOk((std as { code?: string }).code, 'STANDARD is what we store')
+    const copy = await s3
+      .send(
+        new CopyObjectCommand({
+          Bucket: bucket,
+          Key: 'copied',
+          CopySource: `${bucket}/standard`,
+          ServerSideEncryption: 'AES256',
+        }),
+      )
+      .catch(s3Fault)
+    t.match(copy, { code: 'NotImplemented', status: 501 }, 'a copy asking for SSE')
+    const mpu = await s3
+      .send(
+        new CreateMultipartUploadCommand({
+          Bucket: bucket,
+          Key: 'mpu',
+          StorageClass: 'STANDARD_IA',
+        }),
+      )
+      .catch(s3Fault)
+    t.match(mpu, { code: 'InvalidStorageClass', status: 400 }, 'an upload asking for STANDARD_IA')
+  })
+
   await t.test('ListObjectVersions pages with key and version-id markers', async (t) => {
     const vb = uniqueBucket('pages')
     await s3.send(new CreateBucketCommand({ Bucket: vb }))

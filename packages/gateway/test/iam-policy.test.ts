@@ -1000,3 +1000,36 @@ t.test('Deny wins, and the deciding statement is reported', async (t) => {
     statement: 'Public',
   })
 })
+
+t.test('ACL and ownership condition keys are known and evaluated', async (t) => {
+  const grantRead = 'uri=http://acs.amazonaws.com/groups/global/AllUsers'
+  for (const key of [
+    's3:x-amz-grant-read',
+    's3:x-amz-grant-write',
+    's3:x-amz-grant-read-acp',
+    's3:x-amz-grant-write-acp',
+    's3:x-amz-grant-full-control',
+    's3:x-amz-object-ownership',
+  ]) {
+    t.ok(holds('StringEquals', key, 'x', { [key]: 'x' }), `${key} is accepted and matched`)
+    t.notOk(holds('StringEquals', key, 'x', { [key]: 'y' }), `${key} compares its value`)
+  }
+  // The common guard against public grants: deny a PUT that carries a public read grant.
+  const deny = parse({
+    Version: '2012-10-17',
+    Statement: [
+      S3_ALL,
+      {
+        Effect: 'Deny',
+        Action: 's3:PutObject',
+        Resource: '*',
+        Condition: { StringLike: { 's3:x-amz-grant-read': '*AllUsers*' } },
+      },
+    ],
+  })
+  t.equal(
+    verdict(deny, { action: 's3:PutObject', context: { 's3:x-amz-grant-read': grantRead } }),
+    'Deny',
+  )
+  t.equal(verdict(deny, { action: 's3:PutObject' }), 'Allow', 'no grant header, no deny')
+})

@@ -65,6 +65,9 @@ export {
   setsOfNode,
 } from './placement.ts'
 export {
+  type AclGrant,
+  type AclOwner,
+  type AclPermission,
   type BucketRecord,
   type ErasureInfo,
   HLC_COUNTER_SPAN,

@@ -39,6 +39,26 @@ export interface PartInfo {
   checksums?: Record<string, string>
 }
 
+/** An S3 account as ACLs name it: canonical user id (64 hex) and display name. */
+export interface AclOwner {
+  id: string
+  displayName: string
+}
+
+/** An ACL permission, as S3 names it. */
+export type AclPermission = 'FULL_CONTROL' | 'READ' | 'WRITE' | 'READ_ACP' | 'WRITE_ACP'
+
+/**
+ * One grant of an S3 ACL. Grants by e-mail address are resolved to canonical users when they
+ * are written, so only users (by canonical id) and groups (by URI) are stored.
+ */
+export interface AclGrant {
+  grantee:
+    | { type: 'CanonicalUser'; id: string; displayName?: string }
+    | { type: 'Group'; uri: string }
+  permission: AclPermission
+}
+
 export interface VersionRecord {
   bucket: string
   key: string
@@ -63,6 +83,10 @@ export interface VersionRecord {
   deleteMarker: boolean
   /** This drive's shard file bytes for small objects (no data file at all). */
   inline?: Uint8Array
+  /** The object's owner when it is not the bucket's owner (ObjectWriter buckets). */
+  owner?: AclOwner
+  /** The object's ACL when it is not the default (the owner's FULL_CONTROL alone). */
+  acl?: AclGrant[]
 }
 
 export interface BucketRecord {
@@ -88,6 +112,11 @@ export interface UploadRecord {
   /** Folder under the object's path that receives the part files (part.<N>). */
   dataDir?: string
   erasure: ErasureInfo
+  /** Who started the upload (Initiator), when it is not the bucket's owner. */
+  initiator?: AclOwner
+  /** The completed object's owner and ACL, as for {@link VersionRecord}. */
+  owner?: AclOwner
+  acl?: AclGrant[]
 }
 
 export interface PartRecord {

@@ -4,7 +4,7 @@
  * identity model (design §7) implements it in `iam/cluster-access.ts`.
  */
 import { createHash } from 'node:crypto'
-import type { BucketRecord } from '@tessera/protocol'
+import type { AclGrant, AclOwner, BucketRecord } from '@tessera/protocol'
 import type { Principal } from '../iam/operations.ts'
 import type { SignedRequest, SigV4Auth } from './sigv4.ts'
 
@@ -34,6 +34,13 @@ export interface AccessRequest {
   /** The bucket's record when the bucket exists (its project and policy). */
   bucketRecord?: BucketRecord
   request?: RequestFacts
+  /**
+   * Object actions an object ACL can grant (GetObject, Get/PutObjectAcl): loads the ACL of the
+   * version the request names, consulted only when the rest of the decision denies.
+   */
+  objectAcl?: () => Promise<{ grants: readonly AclGrant[]; ignorePublic: boolean } | undefined>
+  /** A probe, not a request (the console's capabilities): a denial is not logged. */
+  probe?: boolean
 }
 
 export interface AccessControl {
@@ -49,6 +56,31 @@ export interface AccessControl {
   projectOf(who: Authenticated): string
   /** Whether ListBuckets shows this bucket to the caller (its key's project). */
   sees(who: Authenticated, bucket: BucketRecord): boolean
+  /** The account as an ACL owner (the root credential): owner of buckets made before owners. */
+  accountOwner(): AclOwner
+  /** The user (or the account) with this canonical id, for ACL grants; undefined if none. */
+  canonicalUser(id: string): AclOwner | undefined
+  /** The account id that owns every bucket (x-amz-expected-bucket-owner compares to it). */
+  accountId(): string
+  /**
+   * Verifies the SigV4 signature of a browser-form POST policy with the signing key's secret
+   * and returns the caller; throws S3Error (SignatureDoesNotMatch, InvalidAccessKeyId, …).
+   */
+  authenticatePost(form: PostPolicyCredentials, sourceIp: string): Promise<Authenticated>
+}
+
+/** The signature fields of a browser-form POST (lower-case form field names). */
+export interface PostPolicyCredentials {
+  /** x-amz-credential: 'AKID/YYYYMMDD/region/s3/aws4_request'. */
+  credential: string
+  /** x-amz-date, 'YYYYMMDDTHHMMSSZ'. */
+  date: string
+  /** x-amz-signature, hex. */
+  signature: string
+  /** The policy field, base64 JSON, exactly as sent (the signed string). */
+  policy: string
+  /** x-amz-security-token, for temporary credentials. */
+  securityToken?: string
 }
 
 /** A stable 64-hex canonical user id for a user, like AWS's opaque ids (not secret). */

@@ -819,6 +819,20 @@ function unsupportedMechanism(): S3Error {
   )
 }
 
+/**
+ * The SigV4 signature of a browser-form POST policy: HMAC-SHA256 of the base64 policy text
+ * under the signing key of the credential scope (date, region, service), in hex.
+ */
+export function postPolicySignature(
+  secret: string,
+  scopeDate: string,
+  region: string,
+  service: string,
+  policyBase64: string,
+): string {
+  return hmac(signingKey(secret, scopeDate, region, service), policyBase64).toString('hex')
+}
+
 // The cache key must not hold the secret itself (keys may end up in heap dumps or debug
 // output), so the secret enters it through an HMAC under a key that never leaves the process.
 const cacheKeySalt = randomBytes(32)

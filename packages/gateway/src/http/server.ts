@@ -51,6 +51,8 @@ export class RequestBody implements AsyncIterable<Buffer> {
   #cur: Buffer | undefined
   #curLen = 0
   #firstFill: number | undefined
+  /** Set by discard(): the rest of the body is dropped as it arrives. */
+  #discarding = false
   /** Bytes received so far. */
   received = 0
 
@@ -73,6 +75,14 @@ export class RequestBody implements AsyncIterable<Buffer> {
 
   /** @internal from onData */
   push(ab: ArrayBuffer, isLast: boolean): void {
+    if (this.#discarding) {
+      // The answer may be out already: uWS must not be paused any more (its response is gone),
+      // so what still arrives is counted and dropped.
+      this.received += ab.byteLength
+      if (isLast) this.#ended = true
+      this.#wakeUp()
+      return
+    }
     if (ab.byteLength > 0) {
       this.received += ab.byteLength
       if (this.#stripes) this.#gather(new Uint8Array(ab))
@@ -172,8 +182,11 @@ export class RequestBody implements AsyncIterable<Buffer> {
 
   /** Drops whatever is left of the body (after an early error answer). */
   discard(): void {
+    this.#discarding = true
     this.#chunks = []
     this.#buffered = 0
+    this.#cur = undefined
+    this.#curLen = 0
     if (this.#paused) {
       this.#paused = false
       this.#res.cork(() => this.#res.resume())
@@ -390,6 +403,7 @@ export function listenHttp(init: HttpServerInit): Promise<HttpServer> {
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK',
+  201: 'Created',
   204: 'No Content',
   206: 'Partial Content',
   301: 'Moved Permanently',

@@ -85,6 +85,7 @@ export const BUCKET_POLICY_ACTIONS = new Set([
   's3:GetBucketPolicy',
   's3:PutBucketPolicy',
   's3:DeleteBucketPolicy',
+  's3:GetBucketPolicyStatus',
 ])
 
 /** Whether the roles alone grant an identity (iam:/admin:/sts:) action. */

@@ -12,14 +12,22 @@
  * Failed authentications are counted per source address and per key id; past the limits the
  * gateway answers SlowDown until the window passes.
  */
-import type { BucketRecord } from '@tessera/protocol'
+import type { AclOwner, BucketRecord } from '@tessera/protocol'
 import {
   type AccessControl,
   type AccessRequest,
   type Authenticated,
   canonicalIdOf,
+  type PostPolicyCredentials,
 } from '../auth/access.ts'
-import { authKind, type SignedRequest, verifySigV4 } from '../auth/sigv4.ts'
+import {
+  authKind,
+  postPolicySignature,
+  type SignedRequest,
+  signaturesEqual,
+  verifySigV4,
+} from '../auth/sigv4.ts'
+import { ACL_ACTIONS, bucketAclInForce, publicAccessBlockOf } from '../s3/acl.ts'
 import type { Logger } from '../s3/context.ts'
 import { S3Error } from '../s3/errors.ts'
 import { equalsConstantTime, type Sealer } from './crypto.ts'
@@ -111,6 +119,8 @@ const AUTH_FAILURES = new Set([
 export class ClusterAccess implements AccessControl {
   #init: ClusterAccessInit
   #policies = new PolicyCache()
+  #canonical: { snap: IamSnapshot; byId: Map<string, AclOwner> } | undefined
+  #accountOwner: AclOwner | undefined
   #secrets = new Map<string, { sealed: string; secret: string }>()
   #byAddress: FailureCounter
   #byKey: FailureCounter
@@ -120,7 +130,10 @@ export class ClusterAccess implements AccessControl {
     const limits = init.limits ?? DEFAULT_AUTH_LIMITS
     this.#byAddress = new FailureCounter(limits.perAddress, limits.windowMs)
     this.#byKey = new FailureCounter(limits.perKey, limits.windowMs)
-    init.store.onChange(() => this.#secrets.clear())
+    init.store.onChange(() => {
+      this.#secrets.clear()
+      this.#canonical = undefined
+    })
   }
 
   /** The root credential's principal: the account itself. */
@@ -187,6 +200,109 @@ export class ClusterAccess implements AccessControl {
       if (err instanceof S3Error && AUTH_FAILURES.has(err.code)) {
         this.#byAddress.fail(sourceIp, now)
         if (keyId !== undefined) this.#byKey.fail(keyId, now)
+      }
+      throw err
+    }
+  }
+
+  accountId(): string {
+    return this.#snap.account.id
+  }
+
+  accountOwner(): AclOwner {
+    // The root credential does not change while the gateway runs.
+    this.#accountOwner ??= {
+      id: canonicalIdOf(this.#init.root.accessKeyId),
+      displayName: 'root',
+    }
+    return this.#accountOwner
+  }
+
+  canonicalUser(id: string): AclOwner | undefined {
+    const hit = this.#canonicalIds().get(id)
+    if (hit !== undefined) return hit
+    // Identity writes of this gateway change the snapshot in place: look again once.
+    this.#canonical = undefined
+    return this.#canonicalIds().get(id)
+  }
+
+  #canonicalIds(): Map<string, AclOwner> {
+    const snap = this.#snap
+    if (this.#canonical?.snap !== snap) {
+      const byId = new Map<string, AclOwner>()
+      for (const u of snap.users.values()) {
+        const c = canonicalIdOf(u.id)
+        byId.set(c, { id: c, displayName: u.name })
+      }
+      const root = this.accountOwner()
+      byId.set(root.id, root)
+      this.#canonical = { snap, byId }
+    }
+    return this.#canonical.byId
+  }
+
+  async authenticatePost(form: PostPolicyCredentials, sourceIp: string): Promise<Authenticated> {
+    const now = Date.now()
+    const wait = this.#byAddress.blockedFor(sourceIp, now)
+    if (wait > 0) throw slowDown(wait)
+    const scope = form.credential.split('/')
+    if (
+      scope.length !== 5 ||
+      scope[0] === '' ||
+      !/^\d{8}$/.test(scope[1]!) ||
+      scope[4] !== 'aws4_request' ||
+      scope[3] !== 's3'
+    ) {
+      throw new S3Error(
+        'InvalidArgument',
+        'Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".',
+        { ArgumentName: 'x-amz-credential', ArgumentValue: form.credential },
+      )
+    }
+    const [id, date, region, service] = scope as [string, string, string, string]
+    if (region !== this.#init.region) {
+      throw new S3Error(
+        'InvalidArgument',
+        `Error parsing the X-Amz-Credential parameter; the region '${region}' is wrong; expecting '${this.#init.region}'`,
+        { ArgumentName: 'x-amz-credential', ArgumentValue: form.credential },
+      )
+    }
+    let session: SessionClaims | undefined
+    let record: AccessKeyRecord | undefined
+    try {
+      const w = this.#byKey.blockedFor(id, now)
+      if (w > 0) throw slowDown(w)
+      const tokenReq: SignedRequest = {
+        method: 'POST',
+        path: '/',
+        query: '',
+        headers:
+          form.securityToken !== undefined ? { 'x-amz-security-token': form.securityToken } : {},
+      }
+      const secret = this.#secretOf(
+        id,
+        tokenReq,
+        (c) => (session = c),
+        (r) => (record = r),
+      )
+      if (secret === undefined) {
+        throw new S3Error('InvalidAccessKeyId', undefined, { AWSAccessKeyId: id })
+      }
+      const want = postPolicySignature(secret, date, region, service, form.policy)
+      if (!signaturesEqual(want, form.signature)) {
+        throw new S3Error('SignatureDoesNotMatch', undefined, {
+          AWSAccessKeyId: id,
+          StringToSign: form.policy,
+          SignatureProvided: form.signature,
+        })
+      }
+      const principal = this.#principalAfterSignature(id, session, record, form.securityToken, now)
+      if (record !== undefined) this.#init.store.touch(record.id, now)
+      return { principal }
+    } catch (err) {
+      if (err instanceof S3Error && AUTH_FAILURES.has(err.code)) {
+        this.#byAddress.fail(sourceIp, now)
+        this.#byKey.fail(id, now)
       }
       throw err
     }
@@ -339,13 +455,27 @@ export class ClusterAccess implements AccessControl {
               name: b.name,
               project: b.project || DEFAULT_PROJECT,
               ...(typeof policy === 'string' ? { policy } : {}),
+              ...(publicAccessBlockOf(b).RestrictPublicBuckets
+                ? { restrictPublicBuckets: true }
+                : {}),
             },
           }
         : { project: this.projectOf(who) }),
       context: this.conditionContext(who, what),
     }
-    const d = decide(this.#snap, input, this.#policies)
+    const aclScope = ACL_ACTIONS[what.action]?.scope
+    if (b !== undefined && aclScope === 'bucket') {
+      const acl = bucketAclInForce(b, this)
+      if (acl !== undefined) input.acl = acl
+    }
+    let d = decide(this.#snap, input, this.#policies)
+    if (!d.allowed && aclScope === 'object' && what.objectAcl !== undefined) {
+      // Object ACLs need the version's record: read only when the rest of the decision denies.
+      const acl = await what.objectAcl()
+      if (acl !== undefined) d = decide(this.#snap, { ...input, acl }, this.#policies)
+    }
     if (!d.allowed) {
+      if (what.probe) throw new S3Error('AccessDenied')
       this.#init.log.info(
         {
           reqId: what.request?.requestId,
@@ -400,6 +530,12 @@ export class ClusterAccess implements AccessControl {
       for (const h of [
         'x-amz-content-sha256',
         'x-amz-acl',
+        'x-amz-grant-read',
+        'x-amz-grant-write',
+        'x-amz-grant-read-acp',
+        'x-amz-grant-write-acp',
+        'x-amz-grant-full-control',
+        'x-amz-object-ownership',
         'x-amz-copy-source',
         'x-amz-metadata-directive',
         'x-amz-server-side-encryption',

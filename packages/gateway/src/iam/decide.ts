@@ -9,13 +9,25 @@
  *      session) stops here;
  *   5. allow: without a bucket policy, when the roles grant the action or an identity policy
  *      allows it; with one, only when it allows this principal (default deny) — except that
- *      owner, admin and the project's project-admin can always manage the bucket policy;
- *   6. service accounts and sessions: the parent's result, intersected with their own policy.
+ *      owner, admin and the project's project-admin can always manage the bucket policy.
+ *      With a public bucket policy and the bucket's RestrictPublicBuckets on, the policy's
+ *      allow does not reach anonymous callers. In either case an ACL grant allows too, when
+ *      the bucket's ACLs are in force (ownership other than BucketOwnerEnforced): the
+ *      bucket's ACL for bucket actions and object writes, the object version's ACL for
+ *      object reads and object ACL calls (see s3/acl.ts for which permission allows which
+ *      action). AllUsers grants reach anonymous callers, AuthenticatedUsers grants every
+ *      signed caller that passed step 3, and both are skipped under IgnorePublicAcls. ACLs
+ *      never override steps 2–4: a denied guardrail, a failed role gate or an explicit Deny
+ *      stand, and an ACL cannot grant anything an ACL has no permission for;
+ *   6. service accounts and sessions: the parent's result, intersected with their own policy
+ *      (an ACL's allow included).
  *
  * Every denial carries its reason, which the gateway logs with the request id. The root
  * credential of the gateway config is the break-glass owner: only step 2's "not offered"
  * applies to it.
  */
+
+import { type AclInForce, aclAllows, isPublicPolicy } from '../s3/acl.ts'
 import {
   BUCKET_POLICY_ACTIONS,
   BUILTIN_POLICIES,
@@ -43,8 +55,13 @@ export interface DecisionInput {
   action: string
   /** ARN of what the action touches ('arn:aws:s3:::b/k', 'arn:aws:iam::…:user/x', '*'). */
   resource: string
-  /** S3 actions on a bucket: the bucket's project and policy (JSON text). */
-  bucket?: { name: string; project: string; policy?: string }
+  /**
+   * S3 actions on a bucket: the bucket's project and policy (JSON text), and whether its
+   * public access block restricts public policies to the account (RestrictPublicBuckets).
+   */
+  bucket?: { name: string; project: string; policy?: string; restrictPublicBuckets?: boolean }
+  /** The ACL that may grant the action (bucket or object ACL), when ACLs are in force. */
+  acl?: AclInForce
   /** S3 actions without a bucket (ListAllMyBuckets, CreateBucket): the project they act in. */
   project?: string
   /** Identity actions: the user acted upon, for self-service. */
@@ -234,14 +251,19 @@ function decideS3(
   }
   // 5. Allow.
   let result: Decision | undefined
+  const byAcl = () => input.acl !== undefined && aclAllows(input.acl, action, p?.canonicalId)
   if (bucketPolicy === undefined) {
-    if (p === undefined) return deny('anonymous access needs a bucket policy that allows it')
+    if (p === undefined) {
+      if (byAcl()) return allow('ACL grant to everyone')
+      return deny('anonymous access needs a bucket policy or an ACL that allows it')
+    }
     if (project !== undefined && rolesGrantS3(roles, action, project)) result = allow('role')
     else if (project === undefined && roles.length > 0 && action === 's3:ListAllMyBuckets')
       result = allow('role')
     else if (ids.some((pol) => evaluatePolicy(pol, req).verdict === 'Allow'))
       result = allow('identity policy')
-    if (result === undefined) return deny(`no role or identity policy grants ${action}`)
+    else if (byAcl()) result = allow('ACL grant')
+    if (result === undefined) return deny(`no role, identity policy or ACL grants ${action}`)
   } else {
     if (
       BUCKET_POLICY_ACTIONS.has(action) &&
@@ -249,9 +271,18 @@ function decideS3(
       rolesFixBucketPolicy(roles, project)
     )
       result = allow('administrators can always manage the bucket policy')
-    else if (evaluatePolicy(bucketPolicy, req).verdict === 'Allow') result = allow('bucket policy')
+    else if (
+      evaluatePolicy(bucketPolicy, req).verdict === 'Allow' &&
+      !(p === undefined && bucket?.restrictPublicBuckets === true && isPublicPolicy(bucketPolicy))
+    )
+      result = allow('bucket policy')
+    else if (byAcl()) result = allow('ACL grant')
     if (result === undefined)
-      return deny(`the bucket policy does not allow ${action} to this principal`)
+      return deny(
+        p === undefined && bucket?.restrictPublicBuckets === true
+          ? `the bucket restricts its public policy to the account (RestrictPublicBuckets)`
+          : `neither the bucket policy nor an ACL allows ${action} to this principal`,
+      )
   }
   // 6. Intersect with the service account's or session's own policy.
   for (const o of own) {

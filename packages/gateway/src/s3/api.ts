@@ -20,11 +20,15 @@ import type { Request, Response } from '../http/server.ts'
 import type { Caller } from '../iam/operations.ts'
 import { handleIamQuery, handleStsQuery, queryErrorXml } from '../iam/query-api.ts'
 import { type GatewayMetrics, OBSERVABILITY_ACTION } from '../metrics.ts'
+import { objectAclLoader } from './acl.ts'
+import { getObjectAttributes } from './attributes-ops.ts'
 import * as bucketOps from './bucket-ops.ts'
 import type { S3Context, S3Deps } from './context.ts'
+import * as corsOps from './cors.ts'
 import { S3Error, toS3Error } from './errors.ts'
 import * as mpOps from './multipart-ops.ts'
 import * as objOps from './object-ops.ts'
+import { isFormPost, postObject } from './post-object.ts'
 import { errorXml } from './xml.ts'
 
 export interface S3ApiInit extends S3Deps {
@@ -67,11 +71,6 @@ const op = (action: string, run: Op['run'], needsBucket = true): Op => ({
  * wrongly.
  */
 const NOT_YET: Record<string, { bucket?: string[]; object?: string[] }> = {
-  acl: {
-    bucket: ['s3:GetBucketAcl', 's3:PutBucketAcl'],
-    object: ['s3:GetObjectAcl', 's3:PutObjectAcl'],
-  },
-  cors: { bucket: ['s3:GetBucketCORS', 's3:PutBucketCORS', 's3:PutBucketCORS'] },
   website: { bucket: ['s3:GetBucketWebsite', 's3:PutBucketWebsite', 's3:DeleteBucketWebsite'] },
   logging: { bucket: ['s3:GetBucketLogging', 's3:PutBucketLogging'] },
   notification: { bucket: ['s3:GetBucketNotification', 's3:PutBucketNotification'] },
@@ -99,20 +98,6 @@ const NOT_YET: Record<string, { bucket?: string[]; object?: string[] }> = {
   },
   requestPayment: {
     bucket: ['s3:GetBucketRequestPayment', 's3:PutBucketRequestPayment'],
-  },
-  ownershipControls: {
-    bucket: [
-      's3:GetBucketOwnershipControls',
-      's3:PutBucketOwnershipControls',
-      's3:PutBucketOwnershipControls',
-    ],
-  },
-  publicAccessBlock: {
-    bucket: [
-      's3:GetBucketPublicAccessBlock',
-      's3:PutBucketPublicAccessBlock',
-      's3:PutBucketPublicAccessBlock',
-    ],
   },
   analytics: {
     bucket: [
@@ -142,11 +127,9 @@ const NOT_YET: Record<string, { bucket?: string[]; object?: string[] }> = {
       's3:PutIntelligentTieringConfiguration',
     ],
   },
-  attributes: { object: ['s3:GetObjectAttributes'] },
   restore: { object: ['s3:RestoreObject', 's3:RestoreObject', 's3:RestoreObject'] },
   select: { object: ['s3:GetObject', 's3:GetObject', 's3:GetObject'] },
   torrent: { object: ['s3:GetObjectTorrent'] },
-  policyStatus: { bucket: ['s3:GetBucketPolicyStatus'] },
 }
 
 function notYet(sub: string, method: string, hasKey: boolean): Op | undefined {
@@ -175,6 +158,12 @@ function route(
         if (has('tagging'))
           return op('s3:PutBucketTagging', (c, b) => bucketOps.putBucketTagging(c, b, false))
         if (has('policy')) return op('s3:PutBucketPolicy', bucketOps.putBucketPolicy)
+        if (has('acl')) return op('s3:PutBucketAcl', bucketOps.putBucketAcl)
+        if (has('ownershipControls'))
+          return op('s3:PutBucketOwnershipControls', bucketOps.putBucketOwnershipControls)
+        if (has('publicAccessBlock'))
+          return op('s3:PutBucketPublicAccessBlock', bucketOps.putPublicAccessBlock)
+        if (has('cors')) return op('s3:PutBucketCORS', corsOps.putBucketCors)
         if (has('lifecycle'))
           return op('s3:PutLifecycleConfiguration', bucketOps.putBucketLifecycle)
         return op('s3:CreateBucket', (c) => bucketOps.createBucket(c), false)
@@ -184,6 +173,14 @@ function route(
         if (has('versioning')) return op('s3:GetBucketVersioning', bucketOps.getBucketVersioning)
         if (has('tagging')) return op('s3:GetBucketTagging', bucketOps.getBucketTagging)
         if (has('policy')) return op('s3:GetBucketPolicy', bucketOps.getBucketPolicy)
+        if (has('acl')) return op('s3:GetBucketAcl', bucketOps.getBucketAcl)
+        if (has('ownershipControls'))
+          return op('s3:GetBucketOwnershipControls', bucketOps.getBucketOwnershipControls)
+        if (has('publicAccessBlock'))
+          return op('s3:GetBucketPublicAccessBlock', bucketOps.getPublicAccessBlock)
+        if (has('policyStatus'))
+          return op('s3:GetBucketPolicyStatus', bucketOps.getBucketPolicyStatus)
+        if (has('cors')) return op('s3:GetBucketCORS', corsOps.getBucketCors)
         if (has('lifecycle'))
           return op('s3:GetLifecycleConfiguration', bucketOps.getBucketLifecycle)
         if (has('versions')) return op('s3:ListBucketVersions', bucketOps.listObjectVersions)
@@ -197,6 +194,13 @@ function route(
         if (has('tagging'))
           return op('s3:PutBucketTagging', (c, b) => bucketOps.putBucketTagging(c, b, true))
         if (has('policy')) return op('s3:DeleteBucketPolicy', bucketOps.deleteBucketPolicy)
+        // AWS authorizes these deletes as the matching Put actions.
+        if (has('ownershipControls'))
+          return op('s3:PutBucketOwnershipControls', bucketOps.deleteBucketOwnershipControls)
+        if (has('publicAccessBlock'))
+          return op('s3:PutBucketPublicAccessBlock', bucketOps.deletePublicAccessBlock)
+        // AWS authorizes DeleteBucketCors as s3:PutBucketCORS.
+        if (has('cors')) return op('s3:PutBucketCORS', corsOps.deleteBucketCors)
         // AWS authorizes DeleteBucketLifecycle as s3:PutLifecycleConfiguration.
         if (has('lifecycle'))
           return op('s3:PutLifecycleConfiguration', bucketOps.deleteBucketLifecycle)
@@ -209,6 +213,11 @@ function route(
   }
   switch (method) {
     case 'PUT':
+      if (has('acl'))
+        return op(
+          q.has('versionId') ? 's3:PutObjectVersionAcl' : 's3:PutObjectAcl',
+          objOps.putObjectAcl,
+        )
       if (has('uploadId') || has('partNumber')) {
         if (headers['x-amz-copy-source'] !== undefined)
           return op('s3:PutObject', mpOps.uploadPartCopy)
@@ -223,6 +232,16 @@ function route(
       return op('s3:PutObject', objOps.putObject)
     case 'GET':
       if (has('uploadId')) return op('s3:ListMultipartUploadParts', mpOps.listParts)
+      if (has('acl'))
+        return op(
+          q.has('versionId') ? 's3:GetObjectVersionAcl' : 's3:GetObjectAcl',
+          objOps.getObjectAcl,
+        )
+      if (has('attributes'))
+        return op(
+          q.has('versionId') ? 's3:GetObjectVersionAttributes' : 's3:GetObjectAttributes',
+          getObjectAttributes,
+        )
       if (has('tagging'))
         return op(
           q.has('versionId') ? 's3:GetObjectVersionTagging' : 's3:GetObjectTagging',
@@ -316,6 +335,40 @@ export class S3Api {
         await this.#query(req, res, requestId)
         return
       }
+      if (bucket !== undefined && req.method === 'OPTIONS') {
+        // A CORS preflight: never authenticated, answered from the bucket's rules.
+        action = 'preflight'
+        const pb = await this.#deps.buckets.get(bucket)
+        corsOps.answerPreflight(req.headers, res, pb, key !== undefined)
+        return
+      }
+      // A cross-origin request gets its CORS headers first, so error answers carry them too.
+      const origin = req.headers.origin
+      if (bucket !== undefined && origin !== undefined && origin !== '') {
+        const cb = await this.#deps.buckets.get(bucket).catch(() => undefined)
+        corsOps.applyCors(res, cb, origin, req.method)
+      }
+      if (
+        bucket !== undefined &&
+        key === undefined &&
+        req.method === 'POST' &&
+        isFormPost(req.headers)
+      ) {
+        // A browser form upload authenticates by its signed policy, not by the request.
+        action = 's3:PutObject'
+        const formCtx: { bucket: string; key?: string } = { bucket }
+        ctx = formCtx as S3Context
+        await postObject({
+          req,
+          res,
+          requestId,
+          bucket,
+          record: await this.#deps.buckets.get(bucket),
+          deps: this.#deps,
+          onKey: (k) => (formCtx.key = k),
+        })
+        return
+      }
       const params = new URLSearchParams(req.query)
       const who = await this.#deps.access.authenticate(
         {
@@ -367,11 +420,27 @@ export class S3Api {
           bucket,
           ...(key !== undefined ? { key } : {}),
           ...(b !== undefined ? { bucketRecord: b } : {}),
+          ...(b !== undefined && key !== undefined
+            ? {
+                objectAcl: objectAclLoader(
+                  this.#deps.objects,
+                  this.#deps.access,
+                  b,
+                  key,
+                  params.get('versionId') ?? undefined,
+                ),
+              }
+            : {}),
           request,
         })
       }
       if (o.needsBucket && b === undefined) {
         throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket })
+      }
+      checkExpectedOwner(req.headers['x-amz-expected-bucket-owner'], b, this.#deps.access)
+      // CopyObject and UploadPartCopy (the only PUTs authorized as s3:PutObject that name a source).
+      if (o.action === 's3:PutObject' && req.headers['x-amz-copy-source'] !== undefined) {
+        await checkSourceExpectedOwner(req.headers, this.#deps)
       }
       await o.run(ctx, b!)
     } catch (err) {
@@ -598,6 +667,52 @@ export class S3Api {
       }),
     )
   }
+}
+
+/**
+ * x-amz-expected-bucket-owner: a value that is not an account id is refused as malformed; one
+ * that is not the owning account's id is AccessDenied (S3 hides whose bucket it is).
+ */
+function checkExpectedOwner(
+  expected: string | undefined,
+  b: BucketRecord | undefined,
+  access: S3ApiInit['access'],
+): void {
+  if (expected === undefined) return
+  if (!/^\d{12}$/.test(expected)) {
+    throw new S3Error(
+      'InvalidBucketOwnerAWSAccountID',
+      `The value of the expected bucket owner parameter must be an AWS Account ID... [${expected}]`,
+    )
+  }
+  if (b !== undefined && expected !== access.accountId()) throw new S3Error('AccessDenied')
+}
+
+/**
+ * x-amz-source-expected-bucket-owner of a copy: the same checks as
+ * x-amz-expected-bucket-owner, against the source bucket. A copy source that does not parse or
+ * names no bucket is left to the copy itself to refuse.
+ */
+async function checkSourceExpectedOwner(
+  headers: Record<string, string>,
+  deps: Pick<S3ApiInit, 'access' | 'buckets'>,
+): Promise<void> {
+  const expected = headers['x-amz-source-expected-bucket-owner']
+  if (expected === undefined) return
+  if (!/^\d{12}$/.test(expected)) {
+    throw new S3Error(
+      'InvalidBucketOwnerAWSAccountID',
+      `The value of the source expected bucket owner parameter must be an AWS Account ID... [${expected}]`,
+    )
+  }
+  let source: string
+  try {
+    source = objOps.parseCopySource(headers['x-amz-copy-source']!).bucket
+  } catch {
+    return
+  }
+  const sb = await deps.buckets.get(source)
+  checkExpectedOwner(expected, sb, deps.access)
 }
 
 /** Largest IAM/STS form body and admin JSON body accepted. */

@@ -2,11 +2,27 @@
  * Bucket operations and listings: Create/Delete/Head/ListBuckets, location, versioning,
  * tagging, bucket policy, ListObjects V1 and V2, ListObjectVersions.
  */
-import { type BucketRecord, hlcMillis } from '@tessera/protocol'
+import { type AclOwner, type BucketRecord, hlcMillis } from '@tessera/protocol'
 import type { Caller } from '../iam/operations.ts'
-import { PolicyError, parsePolicy } from '../iam/policy.ts'
+import { type Policy, PolicyError, parsePolicy } from '../iam/policy.ts'
 import { listLatest, listVersions } from '../store/listing.ts'
-import { ownerOf, readSmallBody, type S3Context } from './context.ts'
+import {
+  aclFromHeaders,
+  aclFromRequest,
+  aclsEnabled,
+  aclWithoutEffect,
+  bucketAclOf,
+  bucketOwnerOf,
+  DEFAULT_PUBLIC_ACCESS_BLOCK,
+  grantsOf,
+  isPublicAcl,
+  isPublicPolicy,
+  ownershipSettingOf,
+  publicAccessBlockOf,
+  publicAccessBlockSettingOf,
+  xmlGrantsOf,
+} from './acl.ts'
+import { callerOwner, ownerOf, readSmallBody, type S3Context } from './context.ts'
 import { S3Error } from './errors.ts'
 import {
   checkBodyDigests,
@@ -17,15 +33,23 @@ import {
   requireIntegrityHeader,
 } from './lifecycle.ts'
 import {
+  accessControlPolicyXml,
   type ChecksumAlgorithm,
   listBucketsXml,
   listObjectsV1Xml,
   listObjectsV2Xml,
   listObjectVersionsXml,
   locationXml,
+  OBJECT_OWNERSHIPS,
+  type ObjectOwnership,
+  ownershipControlsXml,
   parseCreateBucketConfiguration,
+  parseOwnershipControls,
+  parsePublicAccessBlock,
   parseTagging,
   parseVersioningConfiguration,
+  policyStatusXml,
+  publicAccessBlockXml,
   taggingXml,
   versioningXml,
 } from './xml.ts'
@@ -68,7 +92,11 @@ export async function createBucket(ctx: S3Context): Promise<void> {
       )
     }
   }
-  const created = await ctx.deps.buckets.create(name, ctx.deps.access.projectOf(ctx.who))
+  const created = await ctx.deps.buckets.create(
+    name,
+    ctx.deps.access.projectOf(ctx.who),
+    newBucketSettings(ctx),
+  )
   if (!created) {
     // Bucket names are global: one in the caller's project is theirs, any other is taken.
     const existing = await ctx.deps.buckets.get(name)
@@ -78,6 +106,45 @@ export async function createBucket(ctx: S3Context): Promise<void> {
     throw new S3Error('BucketAlreadyOwnedByYou', undefined, { BucketName: name })
   }
   ctx.res.header('Location', `/${name}`).end()
+}
+
+/**
+ * A new bucket's owner (its creator), ACL, object ownership and public access block, as AWS
+ * sets them since April 2023: BucketOwnerEnforced unless x-amz-object-ownership (or the
+ * private canned ACL) says otherwise, and every public access setting on. A public ACL is
+ * refused either way.
+ */
+function newBucketSettings(ctx: S3Context): Record<string, unknown> {
+  const h = ctx.req.headers
+  const owner = callerOwner(ctx)
+  const asked = h['x-amz-object-ownership']
+  if (asked !== undefined && !(OBJECT_OWNERSHIPS as readonly string[]).includes(asked)) {
+    throw new S3Error('InvalidArgument', `Invalid x-amz-object-ownership header: ${asked}`, {
+      ArgumentName: 'x-amz-object-ownership',
+      ArgumentValue: asked,
+    })
+  }
+  const acl = aclFromHeaders(h, ctx.deps.access)
+  // S3 gives a bucket created with the private canned ACL and no ownership header
+  // BucketOwnerPreferred (rclone creates buckets so), and every other new bucket
+  // BucketOwnerEnforced.
+  const ownership = (asked ??
+    (acl?.kind === 'canned' && acl.canned === 'private'
+      ? 'BucketOwnerPreferred'
+      : 'BucketOwnerEnforced')) as ObjectOwnership
+  const settings: Record<string, unknown> = {
+    owner,
+    ownership,
+    publicAccessBlock: { ...DEFAULT_PUBLIC_ACCESS_BLOCK },
+  }
+  if (acl === undefined) return settings
+  if (ownership === 'BucketOwnerEnforced' && !aclWithoutEffect(acl, owner, 'create-bucket')) {
+    throw new S3Error('InvalidBucketAclWithObjectOwnership')
+  }
+  const grants = grantsOf(acl, owner, owner, 'bucket')
+  if (isPublicAcl(grants)) throw new S3Error('InvalidBucketAclWithBlockPublicAccessError')
+  if (ownership !== 'BucketOwnerEnforced') settings.acl = grants
+  return settings
 }
 
 export async function deleteBucket(ctx: S3Context, b: BucketRecord): Promise<void> {
@@ -216,8 +283,6 @@ export async function listObjects(ctx: S3Context, b: BucketRecord, v2: boolean):
     maxKeys,
     ...(startAfter !== undefined ? { startAfter } : {}),
   })
-  const o = ownerOf(ctx)
-  const owner = { id: o.canonicalId, displayName: o.displayName }
   const contents = page.entries.map((e) => ({
     key: e.key,
     lastModified: new Date(hlcMillis(e.modTime)),
@@ -226,7 +291,7 @@ export async function listObjects(ctx: S3Context, b: BucketRecord, v2: boolean):
     ...(e.checksums && Object.keys(e.checksums).length > 0
       ? { checksumAlgorithm: Object.keys(e.checksums)[0] as ChecksumAlgorithm }
       : {}),
-    owner,
+    owner: listedOwner(ctx, b, e),
   }))
   ctx.res.header('Content-Type', 'application/xml')
   if (v2) {
@@ -295,8 +360,6 @@ export async function listObjectVersions(ctx: S3Context, b: BucketRecord): Promi
     ...(keyMarker !== undefined ? { keyMarker } : {}),
     ...(versionIdMarker !== undefined ? { versionIdMarker } : {}),
   })
-  const o = ownerOf(ctx)
-  const owner = { id: o.canonicalId, displayName: o.displayName }
   ctx.res.header('Content-Type', 'application/xml').end(
     listObjectVersionsXml({
       bucket: b.name,
@@ -321,7 +384,7 @@ export async function listObjectVersions(ctx: S3Context, b: BucketRecord): Promi
               versionId: e.versionId,
               isLatest,
               lastModified: new Date(hlcMillis(e.modTime)),
-              owner,
+              owner: listedOwner(ctx, b, e),
             }
           : {
               key: e.key,
@@ -330,12 +393,17 @@ export async function listObjectVersions(ctx: S3Context, b: BucketRecord): Promi
               lastModified: new Date(hlcMillis(e.modTime)),
               etag: e.etag,
               size: e.size,
-              owner,
+              owner: listedOwner(ctx, b, e),
             },
       ),
       commonPrefixes: page.commonPrefixes,
     }),
   )
+}
+
+/** An object version's owner as listings show it. */
+function listedOwner(ctx: S3Context, b: BucketRecord, rec: { owner?: AclOwner }): AclOwner {
+  return aclsEnabled(b) && rec.owner !== undefined ? rec.owner : bucketOwnerOf(b, ctx.deps.access)
 }
 
 /** Continuation tokens are opaque to clients: the last key or prefix, base64url. */
@@ -371,8 +439,9 @@ export async function putBucketPolicy(ctx: S3Context, b: BucketRecord): Promise<
   // Read a little more than the limit, so an oversized policy gets the size error, not a cut.
   const body = (await readSmallBody(ctx, max * 16 + 1024)).toString('utf8')
   if (body.trim() === '') throw new S3Error('MissingRequestBodyError')
+  let parsed: Policy
   try {
-    parsePolicy(body, { kind: 'bucket', maxBytes: max, bucket: b.name })
+    parsed = parsePolicy(body, { kind: 'bucket', maxBytes: max, bucket: b.name })
   } catch (err) {
     if (err instanceof PolicyError) {
       throw new S3Error(
@@ -383,6 +452,12 @@ export async function putBucketPolicy(ctx: S3Context, b: BucketRecord): Promise<
       )
     }
     throw err
+  }
+  if (publicAccessBlockOf(b).BlockPublicPolicy && isPublicPolicy(parsed)) {
+    throw new S3Error(
+      'AccessDenied',
+      'Access Denied: the bucket blocks public policies (BlockPublicPolicy); delete or change its public access block first.',
+    )
   }
   await ctx.deps.buckets.update(b.name, (x) => ({
     ...x,
@@ -431,4 +506,110 @@ export async function deleteBucketLifecycle(ctx: S3Context, b: BucketRecord): Pr
     })
   }
   ctx.res.status(204).end()
+}
+
+export async function getBucketAcl(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const owner = bucketOwnerOf(b, ctx.deps.access)
+  ctx.res
+    .header('Content-Type', 'application/xml')
+    .end(accessControlPolicyXml({ owner, grants: xmlGrantsOf(bucketAclOf(b, ctx.deps.access)) }))
+}
+
+export async function putBucketAcl(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const owner = bucketOwnerOf(b, ctx.deps.access)
+  const body = await readSmallBody(ctx, 64 * 1024)
+  const acl = aclFromRequest(ctx.req.headers, body, owner, ctx.deps.access)
+  if (!aclsEnabled(b) && !aclWithoutEffect(acl, owner, 'put-acl')) {
+    throw new S3Error('AccessControlListNotSupported')
+  }
+  const grants = grantsOf(acl, owner, owner, 'bucket')
+  if (publicAccessBlockOf(b).BlockPublicAcls && isPublicAcl(grants)) {
+    throw new S3Error('AccessDenied', 'Access Denied: the bucket blocks public ACLs.')
+  }
+  await ctx.deps.buckets.update(b.name, (x) => ({
+    ...x,
+    settings: { ...x.settings, acl: grants },
+  }))
+  ctx.res.end()
+}
+
+export async function getBucketOwnershipControls(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const ownership = ownershipSettingOf(b)
+  if (ownership === undefined) {
+    throw new S3Error('OwnershipControlsNotFoundError', undefined, { BucketName: b.name })
+  }
+  ctx.res.header('Content-Type', 'application/xml').end(ownershipControlsXml(ownership))
+}
+
+export async function putBucketOwnershipControls(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const ownership = parseOwnershipControls(await readSmallBody(ctx, 64 * 1024))
+  if (ownership === 'BucketOwnerEnforced') {
+    // ACLs can be disabled only once the bucket's own ACL grants nobody but its owner.
+    const owner = bucketOwnerOf(b, ctx.deps.access)
+    const grants = bucketAclOf(b, ctx.deps.access)
+    if (grants.some((g) => g.grantee.type !== 'CanonicalUser' || g.grantee.id !== owner.id)) {
+      throw new S3Error('InvalidBucketAclWithObjectOwnership')
+    }
+  }
+  await ctx.deps.buckets.update(b.name, (x) => ({
+    ...x,
+    settings: { ...x.settings, ownership },
+  }))
+  ctx.res.end()
+}
+
+export async function deleteBucketOwnershipControls(
+  ctx: S3Context,
+  b: BucketRecord,
+): Promise<void> {
+  if (ownershipSettingOf(b) !== undefined) {
+    await ctx.deps.buckets.update(b.name, (x) => {
+      const settings = { ...x.settings }
+      delete settings.ownership
+      return { ...x, settings }
+    })
+  }
+  ctx.res.status(204).end()
+}
+
+export async function getPublicAccessBlock(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const pab = publicAccessBlockSettingOf(b)
+  if (pab === undefined) {
+    throw new S3Error('NoSuchPublicAccessBlockConfiguration', undefined, { BucketName: b.name })
+  }
+  ctx.res.header('Content-Type', 'application/xml').end(publicAccessBlockXml(pab))
+}
+
+export async function putPublicAccessBlock(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const pab = parsePublicAccessBlock(await readSmallBody(ctx, 64 * 1024))
+  await ctx.deps.buckets.update(b.name, (x) => ({
+    ...x,
+    settings: { ...x.settings, publicAccessBlock: pab },
+  }))
+  ctx.res.end()
+}
+
+export async function deletePublicAccessBlock(ctx: S3Context, b: BucketRecord): Promise<void> {
+  if (publicAccessBlockSettingOf(b) !== undefined) {
+    await ctx.deps.buckets.update(b.name, (x) => {
+      const settings = { ...x.settings }
+      delete settings.publicAccessBlock
+      return { ...x, settings }
+    })
+  }
+  ctx.res.status(204).end()
+}
+
+/** GetBucketPolicyStatus: whether the bucket policy is public (NoSuchBucketPolicy without one). */
+export async function getBucketPolicyStatus(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const policy = b.settings?.policy
+  if (typeof policy !== 'string') {
+    throw new S3Error('NoSuchBucketPolicy', undefined, { BucketName: b.name })
+  }
+  const parsed = parsePolicy(policy, {
+    kind: 'bucket',
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    bucket: b.name,
+  })
+  ctx.res.header('Content-Type', 'application/xml').end(policyStatusXml(isPublicPolicy(parsed)))
 }

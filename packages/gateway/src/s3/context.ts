@@ -5,6 +5,7 @@
  * the way through).
  */
 import { createHash } from 'node:crypto'
+import type { AclOwner } from '@tessera/protocol'
 import type { AccessControl, Authenticated, Principal, RequestFacts } from '../auth/access.ts'
 import { AwsChunkedDecoder } from '../auth/aws-chunked.ts'
 import type { Request, Response } from '../http/server.ts'
@@ -12,6 +13,7 @@ import type { Iam } from '../iam/iam.ts'
 import type { BucketStore } from '../store/buckets.ts'
 import type { MultipartStore } from '../store/multipart.ts'
 import type { ObjectStore } from '../store/object-store.ts'
+import { ANONYMOUS_CANONICAL_ID } from './acl.ts'
 import { BodyDigests, type ChecksumAlgorithm, parseChecksumHeaders } from './checksums.ts'
 import { S3Error } from './errors.ts'
 
@@ -47,7 +49,13 @@ export interface S3Context {
   deps: S3Deps
 }
 
-/** The caller, for Owner and Initiator elements. */
+/** The caller as S3 names it in ACLs and Owner elements: canonical id and display name. */
+export function callerOwner(ctx: S3Context): AclOwner {
+  const p = ownerOf(ctx)
+  return { id: p.canonicalId, displayName: p.displayName }
+}
+
+/** The caller (the anonymous principal for unsigned requests), for ListBuckets' Owner. */
 export function ownerOf(ctx: S3Context): Principal {
   const p = ctx.who.principal
   if (p) return p
@@ -57,7 +65,7 @@ export function ownerOf(ctx: S3Context): Principal {
     name: 'anonymous',
     userId: 'anonymous',
     arn: '',
-    canonicalId: '65a011a29cdf8ec533ec3d1ccaae921c',
+    canonicalId: ANONYMOUS_CANONICAL_ID,
     displayName: 'anonymous',
     root: false,
   }

@@ -8,7 +8,14 @@ import { isCodecError } from '@tessera/codec'
 import { isStoreError } from '@tessera/protocol'
 
 export const S3_ERRORS = {
+  AccessControlListNotSupported: { status: 400, message: 'The bucket does not allow ACLs' },
   AccessDenied: { status: 403, message: 'Access Denied' },
+  /** A CORS preflight that no rule of the bucket allows. */
+  AccessForbidden: {
+    status: 403,
+    message:
+      "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+  },
   AuthorizationHeaderMalformed: {
     status: 400,
     message: 'The authorization header that you provided is not valid.',
@@ -17,6 +24,7 @@ export const S3_ERRORS = {
     status: 400,
     message: 'Error parsing the X-Amz-Credential parameter.',
   },
+  BadRequest: { status: 400, message: 'Insufficient information. Origin request header needed.' },
   BadDigest: {
     status: 400,
     message:
@@ -39,6 +47,14 @@ export const S3_ERRORS = {
     status: 400,
     message: 'Your proposed upload is smaller than the minimum allowed object size.',
   },
+  InvalidBucketAclWithBlockPublicAccessError: {
+    status: 400,
+    message: 'Bucket cannot have public ACLs set with BlockPublicAccess enabled',
+  },
+  InvalidBucketAclWithObjectOwnership: {
+    status: 400,
+    message: "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+  },
   IllegalLocationConstraintException: {
     status: 400,
     message: 'The specified location constraint is not valid for this endpoint.',
@@ -57,6 +73,10 @@ export const S3_ERRORS = {
   },
   ExpiredToken: { status: 400, message: 'The provided token has expired.' },
   InvalidArgument: { status: 400, message: 'Invalid argument.' },
+  InvalidBucketOwnerAWSAccountID: {
+    status: 400,
+    message: 'The value of the expected bucket owner parameter must be an AWS Account ID.',
+  },
   InvalidBucketName: { status: 400, message: 'The specified bucket is not valid.' },
   InvalidBucketState: {
     status: 409,
@@ -92,6 +112,11 @@ export const S3_ERRORS = {
     status: 400,
     message: 'The list of parts was not in ascending order. Parts must be ordered by part number.',
   },
+  InvalidPolicyDocument: {
+    status: 400,
+    message:
+      'The content of the form does not meet the conditions specified in the policy document.',
+  },
   InvalidRange: { status: 416, message: 'The requested range is not satisfiable.' },
   InvalidRequest: { status: 400, message: 'Invalid Request.' },
   InvalidStorageClass: {
@@ -100,7 +125,16 @@ export const S3_ERRORS = {
   },
   InvalidTag: { status: 400, message: 'The tag provided was not a valid tag.' },
   KeyTooLongError: { status: 400, message: 'Your key is too long.' },
+  MalformedACLError: {
+    status: 400,
+    message:
+      'The XML you provided was not well-formed or did not validate against our published schema',
+  },
   MalformedPolicy: { status: 400, message: 'Policies must be valid JSON.' },
+  MalformedPOSTRequest: {
+    status: 400,
+    message: 'The body of your POST request is not well-formed multipart/form-data.',
+  },
   MalformedXML: {
     status: 400,
     message:
@@ -110,6 +144,10 @@ export const S3_ERRORS = {
     status: 400,
     message:
       'The request contained trailing data that was not well-formed or did not conform to our published schema.',
+  },
+  MaxPostPreDataLengthExceededError: {
+    status: 400,
+    message: 'Your POST request fields preceding the upload file were too large.',
   },
   MetadataTooLarge: {
     status: 400,
@@ -130,10 +168,15 @@ export const S3_ERRORS = {
   },
   NoSuchBucket: { status: 404, message: 'The specified bucket does not exist.' },
   NoSuchBucketPolicy: { status: 404, message: 'The bucket policy does not exist' },
+  NoSuchCORSConfiguration: { status: 404, message: 'The CORS configuration does not exist' },
   NoSuchKey: { status: 404, message: 'The specified key does not exist.' },
   NoSuchLifecycleConfiguration: {
     status: 404,
     message: 'The lifecycle configuration does not exist',
+  },
+  NoSuchPublicAccessBlockConfiguration: {
+    status: 404,
+    message: 'The public access block configuration was not found',
   },
   NoSuchTagSet: { status: 404, message: 'The TagSet does not exist.' },
   NoSuchUpload: {
@@ -144,6 +187,10 @@ export const S3_ERRORS = {
   NoSuchVersion: {
     status: 404,
     message: 'The specified version does not exist.',
+  },
+  OwnershipControlsNotFoundError: {
+    status: 404,
+    message: 'The bucket ownership controls were not found',
   },
   NotImplemented: {
     status: 501,
@@ -176,6 +223,10 @@ export const S3_ERRORS = {
   TooManyParts: {
     status: 400,
     message: 'You have attempted to upload more than 10,000 parts.',
+  },
+  UnresolvableGrantByEmailAddress: {
+    status: 400,
+    message: 'The email address you provided does not match any account on record.',
   },
   UnexpectedContent: {
     status: 400,

@@ -16,6 +16,53 @@ export const STORED_HEADERS = [
   'x-amz-storage-class',
 ] as const
 
+/** S3's storage classes; a request may name only STANDARD, the one class Tessera stores. */
+const STORAGE_CLASSES = new Set([
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'GLACIER',
+  'DEEP_ARCHIVE',
+  'GLACIER_IR',
+  'OUTPOSTS',
+  'SNOW',
+  'EXPRESS_ONEZONE',
+])
+
+/**
+ * Refuses a write (PutObject, CopyObject, CreateMultipartUpload, a form upload) that asks for
+ * what Tessera does not do, rather than storing an object without it: server-side encryption
+ * (501 NotImplemented, naming the header), object lock (no bucket has an Object Lock
+ * configuration, so S3's 400 InvalidRequest) and storage classes other than STANDARD (400
+ * InvalidStorageClass).
+ */
+export function refuseUnoffered(headers: Record<string, string>): void {
+  for (const k of Object.keys(headers)) {
+    if (k.startsWith('x-amz-server-side-encryption')) {
+      throw new S3Error(
+        'NotImplemented',
+        `A header you provided implies functionality that is not implemented: Tessera does not encrypt objects (${k}); leave it out.`,
+        { Header: k },
+      )
+    }
+    if (k.startsWith('x-amz-object-lock-')) {
+      throw new S3Error('InvalidRequest', 'Bucket is missing Object Lock Configuration')
+    }
+  }
+  const storageClass = headers['x-amz-storage-class']
+  if (storageClass !== undefined && storageClass !== 'STANDARD') {
+    throw new S3Error(
+      'InvalidStorageClass',
+      STORAGE_CLASSES.has(storageClass)
+        ? 'The storage class you specified is not valid: Tessera stores only STANDARD.'
+        : undefined,
+      { StorageClassRequested: storageClass },
+    )
+  }
+}
+
 /** User metadata may total at most 2 KiB, as in S3. */
 export const MAX_USER_META_BYTES = 2048
 
@@ -35,24 +82,6 @@ export function metaFromHeaders(headers: Record<string, string>): Record<string,
         .filter((e) => e !== '' && e.toLowerCase() !== 'aws-chunked')
       if (kept.length > 0) out[k] = kept.join(',')
     } else if ((STORED_HEADERS as readonly string[]).includes(k)) {
-      if (k === 'x-amz-storage-class' && v !== 'STANDARD') {
-        if (
-          ![
-            'REDUCED_REDUNDANCY',
-            'STANDARD_IA',
-            'ONEZONE_IA',
-            'INTELLIGENT_TIERING',
-            'GLACIER',
-            'DEEP_ARCHIVE',
-            'GLACIER_IR',
-            'OUTPOSTS',
-            'SNOW',
-            'EXPRESS_ONEZONE',
-          ].includes(v)
-        )
-          throw new S3Error('InvalidStorageClass', undefined, { StorageClassRequested: v })
-        continue
-      }
       if (k === 'x-amz-storage-class') continue
       out[k] = v
     }

@@ -2,8 +2,15 @@
  * Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts,
  * ListMultipartUploads.
  */
-import { type BucketRecord, hlcMillis, type PartRecord } from '@tessera/protocol'
+import {
+  type AclOwner,
+  type BucketRecord,
+  hlcMillis,
+  type PartRecord,
+  type UploadRecord,
+} from '@tessera/protocol'
 import type { Upload } from '../store/multipart.ts'
+import { aclFromHeaders, bucketOwnerOf, objectAclForWrite, objectAclOf } from './acl.ts'
 import {
   CHECKSUM_ALGORITHMS,
   type ChecksumAlgorithm,
@@ -13,9 +20,9 @@ import {
   fullObjectChecksum,
   multipartEtag,
 } from './checksums.ts'
-import { openPayload, ownerOf, readSmallBody, type S3Context } from './context.ts'
+import { callerOwner, openPayload, readSmallBody, type S3Context } from './context.ts'
 import { S3Error } from './errors.ts'
-import { metaFromHeaders, quoteEtag } from './headers.ts'
+import { metaFromHeaders, quoteEtag, refuseUnoffered } from './headers.ts'
 import { checkKey, resolveCopySource, tagsFromHeader } from './object-ops.ts'
 import {
   completeMultipartUploadXml,
@@ -63,6 +70,7 @@ export async function createMultipartUpload(ctx: S3Context, b: BucketRecord): Pr
   const key = ctx.key!
   checkKey(key)
   const h = ctx.req.headers
+  refuseUnoffered(h)
   const algHeader = h['x-amz-checksum-algorithm']
   let alg: ChecksumAlgorithm | undefined
   if (algHeader !== undefined) {
@@ -88,7 +96,11 @@ export async function createMultipartUpload(ctx: S3Context, b: BucketRecord): Pr
       `The FULL_OBJECT checksum type cannot be used with the ${alg.toLowerCase()} checksum algorithm.`,
     )
   const tags = tagsFromHeader(h['x-amz-tagging'])
+  const writer = callerOwner(ctx)
+  const access = objectAclForWrite(b, writer, aclFromHeaders(h, ctx.deps.access), ctx.deps.access)
   const up = await ctx.deps.multipart.create(b.name, key, {
+    ...access,
+    ...(writer.id !== bucketOwnerOf(b, ctx.deps.access).id ? { initiator: writer } : {}),
     ...(h['content-type'] ? { contentType: h['content-type'] } : {}),
     userMeta: metaFromHeaders(h),
     ...(tags ? { tags } : {}),
@@ -291,8 +303,7 @@ export async function listParts(ctx: S3Context, b: BucketRecord): Promise<void> 
     ...(marker > 0 ? { partNumberMarker: marker } : {}),
     maxParts: max,
   })
-  const o = ownerOf(ctx)
-  const owner = { id: o.canonicalId, displayName: o.displayName }
+  const { initiator, owner } = uploadOwners(ctx, b, up.record)
   ctx.res.header('Content-Type', 'application/xml').end(
     listPartsXml({
       bucket: b.name,
@@ -309,7 +320,7 @@ export async function listParts(ctx: S3Context, b: BucketRecord): Promise<void> 
         size: x.size,
         ...(x.checksums ? { checksums: x.checksums } : {}),
       })),
-      initiator: owner,
+      initiator,
       owner,
       ...(up.record.checksumAlgorithm
         ? { checksumAlgorithm: up.record.checksumAlgorithm as ChecksumAlgorithm }
@@ -334,8 +345,6 @@ export async function listMultipartUploads(ctx: S3Context, b: BucketRecord): Pro
     ...(uploadIdMarker !== undefined ? { uploadIdMarker } : {}),
     maxUploads,
   })
-  const o = ownerOf(ctx)
-  const owner = { id: o.canonicalId, displayName: o.displayName }
   const last = r.uploads.at(-1)
   ctx.res.header('Content-Type', 'application/xml').end(
     listMultipartUploadsXml({
@@ -352,11 +361,22 @@ export async function listMultipartUploads(ctx: S3Context, b: BucketRecord): Pro
       uploads: r.uploads.map((u) => ({
         key: u.key,
         uploadId: u.uploadId,
-        initiator: owner,
-        owner,
+        ...uploadOwners(ctx, b, u),
         initiated: new Date(hlcMillis(u.initiated)),
       })),
       commonPrefixes: r.commonPrefixes,
     }),
   )
+}
+
+/** An upload's Initiator (who started it) and Owner (who will own the object). */
+function uploadOwners(
+  ctx: S3Context,
+  b: BucketRecord,
+  u: UploadRecord,
+): { initiator: AclOwner; owner: AclOwner } {
+  return {
+    initiator: u.initiator ?? bucketOwnerOf(b, ctx.deps.access),
+    owner: objectAclOf(b, u, ctx.deps.access).owner,
+  }
 }

@@ -4,11 +4,33 @@
  */
 import { type BucketRecord, hlcMillis, type VersionRecord } from '@tessera/protocol'
 import type { Resolved, Versioning } from '../store/object-store.ts'
-import { CHECKSUM_ALGORITHMS, checksumHeader, createMd5 } from './checksums.ts'
-import { openPayload, ownerOf, readSmallBody, type S3Context } from './context.ts'
-import { S3Error, toS3Error } from './errors.ts'
-import { checkConditions, httpDate, metaFromHeaders, parseRange, quoteEtag } from './headers.ts'
 import {
+  aclFromHeaders,
+  aclFromRequest,
+  aclsEnabled,
+  aclWithoutEffect,
+  bucketOwnerOf,
+  grantsOf,
+  isPublicAcl,
+  objectAclForWrite,
+  objectAclLoader,
+  objectAclOf,
+  publicAccessBlockOf,
+  xmlGrantsOf,
+} from './acl.ts'
+import { CHECKSUM_ALGORITHMS, checksumHeader, createMd5 } from './checksums.ts'
+import { callerOwner, openPayload, ownerOf, readSmallBody, type S3Context } from './context.ts'
+import { S3Error, toS3Error } from './errors.ts'
+import {
+  checkConditions,
+  httpDate,
+  metaFromHeaders,
+  parseRange,
+  quoteEtag,
+  refuseUnoffered,
+} from './headers.ts'
+import {
+  accessControlPolicyXml,
   type Checksums,
   copyObjectResultXml,
   deleteResultXml,
@@ -60,8 +82,15 @@ export async function putObject(ctx: S3Context, b: BucketRecord): Promise<void> 
   const key = ctx.key!
   checkKey(key)
   const h = ctx.req.headers
+  refuseUnoffered(h)
   const userMeta = metaFromHeaders(h)
   const tags = tagsFromHeader(h['x-amz-tagging'])
+  const access = objectAclForWrite(
+    b,
+    callerOwner(ctx),
+    aclFromHeaders(h, ctx.deps.access),
+    ctx.deps.access,
+  )
   if (h['if-none-match'] !== undefined && h['if-none-match'].trim() === '*') {
     const existing = await objects.resolve(b.name, key).catch(() => undefined)
     if (existing && !existing.record.deleteMarker) {
@@ -83,6 +112,7 @@ export async function putObject(ctx: S3Context, b: BucketRecord): Promise<void> 
     ...(h['content-type'] ? { contentType: h['content-type'] } : {}),
     userMeta,
     ...(tags ? { tags } : {}),
+    ...access,
     finish: () => {
       const d = payload.finish()
       return { etag: d.md5, checksums: d.checksums as Record<string, string> }
@@ -366,6 +396,7 @@ export async function resolveCopySource(
     key: src.key,
     bucketRecord: sb,
     request: ctx.facts,
+    objectAcl: objectAclLoader(ctx.deps.objects, ctx.deps.access, sb, src.key, src.versionId),
   })
   let r: Resolved
   try {
@@ -394,6 +425,14 @@ export async function copyObject(ctx: S3Context, b: BucketRecord): Promise<void>
   const key = ctx.key!
   checkKey(key)
   const h = ctx.req.headers
+  refuseUnoffered(h)
+  // The copy gets the request's ACL (or the default), never its source's.
+  const access = objectAclForWrite(
+    b,
+    callerOwner(ctx),
+    aclFromHeaders(h, ctx.deps.access),
+    ctx.deps.access,
+  )
   const { r, src } = await resolveCopySource(ctx)
   const srcRec = r.record
   const directive = (h['x-amz-metadata-directive'] ?? 'COPY').toUpperCase()
@@ -445,6 +484,7 @@ export async function copyObject(ctx: S3Context, b: BucketRecord): Promise<void>
     ...(contentType !== undefined ? { contentType } : {}),
     userMeta,
     ...(tags ? { tags } : {}),
+    ...access,
     finish: () => ({
       etag: md5.digest().toString('hex'),
       ...(srcRec.checksums && srcRec.parts.length <= 1 ? { checksums: srcRec.checksums } : {}),
@@ -489,6 +529,48 @@ export async function putObjectTagging(
   })
   versionHeader(ctx, b, rec)
   ctx.res.status(remove ? 204 : 200).end()
+}
+
+export async function getObjectAcl(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const r = await resolveForRead(ctx, b, ctx.params.get('versionId') ?? undefined)
+  const { owner, grants } = objectAclOf(b, r.record, ctx.deps.access)
+  versionHeader(ctx, b, r.record)
+  ctx.res
+    .header('Content-Type', 'application/xml')
+    .end(accessControlPolicyXml({ owner, grants: xmlGrantsOf(grants) }))
+}
+
+export async function putObjectAcl(ctx: S3Context, b: BucketRecord): Promise<void> {
+  const body = await readSmallBody(ctx, 64 * 1024)
+  const r = await resolveForRead(ctx, b, ctx.params.get('versionId') ?? undefined)
+  const { owner } = objectAclOf(b, r.record, ctx.deps.access)
+  const acl = aclFromRequest(ctx.req.headers, body, owner, ctx.deps.access)
+  const bucketOwner = bucketOwnerOf(b, ctx.deps.access)
+  if (!aclsEnabled(b)) {
+    // Only an ACL that changes nothing is accepted, and nothing is stored.
+    if (!aclWithoutEffect(acl, bucketOwner, 'object')) {
+      throw new S3Error('AccessControlListNotSupported')
+    }
+    ctx.res.end()
+    return
+  }
+  const grants = grantsOf(acl, owner, bucketOwner, 'object')
+  if (publicAccessBlockOf(b).BlockPublicAcls && isPublicAcl(grants)) {
+    throw new S3Error('AccessDenied', 'Access Denied: the bucket blocks public ACLs.')
+  }
+  const ownerOnly =
+    grants.length === 1 &&
+    grants[0]!.permission === 'FULL_CONTROL' &&
+    grants[0]!.grantee.type === 'CanonicalUser' &&
+    grants[0]!.grantee.id === owner.id
+  const rec = await ctx.deps.objects.updateRecord(r, (x) => {
+    const y = { ...x }
+    if (ownerOnly) delete y.acl
+    else y.acl = grants
+    return y
+  })
+  versionHeader(ctx, b, rec)
+  ctx.res.end()
 }
 
 export { ownerOf }

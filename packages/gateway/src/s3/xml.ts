@@ -1274,3 +1274,189 @@ export function parseCompleteMultipartUpload(body: XmlBody): CompleteMultipartUp
   }
   return { parts }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Access control: ACLs, object ownership, public access block, policy status
+
+/** An ACL permission, as S3 names it. */
+export type AclPermission = 'FULL_CONTROL' | 'READ' | 'WRITE' | 'READ_ACP' | 'WRITE_ACP'
+
+/** The permissions an ACL may grant, in the order AWS documents them. */
+export const ACL_PERMISSIONS: readonly AclPermission[] = [
+  'FULL_CONTROL',
+  'READ',
+  'WRITE',
+  'READ_ACP',
+  'WRITE_ACP',
+]
+
+/** A grantee as an ACL document names it. */
+export type XmlGrantee =
+  | { readonly type: 'CanonicalUser'; readonly id: string; readonly displayName?: string }
+  | { readonly type: 'Group'; readonly uri: string }
+  | { readonly type: 'AmazonCustomerByEmail'; readonly emailAddress: string }
+
+/** One grant of an ACL document. */
+export interface XmlGrant {
+  readonly grantee: XmlGrantee
+  readonly permission: AclPermission
+}
+
+/** An `AccessControlPolicy`: the owner and the grants. */
+export interface AccessControlPolicy {
+  readonly owner?: Owner
+  readonly grants: readonly XmlGrant[]
+}
+
+const XSI_NAMESPACE = 'http://www.w3.org/2001/XMLSchema-instance'
+
+function granteeElement(g: XmlGrantee): XmlNode {
+  const children: Child[] =
+    g.type === 'CanonicalUser'
+      ? [leaf('ID', g.id), optionalLeaf('DisplayName', g.displayName)]
+      : g.type === 'Group'
+        ? [leaf('URI', g.uri)]
+        : [leaf('EmailAddress', g.emailAddress)]
+  // The ordered builder takes attributes from the ':@' group of a node.
+  return {
+    Grantee: children.filter((c): c is XmlNode => c !== undefined),
+    ':@': { '@_xmlns:xsi': XSI_NAMESPACE, '@_xsi:type': g.type },
+  } as unknown as XmlNode
+}
+
+/** GetBucketAcl's and GetObjectAcl's `AccessControlPolicy`, in AWS's element order. */
+export function accessControlPolicyXml(init: {
+  owner: Owner
+  grants: readonly XmlGrant[]
+}): string {
+  return document('AccessControlPolicy', [
+    ownerElement('Owner', init.owner),
+    element(
+      'AccessControlList',
+      init.grants.map((g) =>
+        element('Grant', [granteeElement(g.grantee), leaf('Permission', g.permission)]),
+      ),
+    ),
+  ])
+}
+
+/** The object ownership settings S3 knows. */
+export type ObjectOwnership = 'BucketOwnerEnforced' | 'BucketOwnerPreferred' | 'ObjectWriter'
+
+export const OBJECT_OWNERSHIPS: readonly ObjectOwnership[] = [
+  'BucketOwnerEnforced',
+  'BucketOwnerPreferred',
+  'ObjectWriter',
+]
+
+/** GetBucketOwnershipControls' `OwnershipControls`. */
+export function ownershipControlsXml(ownership: ObjectOwnership): string {
+  return document('OwnershipControls', [element('Rule', [leaf('ObjectOwnership', ownership)])])
+}
+
+/** The four settings of a bucket's public access block. */
+export interface PublicAccessBlock {
+  readonly BlockPublicAcls: boolean
+  readonly IgnorePublicAcls: boolean
+  readonly BlockPublicPolicy: boolean
+  readonly RestrictPublicBuckets: boolean
+}
+
+const PUBLIC_ACCESS_BLOCK_FIELDS: readonly (keyof PublicAccessBlock)[] = [
+  'BlockPublicAcls',
+  'IgnorePublicAcls',
+  'BlockPublicPolicy',
+  'RestrictPublicBuckets',
+]
+
+/** GetPublicAccessBlock's `PublicAccessBlockConfiguration`. */
+export function publicAccessBlockXml(pab: PublicAccessBlock): string {
+  return document(
+    'PublicAccessBlockConfiguration',
+    PUBLIC_ACCESS_BLOCK_FIELDS.map((f) => leaf(f, pab[f])),
+  )
+}
+
+/** GetBucketPolicyStatus' `PolicyStatus`. */
+export function policyStatusXml(isPublic: boolean): string {
+  return document('PolicyStatus', [leaf('IsPublic', isPublic)])
+}
+
+function malformedAcl(cause?: unknown): S3Error {
+  return new S3Error('MalformedACLError', undefined, {}, { cause })
+}
+
+/**
+ * Parses PutBucketAcl's and PutObjectAcl's `AccessControlPolicy`. The grantee's type is told by
+ * the element it carries (`ID`, `URI` or `EmailAddress`), which is what its `xsi:type` must
+ * say; anything else, or a permission S3 does not know, is MalformedACLError, as AWS answers.
+ */
+export function parseAccessControlPolicy(body: XmlBody): AccessControlPolicy {
+  if (isEmptyBody(body) || isBlankBody(body)) throw new S3Error('MissingRequestBodyError')
+  try {
+    const root = parseDocument(body, 'AccessControlPolicy')
+    const groups = childrenOf(root, { Owner: 'optional', AccessControlList: 'optional' })
+    const ownerEl = groups.get('Owner')?.[0]
+    let owner: Owner | undefined
+    if (ownerEl !== undefined) {
+      const f = childrenOf(ownerEl, { ID: 'one', DisplayName: 'optional' })
+      const displayName = optionalText(f, 'DisplayName')
+      owner = { id: requiredText(f, 'ID').trim(), ...(displayName ? { displayName } : {}) }
+    }
+    const list = groups.get('AccessControlList')?.[0]
+    const grantEls = list ? (childrenOf(list, { Grant: 'many' }).get('Grant') ?? []) : []
+    const grants = grantEls.map((el): XmlGrant => {
+      const f = childrenOf(el, { Grantee: 'one', Permission: 'one' })
+      const permission = requiredText(f, 'Permission').trim() as AclPermission
+      if (!ACL_PERMISSIONS.includes(permission)) throw malformedAcl()
+      const g = childrenOf(f.get('Grantee')![0]!, {
+        ID: 'optional',
+        DisplayName: 'optional',
+        URI: 'optional',
+        EmailAddress: 'optional',
+      })
+      const id = optionalText(g, 'ID')?.trim()
+      const uri = optionalText(g, 'URI')?.trim()
+      const email = optionalText(g, 'EmailAddress')?.trim()
+      if ([id, uri, email].filter((x) => x !== undefined).length !== 1) throw malformedAcl()
+      if (id !== undefined) return { grantee: { type: 'CanonicalUser', id }, permission }
+      if (uri !== undefined) return { grantee: { type: 'Group', uri }, permission }
+      return { grantee: { type: 'AmazonCustomerByEmail', emailAddress: email! }, permission }
+    })
+    return { ...(owner ? { owner } : {}), grants }
+  } catch (err) {
+    if (err instanceof S3Error && err.code === 'MalformedXML') throw malformedAcl(err)
+    throw err
+  }
+}
+
+/** Parses PutBucketOwnershipControls' `OwnershipControls`: exactly one rule S3 knows. */
+export function parseOwnershipControls(body: XmlBody): ObjectOwnership {
+  if (isEmptyBody(body)) throw new S3Error('MissingRequestBodyError')
+  const root = parseDocument(body, 'OwnershipControls')
+  const rules = childrenOf(root, { Rule: 'many' }).get('Rule') ?? []
+  if (rules.length !== 1) throw malformed()
+  const value = requiredText(childrenOf(rules[0]!, { ObjectOwnership: 'one' }), 'ObjectOwnership')
+  if (!(OBJECT_OWNERSHIPS as readonly string[]).includes(value.trim())) throw malformed()
+  return value.trim() as ObjectOwnership
+}
+
+/** Parses PutPublicAccessBlock's `PublicAccessBlockConfiguration`; absent settings are false. */
+export function parsePublicAccessBlock(body: XmlBody): PublicAccessBlock {
+  if (isEmptyBody(body)) throw new S3Error('MissingRequestBodyError')
+  const root = parseDocument(body, 'PublicAccessBlockConfiguration')
+  const groups = childrenOf(
+    root,
+    Object.fromEntries(PUBLIC_ACCESS_BLOCK_FIELDS.map((f) => [f, 'optional' as const])),
+  )
+  const flag = (f: keyof PublicAccessBlock) => {
+    const v = optionalText(groups, f)
+    return v === undefined ? false : parseBoolean(v)
+  }
+  return {
+    BlockPublicAcls: flag('BlockPublicAcls'),
+    IgnorePublicAcls: flag('IgnorePublicAcls'),
+    BlockPublicPolicy: flag('BlockPublicPolicy'),
+    RestrictPublicBuckets: flag('RestrictPublicBuckets'),
+  }
+}

@@ -60,8 +60,15 @@ export class BucketStore {
     return b
   }
 
-  /** Creates a bucket on every drive; false when it existed already. */
-  async create(name: string, project = ''): Promise<boolean> {
+  /**
+   * Creates a bucket on every drive, with its first settings (owner, ACL, ownership, public
+   * access block); false when it existed already.
+   */
+  async create(
+    name: string,
+    project = '',
+    settings: Record<string, unknown> = {},
+  ): Promise<boolean> {
     if ((await this.get(name)) !== undefined) return false
     const now = hlcNow()
     const record: BucketRecord = {
@@ -69,7 +76,7 @@ export class BucketStore {
       project,
       created: now,
       versioning: 'unversioned',
-      settings: { updated: now },
+      settings: { ...settings, updated: now },
     }
     await this.#writeAll(record, true)
     this.#cache.set(name, { record, at: Date.now() })

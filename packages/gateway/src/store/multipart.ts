@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import {
+  type AclOwner,
   CommitPart,
   CompleteUpload,
   DeleteUpload,
@@ -42,7 +43,11 @@ export class MultipartStore {
   async create(
     bucket: string,
     key: string,
-    meta: WriteMeta & { checksumAlgorithm?: string; checksumType?: 'COMPOSITE' | 'FULL_OBJECT' },
+    meta: WriteMeta & {
+      checksumAlgorithm?: string
+      checksumType?: 'COMPOSITE' | 'FULL_OBJECT'
+      initiator?: AclOwner
+    },
   ): Promise<UploadRecord> {
     const placement = await this.#objects.placeForWrite(bucket, key)
     const uploadId = newUploadId()
@@ -59,6 +64,9 @@ export class MultipartStore {
       ...(meta.tags && Object.keys(meta.tags).length > 0 ? { tags: meta.tags } : {}),
       ...(meta.checksumAlgorithm ? { checksumAlgorithm: meta.checksumAlgorithm } : {}),
       ...(meta.checksumType ? { checksumType: meta.checksumType } : {}),
+      ...(meta.initiator !== undefined ? { initiator: meta.initiator } : {}),
+      ...(meta.owner !== undefined ? { owner: meta.owner } : {}),
+      ...(meta.acl !== undefined ? { acl: meta.acl } : {}),
       dataDir: uploadId.slice(0, 64),
       erasure: {
         k: e.k,
@@ -223,6 +231,8 @@ export class MultipartStore {
       ...(u.contentType !== undefined ? { contentType: u.contentType } : {}),
       ...(u.userMeta ? { userMeta: u.userMeta } : {}),
       ...(u.tags ? { tags: u.tags } : {}),
+      ...(u.owner ? { owner: u.owner } : {}),
+      ...(u.acl ? { acl: u.acl } : {}),
       erasure: u.erasure,
       parts: parts.map((p) => ({
         number: p.number,

@@ -25,6 +25,8 @@ import {
 } from '@tessera/codec'
 import {
   AbortWrite,
+  type AclGrant,
+  type AclOwner,
   CommitVersion,
   DeleteVersion,
   type DriveSlot,
@@ -68,6 +70,9 @@ export interface WriteMeta {
   contentType?: string
   userMeta?: Record<string, string>
   tags?: Record<string, string>
+  /** The object's owner and ACL, when not the defaults (see s3/acl.ts). */
+  owner?: AclOwner
+  acl?: AclGrant[]
 }
 
 export interface PutInput extends WriteMeta {
@@ -171,6 +176,8 @@ export class ObjectStore {
         ? { userMeta: meta.userMeta }
         : {}),
       ...(meta.tags && Object.keys(meta.tags).length > 0 ? { tags: meta.tags } : {}),
+      ...(meta.owner !== undefined ? { owner: meta.owner } : {}),
+      ...(meta.acl !== undefined ? { acl: meta.acl } : {}),
       erasure: {
         k: e.k,
         m: e.m,
