@@ -5,7 +5,7 @@
  * answers to malformed and unauthorized calls.
  */
 import { spawn } from 'node:child_process'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -65,7 +65,9 @@ function count(haystack: string, needle: string): number {
 t.test('tessera admin over the admin API on a 2-node RS(2,2) cluster', async (t) => {
   const c = await startCluster(t, { nodes: 2, drivesPerNode: 2, k: 2, m: 2, gateways: 1 })
   const endpoint = c.gateways[0]!.endpoint
-  const dir = t.testdir()
+  // Beside the cluster, in its folder: a second t.testdir() would wipe the cluster's files.
+  const dir = join(c.dir, 'cli-files')
+  await mkdir(dir, { recursive: true })
 
   /** A --json command that must succeed; answers its parsed output. */
   // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the command prints
@@ -151,9 +153,18 @@ t.test('tessera admin over the admin API on a 2-node RS(2,2) cluster', async (t)
         async () => (await adminCall(endpoint, alice, 'GET', '/whoami')).status === 200,
         'the new key is accepted',
       )
+      const denials = async () =>
+        (await readFile(c.gateways[0]!.logPath, 'utf8')).split('access denied').length
+      const before = await denials()
       const me = await adminCall(endpoint, alice, 'GET', '/whoami')
       t.equal(me.body.name, 'alice')
       t.equal(me.body.project, 'alpha')
+      t.equal(me.body.capabilities.manageAccount, false, 'alice may not change the account')
+      t.equal(
+        await denials(),
+        before,
+        'the capability probes behind /whoami log no "access denied" lines',
+      )
     },
   )
 

@@ -22,6 +22,10 @@ export const ENV = {
   masterKeyFile: `${ENV_PREFIX}MASTER_KEY_FILE`,
   /** The master key itself (64 hex characters), for deployments that inject secrets by env. */
   masterKey: `${ENV_PREFIX}MASTER_KEY`,
+  /** 'false' turns the web console off (its path then answers 404). */
+  console: `${ENV_PREFIX}CONSOLE`,
+  /** Directory of a console build to serve instead of the @tessera/console package's. */
+  consoleDir: `${ENV_PREFIX}CONSOLE_DIR`,
 } as const
 
 export interface GatewayConfig {
@@ -41,9 +45,18 @@ export interface GatewayConfig {
   root: { accessKeyId: string; secretAccessKey: string }
   /** Cluster master key, from the 0600 file `masterKeyFile` or the environment. */
   masterKey: Buffer
+  /** Serve the web console under /_tessera/console/; default true. */
+  console: boolean
+  /** Directory of the console build; default the @tessera/console package's dist. */
+  consoleDir?: string
 }
 
-export const DEFAULTS = { listen: '0.0.0.0:9000', region: 'us-east-1', logLevel: 'info' } as const
+export const DEFAULTS = {
+  listen: '0.0.0.0:9000',
+  region: 'us-east-1',
+  logLevel: 'info',
+  console: true,
+} as const
 
 const FILE_KEYS = [
   'map',
@@ -54,6 +67,8 @@ const FILE_KEYS = [
   'logLevel',
   'credentials',
   'masterKeyFile',
+  'console',
+  'consoleDir',
 ] as const
 
 export { ConfigError }
@@ -137,6 +152,9 @@ export async function loadConfig(init: {
       }
     }
   }
+  const consoleOn = readBoolean(src.values.console, 'console', problems) ?? DEFAULTS.console
+  const consoleDirRaw = src.str('consoleDir', false)
+  const consoleDir = consoleDirRaw !== undefined ? src.path(consoleDirRaw) : undefined
   if (problems.length > 0) throw new ConfigError(init.file ?? 'environment', problems)
   return {
     map,
@@ -147,5 +165,15 @@ export async function loadConfig(init: {
     logLevel,
     root: root!,
     masterKey: masterKey!,
+    console: consoleOn,
+    ...(consoleDir !== undefined ? { consoleDir } : {}),
   }
+}
+
+/** A YAML boolean, or 'true'/'false' from the environment; undefined when not set. */
+function readBoolean(v: unknown, key: string, problems: string[]): boolean | undefined {
+  if (v === undefined || typeof v === 'boolean') return v
+  if (v === 'true' || v === 'false') return v === 'true'
+  problems.push(`${key} must be true or false, not ${JSON.stringify(v)}`)
+  return undefined
 }

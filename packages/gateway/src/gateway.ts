@@ -5,6 +5,14 @@
 import { CodecPool, InlineCodec } from '@tessera/codec'
 import type { ClusterMap, Identity } from '@tessera/protocol'
 import { ClusterAdmin } from './admin/cluster-admin.ts'
+import { Capabilities } from './console/capabilities.ts'
+import {
+  type ConsoleAbsence,
+  ConsoleAssets,
+  defaultConsoleDir,
+  isConsolePath,
+  serveNoConsole,
+} from './console/serve.ts'
 import { type HttpServer, listenHttp } from './http/server.ts'
 import { type AuthLimits, ClusterAccess } from './iam/cluster-access.ts'
 import { Sealer } from './iam/crypto.ts'
@@ -36,6 +44,11 @@ export interface GatewayInit {
   authLimits?: AuthLimits
   /** Worker threads for the codec; default the machine's parallelism. */
   codecThreads?: number
+  /**
+   * Serve the web console under /_tessera/console/ (default true); `dir` names a console build
+   * to serve instead of the @tessera/console package's.
+   */
+  console?: boolean | { dir: string }
 }
 
 export interface GatewayComponents {
@@ -125,6 +138,23 @@ export class Gateway {
     })
     const iam = new Iam({ store, sealer, access, log, listBuckets: () => buckets.list() })
     const clusterAdmin = new ClusterAdmin(cluster, iam)
+    const capabilities = new Capabilities({
+      access,
+      authorizeAdmin: (c, action, what) => iam.authorizeAdmin(c, action, what, { probe: true }),
+      policyMaxBytes: () => iam.policyMaxBytes,
+    })
+    // A missing console build leaves the APIs up: the console's path says what to do.
+    let consoleAssets: ConsoleAssets | ConsoleAbsence = 'off'
+    if (init.console !== false) {
+      try {
+        consoleAssets = await ConsoleAssets.load(
+          typeof init.console === 'object' ? init.console.dir : defaultConsoleDir(),
+        )
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'web console not served')
+        consoleAssets = 'missing'
+      }
+    }
     const api = new S3Api({
       objects,
       buckets,
@@ -132,6 +162,7 @@ export class Gateway {
       access,
       iam,
       clusterAdmin,
+      capabilities,
       region: init.region,
       log,
       metrics,
@@ -140,7 +171,13 @@ export class Gateway {
     const http = await listenHttp({
       host: init.host ?? '0.0.0.0',
       port: init.port,
-      handler: (req, res) => api.handle(req, res),
+      // The console's files never reach S3Api: its path cannot be a bucket ('_').
+      handler: (req, res) =>
+        !isConsolePath(req.rawPath)
+          ? api.handle(req, res)
+          : typeof consoleAssets === 'string'
+            ? serveNoConsole(req, res, consoleAssets)
+            : consoleAssets.serve(req, res),
       onError: (err) => log.error({ err: (err as Error).message }, 'request handler failed'),
     })
     log.info({ port: http.port, region: init.region }, 'gateway started')

@@ -46,6 +46,7 @@ program
         ...(config.domain ? { domain: config.domain } : {}),
         root: config.root,
         masterKey: config.masterKey,
+        console: config.console && config.consoleDir ? { dir: config.consoleDir } : config.console,
       },
       { logger },
     )

@@ -76,6 +76,15 @@ export interface AdminHooks {
   onError?(err: unknown): void
   /** Cluster status and healing (routes /cluster and /heal). */
   cluster?: ClusterAdminOps
+  /** What the caller may do, answered by /whoami for the web console. */
+  capabilities?: CapabilityOps
+}
+
+/** The capabilities /whoami reports (see console/capabilities.ts), keyed by name. */
+export interface CapabilityOps {
+  account(c: Caller): Promise<Record<string, boolean>>
+  bucket(c: Caller, bucket: string, prefix?: string): Promise<Record<string, boolean>>
+  limits(): Record<string, number>
 }
 
 /**
@@ -117,6 +126,7 @@ export async function handleAdmin(
       q: req.query,
       body: req.body,
       ...(hooks.cluster ? { cluster: hooks.cluster } : {}),
+      ...(hooks.capabilities ? { capabilities: hooks.capabilities } : {}),
     })
   } catch (err) {
     if (isIamError(err)) return adminError(err.code, err.status, err.message, caller.requestId)
@@ -207,6 +217,7 @@ type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 interface Ctx {
   ops: IamOperations
   cluster?: ClusterAdminOps
+  capabilities?: CapabilityOps
   c: Caller
   /** Path parameters by name. */
   p: Record<string, string>
@@ -267,9 +278,38 @@ const ROUTES: Route[] = [
   }),
 
   route('/whoami', {
-    GET: async ({ c, q }) => {
-      noQuery(q)
-      return ok(principalJson(c.principal))
+    GET: async ({ c, q, capabilities, ops }) => {
+      queryNames(q, ['bucket', 'prefix'])
+      const bucket = q.get('bucket')
+      const prefix = q.get('prefix')
+      if (prefix !== null && bucket === null) {
+        throw invalid('prefix narrows the capabilities of a bucket: give ?bucket=<name> too')
+      }
+      if (capabilities === undefined) return ok(principalJson(c.principal))
+      // The caller's own roles, for the console's header; a key's user may be gone (root).
+      let roles: unknown[] = []
+      if (!c.principal.root) {
+        try {
+          roles = (await ops.getUser(c)).roles.map(bindingJson)
+        } catch {
+          roles = []
+        }
+      }
+      return ok({
+        ...principalJson(c.principal),
+        roles,
+        capabilities: await capabilities.account(c),
+        limits: capabilities.limits(),
+        ...(bucket !== null && bucket !== ''
+          ? {
+              bucket: {
+                name: bucket,
+                ...(prefix !== null ? { prefix } : {}),
+                capabilities: await capabilities.bucket(c, bucket, prefix ?? ''),
+              },
+            }
+          : {}),
+      })
     },
   }),
 

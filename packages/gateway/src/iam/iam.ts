@@ -86,11 +86,17 @@ export class Iam implements IamOperations {
   // ---- authorization and audit -------------------------------------------------------
 
   /** Authorizes an admin action that is not an identity operation (cluster, healing). */
-  authorizeAdmin(c: Caller, action: string, what: string): void {
-    this.#authorize(c, action, `arn:aws:iam::${this.#snap.account.id}:${what}`)
+  authorizeAdmin(c: Caller, action: string, what: string, opts: { probe?: boolean } = {}): void {
+    this.#authorize(c, action, `arn:aws:iam::${this.#snap.account.id}:${what}`, undefined, opts)
   }
 
-  #authorize(c: Caller, action: string, resource: string, targetUser?: string): void {
+  #authorize(
+    c: Caller,
+    action: string,
+    resource: string,
+    targetUser?: string,
+    opts: { probe?: boolean } = {},
+  ): void {
     const d = decide(
       this.#snap,
       {
@@ -115,17 +121,19 @@ export class Iam implements IamOperations {
       this.#init.access.policies,
     )
     if (!d.allowed) {
-      this.#init.log.info(
-        {
-          reqId: c.requestId,
-          principal: c.principal.arn || c.principal.name,
-          accessKeyId: c.principal.accessKeyId,
-          action,
-          resource,
-          reason: d.reason,
-        },
-        'access denied',
-      )
+      // A probe (the console's capabilities) is not a request: its denials are not logged.
+      if (!opts.probe)
+        this.#init.log.info(
+          {
+            reqId: c.requestId,
+            principal: c.principal.arn || c.principal.name,
+            accessKeyId: c.principal.accessKeyId,
+            action,
+            resource,
+            reason: d.reason,
+          },
+          'access denied',
+        )
       throw new IamError(
         'AccessDenied',
         `User: ${c.principal.arn || c.principal.name} is not authorized to perform: ${action} on resource: ${resource} because ${d.reason}`,

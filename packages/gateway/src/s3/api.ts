@@ -11,6 +11,7 @@ import {
   type AdminResult,
   adminError,
   adminPath,
+  type CapabilityOps,
   handleAdmin,
   parseAdminBody,
 } from '../admin/admin-api.ts'
@@ -34,6 +35,8 @@ import { errorXml } from './xml.ts'
 export interface S3ApiInit extends S3Deps {
   /** Cluster status and healing for the admin API. */
   clusterAdmin?: ClusterAdminOps
+  /** What a caller may do, for the admin API's /whoami (the web console hides the rest). */
+  capabilities?: CapabilityOps
   /** Virtual-hosted-style domain: requests to <bucket>.<domain> name the bucket by host. */
   domain?: string
   /** Request metrics, and the /_tessera/metrics and /_tessera/health/* endpoints. */
@@ -622,6 +625,7 @@ export class S3Api {
             onError: (err) =>
               this.#deps.log.warn({ reqId: requestId, err: errText(err) }, 'admin call failed'),
             ...(this.#deps.clusterAdmin ? { cluster: this.#deps.clusterAdmin } : {}),
+            ...(this.#deps.capabilities ? { capabilities: this.#deps.capabilities } : {}),
           },
         ),
       )
