@@ -426,10 +426,15 @@ export function adminCommand(env: NodeJS.ProcessEnv): Command {
     .description('create a user; then bind roles and create keys')
     .argument('<name>')
     .option('--service', 'a service user (a program), not a person')
+    .option('--email <address>', 'e-mail address (S3 ACL grants by e-mail find the user by it)')
     .action(
-      run(async (x, name: string, o: { service?: boolean }) => {
+      run(async (x, name: string, o: { service?: boolean; email?: string }) => {
         const u = (await x.api.call('POST', ['users'], {
-          body: { name, kind: o.service ? 'service' : 'person' },
+          body: {
+            name,
+            kind: o.service ? 'service' : 'person',
+            ...(o.email !== undefined ? { email: o.email } : {}),
+          },
         })) as Json
         x.print(u, () =>
           [

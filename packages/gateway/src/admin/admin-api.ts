@@ -404,11 +404,13 @@ const ROUTES: Route[] = [
     },
     POST: async ({ ops, c, q, body }) => {
       noQuery(q)
-      const b = fields(body, ['name', 'kind'])
+      const b = fields(body, ['name', 'kind', 'email'])
       const kind = optEnum(b, 'kind', ['person', 'service'] as const)
+      const email = optString(b, 'email')
       const user = await ops.createUser(c, {
         name: reqString(b, 'name'),
         ...(kind !== undefined ? { kind } : {}),
+        ...(email !== undefined ? { email } : {}),
       })
       return created(userJson(user))
     },
@@ -422,6 +424,17 @@ const ROUTES: Route[] = [
       noQuery(q)
       await ops.deleteUser(c, p.user!)
       return NO_CONTENT
+    },
+  }),
+  route('/users/:user/email', {
+    PUT: async ({ ops, c, p, q, body }) => {
+      noQuery(q)
+      const b = fields(body, ['email'])
+      return ok(userJson(await ops.setUserEmail(c, p.user!, reqString(b, 'email'))))
+    },
+    DELETE: async ({ ops, c, p, q }) => {
+      noQuery(q)
+      return ok(userJson(await ops.setUserEmail(c, p.user!, undefined)))
     },
   }),
   route('/users/:user/disable', {
@@ -1006,6 +1019,7 @@ function userJson(u: UserView): Record<string, unknown> {
     policies: [...u.policies],
     disabled: u.disabled,
     serviceAccounts: u.serviceAccounts,
+    ...(u.email !== undefined ? { email: u.email } : {}),
   }
 }
 

@@ -60,6 +60,8 @@ export interface AccessControl {
   accountOwner(): AclOwner
   /** The user (or the account) with this canonical id, for ACL grants; undefined if none. */
   canonicalUser(id: string): AclOwner | undefined
+  /** The user whose e-mail address this is (ACL grants by `emailAddress`), as an ACL owner. */
+  canonicalUserByEmail(email: string): AclOwner | undefined
   /** The account id that owns every bucket (x-amz-expected-bucket-owner compares to it). */
   accountId(): string
   /**

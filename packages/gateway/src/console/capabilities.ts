@@ -37,6 +37,7 @@ export const BUCKET_CAPABILITIES = {
   list: { action: 's3:ListBucket' },
   listVersions: { action: 's3:ListBucketVersions' },
   read: { action: 's3:GetObject', object: true },
+  readVersion: { action: 's3:GetObjectVersion', object: true },
   upload: { action: 's3:PutObject', object: true },
   delete: { action: 's3:DeleteObject', object: true },
   deleteVersion: { action: 's3:DeleteObjectVersion', object: true },

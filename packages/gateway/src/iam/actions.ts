@@ -35,6 +35,7 @@ export const IDENTITY_READ = new Set([
 /** User management: what `user-admin` may do and `admin` may not. */
 export const USER_MANAGEMENT = new Set([
   'iam:CreateUser',
+  'iam:UpdateUser',
   'iam:DeleteUser',
   'iam:CreateAccessKey',
   'iam:UpdateAccessKey',

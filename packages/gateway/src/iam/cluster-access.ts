@@ -226,6 +226,14 @@ export class ClusterAccess implements AccessControl {
     return this.#canonicalIds().get(id)
   }
 
+  canonicalUserByEmail(email: string): AclOwner | undefined {
+    const e = email.trim().toLowerCase()
+    for (const u of this.#snap.users.values()) {
+      if (u.email === e) return { id: canonicalIdOf(u.id), displayName: u.name }
+    }
+    return undefined
+  }
+
   #canonicalIds(): Map<string, AclOwner> {
     const snap = this.#snap
     if (this.#canonical?.snap !== snap) {

@@ -230,6 +230,7 @@ export class Iam implements IamOperations {
       policies: Object.keys(u.policies).sort(),
       disabled: u.disabled === true,
       serviceAccounts,
+      ...(u.email !== undefined ? { email: u.email } : {}),
     }
   }
 
@@ -323,13 +324,14 @@ export class Iam implements IamOperations {
 
   async createUser(
     c: Caller,
-    init: { name: string; kind?: 'person' | 'service' },
+    init: { name: string; kind?: 'person' | 'service'; email?: string },
   ): Promise<UserView> {
     this.#checkName(init.name, USER_NAME, 'userName')
     this.#authorize(c, 'iam:CreateUser', this.#userArn(init.name))
     if (this.#snap.users.has(init.name) || init.name === 'root') {
       throw new IamError('EntityAlreadyExists', `User with name ${init.name} already exists.`)
     }
+    const email = init.email === undefined ? undefined : this.#checkEmail(init.email, init.name)
     const user: UserRecord = {
       name: init.name,
       id: `AIDA${randomId(17)}`,
@@ -338,6 +340,7 @@ export class Iam implements IamOperations {
       roles: [],
       policies: {},
       attached: [],
+      ...(email !== undefined ? { email } : {}),
     }
     await this.#init.store.put(`user/${user.name}`, user)
     await this.#audit(c, 'CreateUser', `user/${user.name}`, { kind: user.kind })
@@ -365,6 +368,33 @@ export class Iam implements IamOperations {
     for (const k of owned) await this.#init.store.put(`key/${k.id}`, null)
     await this.#init.store.put(`user/${name}`, null)
     await this.#audit(c, 'DeleteUser', `user/${name}`, { removedKeys: owned.map((k) => k.id) })
+  }
+
+  async setUserEmail(c: Caller, name: string, email: string | undefined): Promise<UserView> {
+    this.#authorize(c, 'iam:UpdateUser', this.#userArn(name))
+    const u = structuredClone(this.#user(name))
+    if (email === undefined) delete u.email
+    else u.email = this.#checkEmail(email, name)
+    await this.#init.store.put(`user/${name}`, u)
+    await this.#audit(c, 'UpdateUser', `user/${name}`, { email: u.email ?? null })
+    return this.#userView(u)
+  }
+
+  /** A well-formed address no other user has, in lower case. */
+  #checkEmail(email: string, user: string): string {
+    const e = email.trim().toLowerCase()
+    if (e.length > 254 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(e)) {
+      throw new IamError('InvalidInput', `${email} is not an e-mail address.`)
+    }
+    for (const other of this.#snap.users.values()) {
+      if (other.email === e && other.name !== user) {
+        throw new IamError(
+          'EntityAlreadyExists',
+          `User ${other.name} already has the e-mail address ${e}.`,
+        )
+      }
+    }
+    return e
   }
 
   async setUserDisabled(c: Caller, name: string, disabled: boolean): Promise<UserView> {

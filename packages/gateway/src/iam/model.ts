@@ -64,6 +64,8 @@ export interface UserRecord {
   attached: string[]
   /** A disabled user's keys, service accounts and sessions are all refused. */
   disabled?: boolean
+  /** E-mail address (lower case, unique): what S3 ACL grants by `emailAddress` resolve to. */
+  email?: string
 }
 
 /** AES-256-GCM sealed bytes: base64 of iv (12) ‖ tag (16) ‖ ciphertext. */

@@ -101,6 +101,7 @@ export interface UserView {
   policies: string[]
   disabled: boolean
   serviceAccounts: number
+  email?: string
 }
 
 export interface KeyView {
@@ -171,7 +172,12 @@ export interface SessionCredentials {
 
 export interface IamOperations {
   // Users --------------------------------------------------------------------------------
-  createUser(c: Caller, init: { name: string; kind?: 'person' | 'service' }): Promise<UserView>
+  createUser(
+    c: Caller,
+    init: { name: string; kind?: 'person' | 'service'; email?: string },
+  ): Promise<UserView>
+  /** Sets (or, with undefined, removes) a user's e-mail address: ACL grants by e-mail find it. */
+  setUserEmail(c: Caller, name: string, email: string | undefined): Promise<UserView>
   /** Without a name: the caller's own user. */
   getUser(c: Caller, name?: string): Promise<UserView>
   listUsers(c: Caller): Promise<UserView[]>

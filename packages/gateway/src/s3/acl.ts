@@ -327,11 +327,16 @@ export function resolveGrantee(g: XmlGrant['grantee'], access: AccessControl): A
         })
       }
       return { type: 'Group', uri: g.uri }
-    case 'AmazonCustomerByEmail':
-      // Tessera's users have no e-mail address to find them by.
-      throw new S3Error('UnresolvableGrantByEmailAddress', undefined, {
-        EmailAddress: g.emailAddress,
-      })
+    case 'AmazonCustomerByEmail': {
+      // Stored as the user it names, as S3 does: the grant lists a CanonicalUser afterwards.
+      const user = access.canonicalUserByEmail(g.emailAddress)
+      if (user === undefined) {
+        throw new S3Error('UnresolvableGrantByEmailAddress', undefined, {
+          EmailAddress: g.emailAddress,
+        })
+      }
+      return { type: 'CanonicalUser', id: user.id, displayName: user.displayName }
+    }
   }
 }
 
