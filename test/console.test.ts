@@ -20,15 +20,20 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3'
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts'
-import type { Browser, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import t from 'tap'
 import { adminCall, createProject, createUserWithKey } from './harness/admin.ts'
-import { launchBrowser } from './harness/browser.ts'
+import {
+  CONSOLE_PATH,
+  launchBrowser,
+  consolePage as openPage,
+  showsTestId as shows,
+  signInToConsole as signIn,
+} from './harness/browser.ts'
 import { ROOT, startCluster } from './harness/cluster.ts'
 import { ensureDebianPackages, sh } from './harness/debian.ts'
 import { bytes, s3Client, s3Fault } from './harness/s3.ts'
 
-const CONSOLE_PATH = '/_tessera/console/'
 const PROJECT = 'alpha'
 /** Screenshots of the main pages, kept as test artifacts. */
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/console/', import.meta.url))
@@ -36,39 +41,8 @@ const UPLOAD_BYTES = 50 * 1024 * 1024
 /** How long the test holds back each uploaded part in the browser, in ms. */
 const PART_DELAY_MS = 1000
 
-interface Creds {
-  accessKeyId: string
-  secretAccessKey: string
-}
-
-/** A new page that accepts confirm() dialogs and records CSP violations and page errors. */
-async function openPage(browser: Browser, problems: string[]): Promise<Page> {
-  const context = await browser.newContext({ acceptDownloads: true })
-  const page = await context.newPage()
-  page.on('dialog', (d) => void d.accept())
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text()))
-      problems.push(m.text())
-  })
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`))
-  return page
-}
-
-async function signIn(page: Page, endpoint: string, creds: Creds): Promise<void> {
-  await page.goto(`${endpoint}${CONSOLE_PATH}`)
-  await page.getByTestId('access-key').fill(creds.accessKeyId)
-  await page.getByTestId('secret-key').fill(creds.secretAccessKey)
-  await page.getByTestId('sign-in').click()
-  await page.getByTestId('whoami').waitFor()
-}
-
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })
-}
-
-/** Whether the page shows an element with this test id (after the page settled). */
-async function shows(page: Page, testId: string): Promise<boolean> {
-  return (await page.getByTestId(testId).count()) > 0
 }
 
 t.test('the web console', async (t) => {
@@ -366,7 +340,7 @@ t.test('the web console', async (t) => {
       .waitFor({ state: 'attached', timeout: 60_000 })
     t.match(
       await page.getByTestId('metrics').textContent(),
-      /Requests per second: \d/,
+      /Requests per second \(this gateway\): \d/,
       'the request rate is charted',
     )
     await shot(page, '05-cluster')
@@ -387,7 +361,7 @@ t.test('the web console', async (t) => {
     await page.getByTestId('nav-identity').click()
     await page.getByTestId('open-user-pat').click()
     const keys = page.getByTestId('keys-pat')
-    await keys.getByTestId('key-project').fill(PROJECT)
+    await keys.getByTestId('key-project').selectOption(PROJECT)
     await keys.getByTestId('create-key').click()
     await page.getByTestId('new-key').waitFor()
     const id = ((await page.getByTestId('new-key-id').textContent()) ?? '').trim()
@@ -412,7 +386,7 @@ t.test('the web console', async (t) => {
     await page.getByTestId('open-user-rita').click()
     const ritaRow = page.locator('tr.detail')
     await ritaRow.getByLabel('Role', { exact: true }).selectOption('observer')
-    await ritaRow.getByLabel('Project', { exact: true }).fill(PROJECT)
+    await ritaRow.getByLabel('Project', { exact: true }).selectOption(PROJECT)
     await ritaRow.getByRole('button', { name: 'Bind role' }).click()
     await page.getByTestId('user-rita').getByText('observer@alpha').waitFor()
     const rita = await adminCall(endpoint(), ROOT, 'GET', '/users/rita/roles')

@@ -167,6 +167,7 @@ export interface BucketCaps {
   list: boolean
   listVersions: boolean
   read: boolean
+  readVersion: boolean
   upload: boolean
   delete: boolean
   deleteVersion: boolean

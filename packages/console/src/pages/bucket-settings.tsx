@@ -23,6 +23,8 @@ import { useSession } from '../session-context.ts'
 
 /** The deployment's default for noncurrent versions (docs/lifecycle.md), in days. */
 export const NONCURRENT_DEFAULT_DAYS = 7
+/** The deployment's default for incomplete multipart uploads, in days. */
+export const ABORT_INCOMPLETE_DEFAULT_DAYS = 7
 
 export function BucketSettings({ bucket, caps }: { bucket: string; caps: BucketCaps }) {
   return (
@@ -89,11 +91,100 @@ function Versioning({ bucket, canWrite }: { bucket: string; canWrite: boolean })
   )
 }
 
+/** A lifecycle rule as the form edits it: days as typed, '' for none. */
+interface RuleForm {
+  id: string
+  prefix: string
+  enabled: boolean
+  expireDays: string
+  expiredMarkers: boolean
+  noncurrentDays: string
+  keepNewer: string
+  abortDays: string
+}
+
+/** A new rule starts from the deployment's defaults, so they are visible and kept explicit. */
+export function newRuleForm(n: number): RuleForm {
+  return {
+    id: `rule-${n}`,
+    prefix: '',
+    enabled: true,
+    expireDays: '',
+    expiredMarkers: false,
+    noncurrentDays: String(NONCURRENT_DEFAULT_DAYS),
+    keepNewer: '',
+    abortDays: String(ABORT_INCOMPLETE_DEFAULT_DAYS),
+  }
+}
+
+function ruleToForm(r: LifecycleRule, n: number): RuleForm {
+  const num = (v: number | undefined) => (v === undefined ? '' : String(v))
+  return {
+    id: r.ID ?? `rule-${n}`,
+    prefix: r.Filter?.Prefix ?? r.Prefix ?? '',
+    enabled: r.Status === 'Enabled',
+    expireDays: num(r.Expiration?.Days),
+    expiredMarkers: r.Expiration?.ExpiredObjectDeleteMarker === true,
+    noncurrentDays: num(r.NoncurrentVersionExpiration?.NoncurrentDays),
+    keepNewer: num(r.NoncurrentVersionExpiration?.NewerNoncurrentVersions),
+    abortDays: num(r.AbortIncompleteMultipartUpload?.DaysAfterInitiation),
+  }
+}
+
+/** The rule a form describes, or the problems that keep it from being one S3 accepts. */
+export function formToRule(f: RuleForm): { rule?: LifecycleRule; problems: string[] } {
+  const problems: string[] = []
+  const days = (v: string, what: string, max?: number): number | undefined => {
+    if (v.trim() === '') return undefined
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 1 || (max !== undefined && n > max))
+      problems.push(`${what} must be a whole number from 1${max !== undefined ? ` to ${max}` : ''}`)
+    return n
+  }
+  if (f.id.trim() === '') problems.push('Give the rule an ID')
+  if (f.id.length > 255) problems.push('A rule ID has at most 255 characters')
+  const expire = days(f.expireDays, 'Expire after (days)')
+  const noncurrent = days(f.noncurrentDays, 'Noncurrent versions expire after (days)')
+  const keepNewer = days(f.keepNewer, 'Noncurrent versions to keep', 100)
+  const abort = days(f.abortDays, 'Abort incomplete uploads after (days)')
+  if (expire !== undefined && f.expiredMarkers)
+    problems.push('Removing expired delete markers goes with no expiry days (S3 refuses both)')
+  if (keepNewer !== undefined && noncurrent === undefined)
+    problems.push('Noncurrent versions to keep needs noncurrent days')
+  if (expire === undefined && !f.expiredMarkers && noncurrent === undefined && abort === undefined)
+    problems.push('A rule needs at least one action')
+  if (problems.length > 0) return { problems }
+  const rule: LifecycleRule = {
+    ID: f.id.trim(),
+    Status: f.enabled ? 'Enabled' : 'Disabled',
+    Filter: { Prefix: f.prefix },
+    ...(expire !== undefined
+      ? { Expiration: { Days: expire } }
+      : f.expiredMarkers
+        ? { Expiration: { ExpiredObjectDeleteMarker: true } }
+        : {}),
+    ...(noncurrent !== undefined
+      ? {
+          NoncurrentVersionExpiration: {
+            NoncurrentDays: noncurrent,
+            ...(keepNewer !== undefined ? { NewerNoncurrentVersions: keepNewer } : {}),
+          },
+        }
+      : {}),
+    ...(abort !== undefined
+      ? { AbortIncompleteMultipartUpload: { DaysAfterInitiation: abort } }
+      : {}),
+  }
+  return { rule, problems }
+}
+
 function Lifecycle({ bucket, canWrite }: { bucket: string; canWrite: boolean }) {
   const { s3 } = useSession()
   const [rules, setRules] = useState<LifecycleRule[] | undefined>()
   const [draft, setDraft] = useState<string | undefined>()
+  const [form, setForm] = useState<RuleForm | undefined>()
   const [error, setError] = useState<string | undefined>()
+  const [notice, setNotice] = useState<string | undefined>()
   const load = useCallback(async () => {
     try {
       const out = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))
@@ -117,29 +208,52 @@ function Lifecycle({ bucket, canWrite }: { bucket: string; canWrite: boolean }) 
       draftProblem = `Not valid JSON: ${(err as Error).message}`
     }
   }
-  async function save() {
+  /** Stores `next` as the whole configuration (none left: the configuration is removed). */
+  async function put(next: LifecycleRule[], said: string): Promise<boolean> {
     try {
-      if (draftRules === undefined || draftRules.length === 0)
-        await s3.send(new DeleteBucketLifecycleCommand({ Bucket: bucket }))
+      if (next.length === 0) await s3.send(new DeleteBucketLifecycleCommand({ Bucket: bucket }))
       else
         await s3.send(
           new PutBucketLifecycleConfigurationCommand({
             Bucket: bucket,
-            LifecycleConfiguration: { Rules: draftRules },
+            LifecycleConfiguration: { Rules: next },
           }),
         )
-      setDraft(undefined)
       setError(undefined)
+      setNotice(said)
       await load()
+      return true
     } catch (err) {
+      setNotice(undefined)
       setError(errorText(err))
+      return false
     }
   }
+  async function saveDraft() {
+    if (await put(draftRules ?? [], 'Lifecycle rules saved')) setDraft(undefined)
+  }
+  const checked = form ? formToRule(form) : undefined
+  async function saveForm(original: string | undefined) {
+    if (!checked?.rule) return
+    const rule = checked.rule
+    // A rule replaces the one it was opened from (and any other of the same ID).
+    const others = (rules ?? []).filter((r) => r.ID !== original && r.ID !== rule.ID)
+    if (await put([...others, rule], `Rule ${rule.ID} saved`)) setForm(undefined)
+  }
+  async function removeRule(r: LifecycleRule) {
+    if (!window.confirm(`Remove lifecycle rule ${r.ID ?? ''}?`)) return
+    await put(
+      (rules ?? []).filter((x) => x !== r),
+      `Rule ${r.ID ?? ''} removed`,
+    )
+  }
+  const [editing, setEditing] = useState<string | undefined>()
   const coversNoncurrent = rules?.some(
     (r) => r.Status === 'Enabled' && r.NoncurrentVersionExpiration !== undefined,
   )
+  const set = (change: Partial<RuleForm>) => setForm((f) => (f ? { ...f, ...change } : f))
   return (
-    <div className="card">
+    <div className="card" data-testid="lifecycle">
       <h3>Lifecycle</h3>
       {rules && rules.length === 0 && <p>No lifecycle rules.</p>}
       {rules && rules.length > 0 && (
@@ -150,15 +264,34 @@ function Lifecycle({ bucket, canWrite }: { bucket: string; canWrite: boolean }) 
               <th>Status</th>
               <th>Prefix</th>
               <th>Actions</th>
+              <th />
             </tr>
           </thead>
           <tbody>
             {rules.map((r, i) => (
-              <tr key={r.ID ?? i}>
+              <tr key={r.ID ?? i} data-testid="lifecycle-rule">
                 <td>{r.ID ?? `rule ${i + 1}`}</td>
                 <td>{r.Status}</td>
                 <td>{r.Filter?.Prefix ?? r.Prefix ?? ''}</td>
                 <td>{describeRule(r)}</td>
+                <td className="actions">
+                  {canWrite && (
+                    <>
+                      <button
+                        type="button"
+                        onClick={() => {
+                          setEditing(r.ID)
+                          setForm(ruleToForm(r, i + 1))
+                        }}
+                      >
+                        Edit
+                      </button>
+                      <button type="button" className="danger" onClick={() => void removeRule(r)}>
+                        Remove
+                      </button>
+                    </>
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -166,14 +299,129 @@ function Lifecycle({ bucket, canWrite }: { bucket: string; canWrite: boolean }) 
       )}
       <p className="hint" data-testid="noncurrent-default">
         Deployment default: noncurrent versions expire after {NONCURRENT_DEFAULT_DAYS} days and
-        incomplete multipart uploads are aborted after 7 days, unless an Enabled rule covers them
+        incomplete multipart uploads are aborted after {ABORT_INCOMPLETE_DEFAULT_DAYS} days, unless
+        an Enabled rule covers them
         {coversNoncurrent ? ' (a rule here covers noncurrent versions)' : ''}. Operators change
         these defaults in node.yaml (noncurrentDefaultDays, abortIncompleteDefaultDays).
       </p>
-      {canWrite && draft === undefined && (
-        <button type="button" onClick={() => setDraft(JSON.stringify(rules ?? [], null, 2))}>
-          Edit rules
-        </button>
+      {canWrite && form === undefined && draft === undefined && (
+        <div className="row">
+          <button
+            type="button"
+            onClick={() => {
+              setEditing(undefined)
+              setForm(newRuleForm((rules?.length ?? 0) + 1))
+            }}
+            data-testid="lifecycle-add"
+          >
+            Add rule
+          </button>
+          <button type="button" onClick={() => setDraft(JSON.stringify(rules ?? [], null, 2))}>
+            Edit as JSON
+          </button>
+        </div>
+      )}
+      {canWrite && form !== undefined && (
+        <form
+          className="stack rule-form"
+          data-testid="lifecycle-form"
+          onSubmit={(e) => {
+            e.preventDefault()
+            void saveForm(editing)
+          }}
+        >
+          <div className="row">
+            <label>
+              Rule ID
+              <input value={form.id} onChange={(e) => set({ id: e.target.value })} />
+            </label>
+            <label>
+              Key prefix (empty: every object)
+              <input value={form.prefix} onChange={(e) => set({ prefix: e.target.value })} />
+            </label>
+            <label className="inline">
+              <input
+                type="checkbox"
+                checked={form.enabled}
+                onChange={(e) => set({ enabled: e.target.checked })}
+              />
+              Enabled
+            </label>
+          </div>
+          <div className="row">
+            <label>
+              Expire current versions after (days)
+              <input
+                type="number"
+                min={1}
+                value={form.expireDays}
+                placeholder="never"
+                onChange={(e) => set({ expireDays: e.target.value })}
+              />
+            </label>
+            <label className="inline">
+              <input
+                type="checkbox"
+                checked={form.expiredMarkers}
+                onChange={(e) => set({ expiredMarkers: e.target.checked })}
+              />
+              Remove expired delete markers
+            </label>
+          </div>
+          <div className="row">
+            <label>
+              Noncurrent versions expire after (days)
+              <input
+                type="number"
+                min={1}
+                value={form.noncurrentDays}
+                placeholder={`default ${NONCURRENT_DEFAULT_DAYS}`}
+                onChange={(e) => set({ noncurrentDays: e.target.value })}
+              />
+            </label>
+            <label>
+              Noncurrent versions to keep
+              <input
+                type="number"
+                min={1}
+                max={100}
+                value={form.keepNewer}
+                placeholder="none"
+                onChange={(e) => set({ keepNewer: e.target.value })}
+              />
+            </label>
+            <label>
+              Abort incomplete uploads after (days)
+              <input
+                type="number"
+                min={1}
+                value={form.abortDays}
+                placeholder={`default ${ABORT_INCOMPLETE_DEFAULT_DAYS}`}
+                onChange={(e) => set({ abortDays: e.target.value })}
+              />
+            </label>
+          </div>
+          <p className="hint">
+            A new rule starts from the deployment defaults ({NONCURRENT_DEFAULT_DAYS} days for
+            noncurrent versions and incomplete uploads). Left empty, the defaults still apply to
+            what this rule covers.
+          </p>
+          {checked && checked.problems.length > 0 && (
+            <ul className="error" data-testid="lifecycle-problems">
+              {checked.problems.map((p) => (
+                <li key={p}>{p}</li>
+              ))}
+            </ul>
+          )}
+          <div className="row">
+            <button type="submit" disabled={!checked?.rule} data-testid="lifecycle-save">
+              Save rule
+            </button>
+            <button type="button" onClick={() => setForm(undefined)}>
+              Cancel
+            </button>
+          </div>
+        </form>
       )}
       {canWrite && draft !== undefined && (
         <>
@@ -187,7 +435,11 @@ function Lifecycle({ bucket, canWrite }: { bucket: string; canWrite: boolean }) 
           />
           {draftProblem && <p className="error">{draftProblem}</p>}
           <div className="row">
-            <button type="button" disabled={draftProblem !== undefined} onClick={() => void save()}>
+            <button
+              type="button"
+              disabled={draftProblem !== undefined}
+              onClick={() => void saveDraft()}
+            >
               Save rules
             </button>
             <button type="button" onClick={() => setDraft(undefined)}>
@@ -197,7 +449,12 @@ function Lifecycle({ bucket, canWrite }: { bucket: string; canWrite: boolean }) 
           </div>
         </>
       )}
-      {error && <p className="error">{error}</p>}
+      {notice && <p className="notice">{notice}</p>}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
     </div>
   )
 }

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from 'react'
 import { errorText } from '../clients.ts'
-import { formatBytes, formatDuration } from '../format.ts'
+import { formatBytes, formatDate, formatDuration } from '../format.ts'
 import { useSession } from '../session-context.ts'
 import { MetricsCharts } from './metrics.tsx'
 
@@ -47,6 +47,8 @@ interface HealDrive {
   total?: number
   done?: number
   etaSeconds?: number
+  /** When the current (or last) pass started, in ms since the epoch. */
+  startedAt?: number
 }
 
 interface HealReport {
@@ -150,7 +152,7 @@ export function ClusterPage() {
           {heal && (
             <div className="card" data-testid="heal-summary">
               <h3>Healing</h3>
-              <p>
+              <p data-testid="heal-totals">
                 {heal.summary.healing} drive(s) healing · {heal.summary.queued} repairs queued ·
                 healed {heal.summary.healed} · failed {heal.summary.failed} ·{' '}
                 {formatBytes(heal.summary.bytesPerSec)}/s
@@ -213,7 +215,7 @@ export function ClusterPage() {
                   {s.drives.map((d) => {
                     const h = healOf(d.node, d.path)
                     return (
-                      <tr key={d.slot}>
+                      <tr key={d.slot} data-testid="drive-row" data-drive={`${d.node}:${d.path}`}>
                         <td>{d.slot}</td>
                         <td>
                           {d.node}:{d.path}
@@ -227,23 +229,15 @@ export function ClusterPage() {
                         <td>
                           {formatBytes(d.usedBytes)} / {formatBytes(d.totalBytes)}
                         </td>
-                        <td>
-                          {h !== undefined && h.state !== 'idle' && h.total !== undefined ? (
-                            <>
-                              <progress max={h.total || 1} value={h.done ?? 0} /> {h.done ?? 0}/
-                              {h.total} · ETA {formatDuration(h.etaSeconds)}
-                            </>
-                          ) : h ? (
-                            `${h.state}, ${h.healed} healed, ${h.queued} queued`
-                          ) : (
-                            '–'
-                          )}
+                        <td data-testid="heal-progress">
+                          {h === undefined ? '–' : <HealProgress h={h} />}
                         </td>
                         <td>
                           {me.capabilities.startHeal && d.online && (
                             <button
                               type="button"
                               onClick={() => void startHeal(d.node, d.path, 'full')}
+                              data-testid="heal-button"
                             >
                               Heal
                             </button>
@@ -260,5 +254,36 @@ export function ClusterPage() {
       )}
       <MetricsCharts />
     </section>
+  )
+}
+
+/**
+ * One drive's healer: its state, the current pass (or the last one, once idle) as done / total
+ * versions with a bar, the ETA while a pass runs, and what it healed.
+ */
+function HealProgress({ h }: { h: HealDrive }) {
+  const running = h.state !== 'idle'
+  return (
+    <>
+      <span className={`badge ${h.state === 'healing' ? 'warn' : ''}`}>{h.state}</span>
+      {h.total !== undefined && (
+        <>
+          {' '}
+          <progress max={h.total || 1} value={h.done ?? 0} />{' '}
+          <span data-testid="heal-pass">
+            {running ? '' : 'last pass '}
+            {h.done ?? 0} / {h.total}
+          </span>
+          {running && <> · ETA {formatDuration(h.etaSeconds)}</>}
+          {h.startedAt !== undefined && (
+            <small> · started {formatDate(new Date(h.startedAt))}</small>
+          )}
+        </>
+      )}
+      <small>
+        {' '}
+        · {h.healed} healed, {h.failed} failed, {h.queued} queued
+      </small>
+    </>
   )
 }

@@ -109,7 +109,7 @@ export function ManagedPolicies() {
           </thead>
           <tbody>
             {policies.map((p) => (
-              <tr key={p.arn}>
+              <tr key={p.arn} data-testid={`policy-${p.name}`}>
                 <td>
                   {p.name}
                   {p.builtin && <span className="badge">built-in</span>}
@@ -136,7 +136,7 @@ export function ManagedPolicies() {
         </table>
       )}
       {me.capabilities.managePolicies && (
-        <form onSubmit={(e) => void create(e)} className="stack">
+        <form onSubmit={(e) => void create(e)} className="stack" data-testid="create-policy">
           <div className="row">
             <input name="name" required placeholder="policy name" aria-label="Policy name" />
             <input name="description" placeholder="description" aria-label="Policy description" />
@@ -205,7 +205,7 @@ export function AttachedPolicies({ user, attached }: { user: string; attached: s
     }
   }
   return (
-    <div className="row">
+    <div className="row" data-testid={`attached-${user}`}>
       <strong>Managed policies:</strong>
       {list.length === 0 && <span className="hint">none</span>}
       {list.map((p) => (
@@ -408,8 +408,14 @@ export function AccountSettings() {
       setError(errorText(err))
     }
   }
-  if (account === undefined) return error ? <p className="error">{error}</p> : null
   const canEdit = me.capabilities.manageAccount
+  if (account === undefined)
+    return (
+      <div className="card" data-testid="guardrails">
+        <h3>Account settings and guardrails</h3>
+        {error ? <p className="error">{error}</p> : <p className="hint">Loading…</p>}
+      </div>
+    )
   return (
     <div className="card" data-testid="guardrails">
       <h3>Account settings and guardrails</h3>
@@ -445,7 +451,9 @@ export function AccountSettings() {
         </p>
         {canEdit && (
           <div className="row">
-            <button type="submit">Save settings</button>
+            <button type="submit" data-testid="account-save">
+              Save settings
+            </button>
           </div>
         )}
       </form>

@@ -147,6 +147,7 @@ function KeyList(props: {
   const user = props.user
   const segments = user === undefined ? ['keys'] : ['users', user, 'keys']
   const canManage = props.canManage ?? true
+  const projects = useProjectNames()
   const load = useCallback(async () => {
     try {
       const path = user === undefined ? ['keys'] : ['users', user, 'keys']
@@ -201,12 +202,16 @@ function KeyList(props: {
         <h3>{props.title}</h3>
         {canManage && (
           <form className="row" onSubmit={(e) => void create(e)}>
-            <input
-              name="project"
-              placeholder="project (default: your key's)"
-              aria-label="Project of the new key"
-              data-testid="key-project"
-            />
+            <select name="project" aria-label="Project of the new key" data-testid="key-project">
+              <option value="">
+                {user === undefined ? "this key's project" : "the user's default project"}
+              </option>
+              {projects.map((p) => (
+                <option key={p} value={p}>
+                  {p}
+                </option>
+              ))}
+            </select>
             <button type="submit" data-testid="create-key">
               Create access key
             </button>
@@ -232,14 +237,18 @@ function KeyList(props: {
             {keys.map((k) => {
               const warning = keyWarning(k)
               return (
-                <tr key={k.id}>
+                <tr key={k.id} data-testid="key-row" data-key-id={k.id}>
                   <td>
                     <code>{k.id}</code>
                   </td>
                   <td>{k.project}</td>
                   <td>
                     {k.status}
-                    {warning && <span className="badge warn">{warning}</span>}
+                    {warning && (
+                      <span className="badge warn" data-testid="key-warning">
+                        {warning}
+                      </span>
+                    )}
                   </td>
                   <td>{k.ageDays} d</td>
                   <td>{formatDate(k.lastUsed)}</td>
@@ -269,6 +278,28 @@ function KeyList(props: {
       )}
     </div>
   )
+}
+
+/**
+ * The projects a new key or role binding can name: every project when the caller may list them,
+ * else those of its own key and role bindings (the gateway checks the choice again).
+ */
+function useProjectNames(): string[] {
+  const { admin, me } = useSession()
+  const own = [
+    ...new Set(
+      [me.project, ...me.roles.map((r) => r.project)].filter((p): p is string => p !== undefined),
+    ),
+  ].sort()
+  const [all, setAll] = useState<string[] | undefined>()
+  useEffect(() => {
+    if (!me.capabilities.viewProjects) return
+    admin.call<{ projects: Project[] }>('GET', ['projects']).then(
+      (r) => setAll(r.projects.map((p) => p.name).sort()),
+      () => setAll(undefined),
+    )
+  }, [admin, me.capabilities.viewProjects])
+  return all ?? own
 }
 
 function Users({ onSecret }: { onSecret(s: NewSecret): void }) {
@@ -356,6 +387,7 @@ function UserRow(props: {
   const { admin, me } = useSession()
   const caps = me.capabilities
   const u = props.user
+  const projects = useProjectNames()
   const [error, setError] = useState<string | undefined>()
   async function act(fn: () => Promise<unknown>) {
     try {
@@ -430,7 +462,14 @@ function UserRow(props: {
                     </option>
                   ))}
                 </select>
-                <input name="project" placeholder="project (project roles)" aria-label="Project" />
+                <select name="project" aria-label="Project">
+                  <option value="">no project (account roles)</option>
+                  {projects.map((p) => (
+                    <option key={p} value={p}>
+                      {p}
+                    </option>
+                  ))}
+                </select>
                 <button type="submit">Bind role</button>
               </form>
             )}
@@ -508,7 +547,7 @@ function Projects() {
     <div className="card" data-testid="projects">
       <h3>Projects</h3>
       {me.capabilities.manageProjects && (
-        <form className="row" onSubmit={(e) => void create(e)}>
+        <form className="row" onSubmit={(e) => void create(e)} data-testid="create-project">
           <input name="name" required placeholder="project name" aria-label="New project name" />
           <input name="description" placeholder="description" aria-label="Description" />
           <button type="submit">Create project</button>
@@ -528,7 +567,7 @@ function Projects() {
           </thead>
           <tbody>
             {projects.map((p) => (
-              <tr key={p.name}>
+              <tr key={p.name} data-testid={`project-${p.name}`}>
                 <td>{p.name}</td>
                 <td>{p.description ?? ''}</td>
                 <td>{p.buckets}</td>

@@ -95,13 +95,25 @@ export function MetricsCharts() {
   }, [])
   return (
     <div className="card" data-testid="metrics">
-      <h3>Requests on this gateway</h3>
+      <h3>S3 requests on this gateway ({window.location.host})</h3>
+      <p className="hint">
+        Each gateway counts the requests it serves: these charts are this gateway only, not the
+        cluster. Open the console on another gateway to see its traffic.
+      </p>
       {error && <p className="error">{error}</p>}
       {points.length < 2 && <p className="hint">Collecting samples every {POLL_MS / 1000} s…</p>}
       <div className="charts">
-        <Chart title="Requests per second" points={points.map((p) => p.rate)} unit="req/s" />
-        <Chart title="Mean latency" points={points.map((p) => p.meanMs)} unit="ms" />
-        <Chart title="p99 latency (bucket bound)" points={points.map((p) => p.p99Ms)} unit="ms" />
+        <Chart
+          title="Requests per second (this gateway)"
+          points={points.map((p) => p.rate)}
+          unit="req/s"
+        />
+        <Chart title="Mean latency (this gateway)" points={points.map((p) => p.meanMs)} unit="ms" />
+        <Chart
+          title="p99 latency, bucket bound (this gateway)"
+          points={points.map((p) => p.p99Ms)}
+          unit="ms"
+        />
       </div>
     </div>
   )

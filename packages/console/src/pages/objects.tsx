@@ -48,6 +48,7 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
   const [tab, setTab] = useState<'objects' | 'versions' | 'settings'>('objects')
   const [dragging, setDragging] = useState(false)
   const fileInput = useRef<HTMLInputElement>(null)
+  const folderInput = useRef<HTMLInputElement>(null)
   const pageIndex = tokens.length - 1
 
   useEffect(() => {
@@ -94,21 +95,31 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
 
   const uploads = useUploads(s3, () => void load())
 
-  function addFiles(files: FileList | File[]) {
-    for (const f of Array.from(files)) {
-      const rel = (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name
-      uploads.start(bucket, prefix + rel, f)
-    }
+  // The folder picker: `webkitdirectory` has no React attribute, so it is set on the element.
+  useEffect(() => {
+    if (folderInput.current) folderInput.current.webkitdirectory = true
+  })
+
+  /** Uploads files under the current folder, each at its path relative to what was picked. */
+  function addFiles(files: { file: File; path: string }[]) {
+    for (const f of files) uploads.start(bucket, prefix + f.path, f.file)
   }
 
   function onDrop(e: DragEvent<HTMLDivElement>) {
     e.preventDefault()
     setDragging(false)
     if (!caps?.upload) return
-    addFiles(e.dataTransfer.files)
+    // Entries must be taken before the event handler returns; walking them is asynchronous.
+    const entries = Array.from(e.dataTransfer.items, (i) => i.webkitGetAsEntry?.() ?? null)
+    const files = Array.from(e.dataTransfer.files)
+    if (entries.length === 0 || entries.some((x) => x === null)) {
+      addFiles(pickedFiles(files))
+      return
+    }
+    droppedFiles(entries as FileSystemEntry[]).then(addFiles, () => addFiles(pickedFiles(files)))
   }
 
-  async function download(key: string) {
+  async function download(key: string, versionId?: string) {
     try {
       const name = key.slice(key.lastIndexOf('/') + 1)
       const url = await getSignedUrl(
@@ -116,6 +127,7 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
         new GetObjectCommand({
           Bucket: bucket,
           Key: key,
+          ...(versionId !== undefined ? { VersionId: versionId } : {}),
           ResponseContentDisposition: `attachment; filename*=UTF-8''${encodeURIComponent(name)}`,
         }),
         { expiresIn: DOWNLOAD_LINK_SECONDS },
@@ -167,7 +179,7 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
           </span>
         ))}
       </h2>
-      <div className="tabs">
+      <div className="tabs" data-testid={caps ? 'bucket-tabs' : undefined}>
         <button
           type="button"
           className={tab === 'objects' ? 'tab active' : 'tab'}
@@ -202,7 +214,14 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
           {error}
         </p>
       )}
-      {tab === 'versions' && <VersionsView bucket={bucket} prefix={prefix} caps={caps} />}
+      {tab === 'versions' && (
+        <VersionsView
+          bucket={bucket}
+          prefix={prefix}
+          caps={caps}
+          download={(key, versionId) => void download(key, versionId)}
+        />
+      )}
       {tab === 'settings' && caps && <BucketSettings bucket={bucket} caps={caps} />}
       {tab === 'objects' && (
         // biome-ignore lint/a11y/noStaticElementInteractions: the drop zone also has a button
@@ -252,11 +271,29 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
                   hidden
                   data-testid="file-input"
                   onChange={(e) => {
-                    if (e.target.files) addFiles(e.target.files)
+                    if (e.target.files) addFiles(pickedFiles(e.target.files))
                     e.target.value = ''
                   }}
                 />
-                <span className="hint">or drop files here</span>
+                <button
+                  type="button"
+                  onClick={() => folderInput.current?.click()}
+                  data-testid="upload-folder-button"
+                >
+                  Upload folder
+                </button>
+                <input
+                  ref={folderInput}
+                  type="file"
+                  multiple
+                  hidden
+                  data-testid="folder-input"
+                  onChange={(e) => {
+                    if (e.target.files) addFiles(pickedFiles(e.target.files))
+                    e.target.value = ''
+                  }}
+                />
+                <span className="hint">or drop files and folders here</span>
               </>
             )}
           </div>
@@ -346,7 +383,11 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
                     <td>{formatDate(o.LastModified)}</td>
                     <td className="actions">
                       {caps?.read && (
-                        <button type="button" onClick={() => void download(o.Key ?? '')}>
+                        <button
+                          type="button"
+                          onClick={() => void download(o.Key ?? '')}
+                          data-testid="download-object"
+                        >
                           Download
                         </button>
                       )}
@@ -422,13 +463,54 @@ interface VersionRow {
   modified?: Date
 }
 
+/** Picked files with their paths: relative to the folder for a folder pick, else the name. */
+export function pickedFiles(files: FileList | File[]): { file: File; path: string }[] {
+  return Array.from(files, (file) => ({ file, path: file.webkitRelativePath || file.name }))
+}
+
+/**
+ * The files of dropped entries, folders walked recursively: each file with its path relative
+ * to the drop (`photos/2024/a.jpg` for a dropped `photos` folder), which becomes its key.
+ */
+export async function droppedFiles(
+  entries: FileSystemEntry[],
+): Promise<{ file: File; path: string }[]> {
+  const out: { file: File; path: string }[] = []
+  async function walk(entry: FileSystemEntry): Promise<void> {
+    if (entry.isFile) {
+      const file = await new Promise<File>((resolve, reject) =>
+        (entry as FileSystemFileEntry).file(resolve, reject),
+      )
+      out.push({ file, path: entry.fullPath.replace(/^\//, '') })
+    } else if (entry.isDirectory) {
+      const reader = (entry as FileSystemDirectoryEntry).createReader()
+      // readEntries answers in batches (100 in Chromium) until it answers none.
+      for (;;) {
+        const batch = await new Promise<FileSystemEntry[]>((resolve, reject) =>
+          reader.readEntries(resolve, reject),
+        )
+        if (batch.length === 0) break
+        for (const child of batch) await walk(child)
+      }
+    }
+  }
+  for (const e of entries) await walk(e)
+  return out
+}
+
 /** Every version and delete marker under the prefix, a page at a time (key/version markers). */
-function VersionsView(props: { bucket: string; prefix: string; caps: BucketCaps | undefined }) {
+function VersionsView(props: {
+  bucket: string
+  prefix: string
+  caps: BucketCaps | undefined
+  download(key: string, versionId: string): void
+}) {
   const { s3 } = useSession()
   const [rows, setRows] = useState<VersionRow[]>([])
   const [markers, setMarkers] = useState<{ key?: string; version?: string }[]>([{}])
   const [next, setNext] = useState<{ key?: string; version?: string } | undefined>()
   const [error, setError] = useState<string | undefined>()
+  const [notice, setNotice] = useState<string | undefined>()
   const current = markers[markers.length - 1] ?? {}
 
   const load = useCallback(async () => {
@@ -490,6 +572,7 @@ function VersionsView(props: { bucket: string; prefix: string; caps: BucketCaps 
       await s3.send(
         new DeleteObjectCommand({ Bucket: props.bucket, Key: r.key, VersionId: r.versionId }),
       )
+      setNotice(`Deleted version ${r.versionId} of ${r.key}`)
       await load()
     } catch (err) {
       setError(errorText(err))
@@ -498,6 +581,7 @@ function VersionsView(props: { bucket: string; prefix: string; caps: BucketCaps 
 
   return (
     <div>
+      {notice && <p className="notice">{notice}</p>}
       {error && (
         <p className="error" role="alert">
           {error}
@@ -515,7 +599,12 @@ function VersionsView(props: { bucket: string; prefix: string; caps: BucketCaps 
         </thead>
         <tbody>
           {rows.map((r) => (
-            <tr key={`${r.key}\0${r.versionId}`} className={r.deleteMarker ? 'marker' : ''}>
+            <tr
+              key={`${r.key}\0${r.versionId}`}
+              className={r.deleteMarker ? 'marker' : ''}
+              data-testid="version-row"
+              data-version-id={r.versionId}
+            >
               <td>{r.key}</td>
               <td>
                 <code>{r.versionId}</code>
@@ -524,9 +613,23 @@ function VersionsView(props: { bucket: string; prefix: string; caps: BucketCaps 
               </td>
               <td>{r.deleteMarker ? '–' : formatBytes(r.size)}</td>
               <td>{formatDate(r.modified)}</td>
-              <td>
+              <td className="actions">
+                {props.caps?.readVersion && !r.deleteMarker && (
+                  <button
+                    type="button"
+                    onClick={() => props.download(r.key, r.versionId)}
+                    data-testid="download-version"
+                  >
+                    Download
+                  </button>
+                )}
                 {props.caps?.deleteVersion && (
-                  <button type="button" className="danger" onClick={() => void removeVersion(r)}>
+                  <button
+                    type="button"
+                    className="danger"
+                    onClick={() => void removeVersion(r)}
+                    data-testid="delete-version"
+                  >
                     Delete version
                   </button>
                 )}
