@@ -29,7 +29,7 @@ import {
 } from '@tessera/protocol'
 import { type LocalCluster, startLocalCluster } from '@tessera/server'
 import cliProgress from 'cli-progress'
-import { machine, median, printTable, writeResults } from './measure.ts'
+import { machine, median, printTable, round, writeResults } from './measure.ts'
 import { createBucket, runLoad, type Target } from './s3-load.ts'
 
 const MiB = 1024 * 1024
@@ -83,11 +83,6 @@ interface Run {
 
 function progress(line: string): void {
   process.stderr.write(`${line}\n`)
-}
-
-function round(v: number, digits = 3): number {
-  const f = 10 ** digits
-  return Math.round(v * f) / f
 }
 
 /** A progress display: a bar on a terminal, else a line every two seconds. */

@@ -8,6 +8,19 @@ export function median(values: readonly number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
+/** A median that ignores NaN (percentiles of a run without a successful operation). */
+export function medianOf(values: readonly number[]): number {
+  const ok = values.filter((v) => !Number.isNaN(v))
+  return ok.length === 0 ? Number.NaN : median(ok)
+}
+
+/** `v` rounded to `digits` decimals, for result files; NaN and infinities stay as they are. */
+export function round(v: number, digits = 3): number {
+  if (!Number.isFinite(v)) return v
+  const f = 10 ** digits
+  return Math.round(v * f) / f
+}
+
 /**
  * Throughput in GB/s (1e9 bytes/s) of `fn`, which processes `bytes` per call: a warm-up, then
  * `runs` timed runs of `iterations` calls; the median run.

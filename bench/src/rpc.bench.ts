@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { AbortWrite, CommitVersion, PutShard, type VersionRecord } from '@tessera/protocol'
-import { machine, median, printTable, writeResults } from './measure.ts'
+import { machine, median, printTable, round, writeResults } from './measure.ts'
 import { type BenchNode, startBenchNode } from './node-process.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
@@ -339,8 +339,4 @@ async function streaming(flag: string): Promise<Record<string, unknown>[]> {
   } finally {
     await env.close()
   }
-}
-
-function round(v: number): number {
-  return Math.round(v * 1000) / 1000
 }

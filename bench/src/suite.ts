@@ -34,7 +34,7 @@ import {
   logProblems,
   startBenchCluster,
 } from './local-cluster.ts'
-import { machine, median, printTable } from './measure.ts'
+import { machine, median, medianOf, printTable, round } from './measure.ts'
 import { sampleRss } from './proc-mem.ts'
 import { interactive, type ProgressView, progressView } from './progress.ts'
 import {
@@ -120,18 +120,6 @@ interface Summary {
 
 function say(line: string): void {
   process.stderr.write(`${line}\n`)
-}
-
-function round(v: number, digits = 3): number {
-  if (!Number.isFinite(v)) return v
-  const f = 10 ** digits
-  return Math.round(v * f) / f
-}
-
-/** A median that ignores NaN (percentiles of a run without a successful operation). */
-function medianOf(values: number[]): number {
-  const ok = values.filter((v) => !Number.isNaN(v))
-  return ok.length === 0 ? Number.NaN : median(ok)
 }
 
 function summarize(runs: readonly OpStats[]): Summary {
