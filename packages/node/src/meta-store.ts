@@ -18,6 +18,12 @@ Each version has an index entry `I | bucket | key | versionId` whose value is th
 unversioned bucket, or a record rewritten by healing) are point lookups, never a walk over a
 key's versions.
 
+Reads. Point lookups (getVersion, system records, the group's reads) are synchronous getSync
+calls: a small record comes from the memtable, block cache or page cache in microseconds, less
+than a thread-pool round trip. The newest version of recently read keys (what every GET asks)
+is kept in memory, bounded by NEWEST_CACHE_BYTES, and kept coherent by the committer, the only
+writer: see #cacheNewest.
+
 Listings. A RangeScan reads ahead in batches that double while they are useful. Skipping
 (past the rest of a key's versions, or past everything under a common prefix) is free when the
 target is within the read-ahead and otherwise seeks the LevelDB iterator; a skip that threw away
@@ -342,6 +348,13 @@ type Prepared =
 // msgpack implementation; Uint8Array fields are msgpack bin and come back as Buffers.
 const packr = new Packr({ useRecords: false })
 
+/** Bytes of newest-version records a store keeps in memory for reads of the newest version. */
+export const NEWEST_CACHE_BYTES = 16 * 1024 * 1024
+/** Records larger than this (a big inline shard) are read from LevelDB every time. */
+const NEWEST_CACHE_RECORD_MAX_BYTES = 256 * 1024
+/** Bytes counted per cached entry besides its record and key: Map entry and object headers. */
+const NEWEST_CACHE_ENTRY_OVERHEAD_BYTES = 64
+
 /** Most entries a listing reads from LevelDB in one step (read-ahead cap). */
 const MAX_READ_AHEAD_ENTRIES = 256
 
@@ -358,6 +371,14 @@ export class MetaStore {
   readonly #committer: GroupCommitter<Prepared[], boolean[]>
   #closing: Promise<void> | undefined
   #lastScanSteps = 0
+  /**
+   * The newest version of recently read keys (packed record, or null: no version), by version
+   * key prefix (latin1), least recently used first; see #cacheNewest.
+   */
+  readonly #newest = new Map<string, Uint8Array | null>()
+  #newestBytes = 0
+  /** Bumped before and after every write of versions; a read that saw it change is not cached. */
+  #versionWrites = 0
 
   private constructor(path: string, level: Level) {
     this.path = path
@@ -414,14 +435,64 @@ export class MetaStore {
     await this.#submit([{ type: 'putVersion', record }])
   }
 
-  /** Versions of a key, newest first; at most `limit` of them. */
+  /**
+   * Versions of a key, newest first; at most `limit` of them. The newest alone (`limit` 1, what
+   * every GET and HEAD asks each drive) comes from memory when the key was read recently.
+   */
   async getVersions(bucket: string, key: string, limit?: number): Promise<VersionRecord[]> {
     if (limit !== undefined) checkLimit(limit)
     const prefix = versionKeyPrefix(bucket, key)
+    const id = limit === 1 ? prefix.toString('latin1') : undefined
+    if (id !== undefined) {
+      const hit = this.#newest.get(id)
+      if (hit !== undefined) {
+        this.#newest.delete(id)
+        this.#newest.set(id, hit)
+        return hit === null ? [] : [unpack<VersionRecord>(hit)]
+      }
+    }
+    const writes = this.#versionWrites
     const values = await this.#read('read versions', () =>
       this.#open.values({ gte: prefix, lt: endOf(prefix), limit: limit ?? -1 }).all(),
     )
+    if (id !== undefined && writes === this.#versionWrites) {
+      this.#cacheNewest(id, values[0] ?? null)
+    }
     return values.map((v) => unpack<VersionRecord>(v))
+  }
+
+  /**
+   * Keeps a key's newest version in memory (a scan costs a LevelDB iterator and a thread-pool
+   * round trip; small GETs were a third of a node's time in it). Coherent because this store
+   * is the drive's only writer: a write of a key's versions drops its entry before and after the
+   * batch and bumps #versionWrites both times, and a read caches what it found only when no
+   * such write began or ended while it ran. Bounded by NEWEST_CACHE_BYTES (least recently read
+   * entries go first); records above NEWEST_CACHE_RECORD_MAX_BYTES are not kept.
+   */
+  #cacheNewest(id: string, value: Uint8Array | null): void {
+    const bytes = (value?.length ?? 0) + id.length + NEWEST_CACHE_ENTRY_OVERHEAD_BYTES
+    if (value !== null && value.length > NEWEST_CACHE_RECORD_MAX_BYTES) return
+    this.#dropNewest(id)
+    this.#newest.set(id, value)
+    this.#newestBytes += bytes
+    for (const [old, v] of this.#newest) {
+      if (this.#newestBytes <= NEWEST_CACHE_BYTES) break
+      this.#newest.delete(old)
+      this.#newestBytes -= (v?.length ?? 0) + old.length + NEWEST_CACHE_ENTRY_OVERHEAD_BYTES
+    }
+  }
+
+  #dropNewest(id: string): void {
+    const v = this.#newest.get(id)
+    if (v === undefined) return
+    this.#newest.delete(id)
+    this.#newestBytes -= (v?.length ?? 0) + id.length + NEWEST_CACHE_ENTRY_OVERHEAD_BYTES
+  }
+
+  /** Drops the cached newest versions of the keys a group writes versions of (see #cacheNewest). */
+  #forgetNewest(heads: readonly string[]): void {
+    this.#versionWrites++
+    for (const id of heads) this.#dropNewest(id)
   }
 
   /** One version of a key, or undefined. */
@@ -435,12 +506,16 @@ export class MetaStore {
     const tail = encodeString(versionId)
     const db = this.#open
     return this.#read('read a version', async () => {
-      // One snapshot for both reads: a concurrent replacement cannot hide the version.
+      // Point lookups are synchronous (see #getValue). No index entry settles it with one read
+      // (a new key, as most commits write). Otherwise the group commit may write on a worker
+      // thread between the two reads, so they share one snapshot: a concurrent replacement
+      // cannot hide the version.
+      if (db.getSync(index) === undefined) return undefined
       const snapshot = db.snapshot()
       try {
-        const time = await db.get(index, { snapshot })
+        const time = db.getSync(index, { snapshot })
         if (time === undefined) return undefined
-        const value = await db.get(Buffer.concat([head, time, tail]), { snapshot })
+        const value = db.getSync(Buffer.concat([head, time, tail]), { snapshot })
         return value === undefined ? undefined : unpack<VersionRecord>(value)
       } finally {
         await snapshot.close()
@@ -814,7 +889,11 @@ export class MetaStore {
   }
 
   async #getValue<T>(key: Uint8Array, doing: string): Promise<T | undefined> {
-    const value = await this.#read(doing, () => this.#open.get(key))
+    // A point lookup of a small record is served from LevelDB's memtable, block cache or the
+    // page cache in microseconds: done synchronously it costs less than the thread-pool round
+    // trip of get() (a task, two thread wake-ups, a promise), which on a busy node was most of
+    // a small commit's CPU. Scans stay asynchronous.
+    const value = await this.#read(doing, async () => this.#open.getSync(key))
     return value === undefined ? undefined : unpack<T>(value)
   }
 
@@ -877,7 +956,8 @@ export class MetaStore {
         }
       }
       const readKeys = [...toRead.values()]
-      const values = readKeys.length > 0 ? await db.getMany(readKeys) : []
+      // Synchronous point lookups, as in #getValue: no other write runs while they are made.
+      const values = readKeys.map((k) => db.getSync(k))
       const found = new Map<string, Uint8Array | null>()
       for (let i = 0; i < readKeys.length; i++) {
         found.set(readKeys[i]!.toString('latin1'), values[i] ?? null)
@@ -890,6 +970,13 @@ export class MetaStore {
       const batch = new GroupBatch(found, partKeys)
       const results = writes.map((ops) => ops.map((p) => batch.apply(p)))
       if (batch.ops.length > 0) {
+        const heads: string[] = []
+        for (const ops of writes) {
+          for (const p of ops) {
+            if (p.op === 'putVersion' || p.op === 'deleteVersion')
+              heads.push(p.head.toString('latin1'))
+          }
+        }
         // A chained batch puts each op straight into LevelDB's WriteBatch; the array form's
         // per-op checks and copies cost about a third of the throughput at 64 writers.
         const chained = db.batch()
@@ -897,7 +984,12 @@ export class MetaStore {
           if (op.type === 'put') chained.put(op.key, op.value)
           else chained.del(op.key)
         }
-        await chained.write({ sync: true })
+        if (heads.length > 0) this.#forgetNewest(heads)
+        try {
+          await chained.write({ sync: true })
+        } finally {
+          if (heads.length > 0) this.#forgetNewest(heads)
+        }
       }
       return results
     } catch (err) {
