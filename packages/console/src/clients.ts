@@ -213,6 +213,23 @@ export function errorText(err: unknown): string {
   return String(err)
 }
 
+/**
+ * A destructive action behind a confirmation: asks `question`, runs `action` if the user
+ * agrees, and shows its error (if any) through `showError`.
+ */
+export async function confirmThen(
+  question: string,
+  showError: (text: string) => void,
+  action: () => Promise<unknown>,
+): Promise<void> {
+  if (!window.confirm(question)) return
+  try {
+    await action()
+  } catch (err) {
+    showError(errorText(err))
+  }
+}
+
 /** Signs in with `creds`: asks the gateway who they are and what they may do. */
 export async function signIn(creds: Credentials): Promise<Whoami> {
   return new AdminClient(creds).call<Whoami>('GET', ['whoami'])

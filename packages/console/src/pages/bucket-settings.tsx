@@ -18,7 +18,7 @@ import {
   PutPublicAccessBlockCommand,
 } from '@aws-sdk/client-s3'
 import { useCallback, useEffect, useState } from 'react'
-import { type BucketCaps, errorText } from '../clients.ts'
+import { type BucketCaps, confirmThen, errorText } from '../clients.ts'
 import { useSession } from '../session-context.ts'
 
 /** The deployment's default for noncurrent versions (docs/lifecycle.md), in days. */
@@ -543,14 +543,11 @@ function PolicyEditor({ bucket, canWrite }: { bucket: string; canWrite: boolean 
     }
   }
   async function remove() {
-    if (!window.confirm(`Remove the policy of ${bucket}?`)) return
-    try {
+    await confirmThen(`Remove the policy of ${bucket}?`, setError, async () => {
       await s3.send(new DeleteBucketPolicyCommand({ Bucket: bucket }))
       setNotice('Policy removed')
       await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    })
   }
   return (
     <div className="card">

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'react'
-import { errorText } from '../clients.ts'
+import { confirmThen, errorText } from '../clients.ts'
 import { formatBytes, formatDate, formatDuration } from '../format.ts'
 import { useSession } from '../session-context.ts'
 import { MetricsCharts } from './metrics.tsx'
@@ -90,13 +90,10 @@ export function ClusterPage() {
     return () => clearInterval(t)
   }, [load])
   async function startHeal(node: string, drive: string, mode: 'full' | 'deep') {
-    if (!window.confirm(`Start a ${mode} heal of ${node}:${drive}?`)) return
-    try {
+    await confirmThen(`Start a ${mode} heal of ${node}:${drive}?`, setError, async () => {
       await admin.call('POST', ['heal'], { body: { node, drive, mode } })
       await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    })
   }
   const healOf = (node: string, path: string) =>
     heal?.drives.find((d) => d.node === node && d.path === path)

@@ -4,7 +4,7 @@
  * may use it; the gateway decides every call again.
  */
 import { type FormEvent, useCallback, useEffect, useState } from 'react'
-import { errorText } from '../clients.ts'
+import { confirmThen, errorText } from '../clients.ts'
 import { formatDate } from '../format.ts'
 import { useSession } from '../session-context.ts'
 
@@ -85,13 +85,10 @@ export function ManagedPolicies() {
     }
   }
   async function remove(p: Policy) {
-    if (!window.confirm(`Delete managed policy ${p.name}?`)) return
-    try {
+    await confirmThen(`Delete managed policy ${p.name}?`, setError, async () => {
       await admin.call('DELETE', ['policies', p.name])
       await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    })
   }
   return (
     <div className="card" data-testid="managed-policies">
@@ -300,13 +297,10 @@ export function ServiceAccounts(props: {
     }
   }
   async function remove(sa: ServiceAccount) {
-    if (!window.confirm(`Delete service account ${sa.id}?`)) return
-    try {
+    await confirmThen(`Delete service account ${sa.id}?`, setError, async () => {
       await admin.call('DELETE', ['service-accounts', sa.id])
       await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    })
   }
   return (
     <div className="card" data-testid="service-accounts">

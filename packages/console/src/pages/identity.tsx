@@ -1,5 +1,5 @@
 import { type FormEvent, useCallback, useEffect, useState } from 'react'
-import { errorText } from '../clients.ts'
+import { confirmThen, errorText } from '../clients.ts'
 import { formatDate } from '../format.ts'
 import { useSession } from '../session-context.ts'
 import {
@@ -188,13 +188,14 @@ function KeyList(props: {
     }
   }
   async function remove(k: Key) {
-    if (!window.confirm(`Delete access key ${k.id}? Programs using it stop working.`)) return
-    try {
-      await admin.call('DELETE', ['keys', k.id], { query: { user: k.user } })
-      await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    await confirmThen(
+      `Delete access key ${k.id}? Programs using it stop working.`,
+      setError,
+      async () => {
+        await admin.call('DELETE', ['keys', k.id], { query: { user: k.user } })
+        await load()
+      },
+    )
   }
   return (
     <div className="card" data-testid={props.user ? `keys-${props.user}` : 'my-keys'}>

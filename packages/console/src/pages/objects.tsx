@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { type DragEvent, useCallback, useEffect, useRef, useState } from 'react'
-import { type BucketCaps, errorText, type Whoami } from '../clients.ts'
+import { type BucketCaps, confirmThen, errorText, type Whoami } from '../clients.ts'
 import { formatBytes, formatDate } from '../format.ts'
 import { href } from '../route.ts'
 import { useSession } from '../session-context.ts'
@@ -143,14 +143,11 @@ export function ObjectsPage({ bucket, prefix }: { bucket: string; prefix: string
   }
 
   async function remove(key: string) {
-    if (!window.confirm(`Delete ${key}?`)) return
-    try {
+    await confirmThen(`Delete ${key}?`, setError, async () => {
       await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
       setNotice(`Deleted ${key}`)
       await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    })
   }
 
   async function makeShare(key: string, seconds: number) {
@@ -567,16 +564,13 @@ function VersionsView(props: {
   }, [load])
 
   async function removeVersion(r: VersionRow) {
-    if (!window.confirm(`Delete version ${r.versionId} of ${r.key} for good?`)) return
-    try {
+    await confirmThen(`Delete version ${r.versionId} of ${r.key} for good?`, setError, async () => {
       await s3.send(
         new DeleteObjectCommand({ Bucket: props.bucket, Key: r.key, VersionId: r.versionId }),
       )
       setNotice(`Deleted version ${r.versionId} of ${r.key}`)
       await load()
-    } catch (err) {
-      setError(errorText(err))
-    }
+    })
   }
 
   return (
