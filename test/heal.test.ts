@@ -47,6 +47,9 @@ const NODE_SETTINGS = 'scanIntervalMs: 600000\ndeepEvery: 0\nhealGraceMs: 1000\n
 
 /** Like the harness's startCluster, with heal settings appended to every node.yaml first. */
 async function startHealCluster(t: TestLike): Promise<TestCluster> {
+  let c: TestCluster | undefined
+  // Before t.testdir(), so tap removes the folder only after the processes are stopped.
+  t.teardown(() => c?.close())
   const gateway = await generateIdentity()
   const local = await startLocalCluster({
     dir: t.testdir(),
@@ -67,8 +70,7 @@ async function startHealCluster(t: TestLike): Promise<TestCluster> {
   for (const n of local.nodes) {
     await writeFile(n.configPath, (await readFile(n.configPath, 'utf8')) + NODE_SETTINGS)
   }
-  const c = new TestCluster({ local, gateway })
-  t.teardown(() => c.close())
+  c = new TestCluster({ local, gateway })
   await Promise.all(local.nodes.map((n) => local.start(n.id)))
   await Promise.all(local.gateways.map((g) => local.start(g.id)))
   return c

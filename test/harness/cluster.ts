@@ -130,6 +130,11 @@ export class TestCluster {
 
 /** Writes keys, map and configs for a cluster under `t.testdir()`, starts every process. */
 export async function startCluster(t: TestLike, opts: ClusterOptions): Promise<TestCluster> {
+  let cluster: TestCluster | undefined
+  // Registered before t.testdir(): tap removes the folder after the teardowns only when one was
+  // registered first. Otherwise it removes it under the running nodes (ENOTEMPTY while they write)
+  // and, when that throws, never runs the teardown, so the processes outlive the test.
+  t.teardown(() => cluster?.close())
   const gateway = await generateIdentity()
   const local = await startLocalCluster({
     dir: t.testdir(),
@@ -149,7 +154,6 @@ export async function startCluster(t: TestLike, opts: ClusterOptions): Promise<T
     logLevel: 'info',
     trashIntervalMs: 200,
   })
-  const cluster = new TestCluster({ local, gateway })
-  t.teardown(() => cluster.close())
+  cluster = new TestCluster({ local, gateway })
   return cluster
 }

@@ -38,9 +38,11 @@ t.test('abandoned uploads: the deployment default and the rules', async (t) => {
 })
 
 t.test('tmp/: old abandoned writes go, recent ones stay', async (t) => {
+  let d: Drive | undefined
+  // Before t.testdir(), so tap removes the folder only after the drive's store is closed.
+  t.teardown(() => d?.close())
   const dir = t.testdir()
-  const d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
-  t.teardown(() => d.close())
+  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
   const tmp = join(dir, '.tessera', 'tmp')
   await mkdir(join(tmp, 'old-write'), { recursive: true })
   await writeFile(join(tmp, 'old-write', 'part.1'), 'x')

@@ -39,7 +39,10 @@ async function mode(path: string): Promise<number> {
 }
 
 t.test('startLocalCluster: 4 nodes, RS(2,2), one gateway, signed PUT and GET', async (t) => {
-  const cluster = await startLocalCluster({
+  let cluster: Awaited<ReturnType<typeof startLocalCluster>> | undefined
+  // Before t.testdir(), so tap removes the folder only after the processes are stopped.
+  t.teardown(() => cluster?.close({ signal: 'SIGKILL' }))
+  cluster = await startLocalCluster({
     dir: t.testdir(),
     nodes: 4,
     drivesPerNode: 1,
@@ -49,7 +52,6 @@ t.test('startLocalCluster: 4 nodes, RS(2,2), one gateway, signed PUT and GET', a
     blockSize: 64 * 1024,
     inlineBelow: 4096,
   })
-  t.teardown(() => cluster.close({ signal: 'SIGKILL' }))
   t.equal(cluster.nodes.length, 4)
   t.equal(cluster.gateways.length, 1)
   t.ok(cluster.created, 'a new folder: files created')
