@@ -165,7 +165,6 @@ const ROLES: RoleCase[] = [
     listsBucket: false,
     see: [
       'nav-identity',
-      'nav-cluster',
       'my-keys',
       'users',
       'create-user',
@@ -174,7 +173,14 @@ const ROLES: RoleCase[] = [
       'guardrails',
       'audit',
     ],
-    refused: [createBucket, createProjectCall, createPolicy, updateAccount, startHeal],
+    refused: [
+      createBucket,
+      createProjectCall,
+      createPolicy,
+      updateAccount,
+      clusterStatus,
+      startHeal,
+    ],
   },
   {
     role: 'reader',
@@ -260,8 +266,15 @@ async function downloadBytes(page: Page, click: () => Promise<void>): Promise<Bu
 
 t.test('the web console: roles, administration, settings', async (t) => {
   await mkdir(ARTIFACTS, { recursive: true })
-  const cluster = await startCluster(t, { nodes: 2, drivesPerNode: 2, k: 2, m: 2, gateways: 1 })
-  t.teardown(() => cluster.close())
+  // A slow scan rate (versions per second), so a deep scan lasts long enough to show its ETA.
+  const cluster = await startCluster(t, {
+    nodes: 2,
+    drivesPerNode: 2,
+    k: 2,
+    m: 2,
+    gateways: 1,
+    nodeConfig: { scanRate: 2 },
+  })
   const endpoint = cluster.gateways[0]!.endpoint
   const root = s3Client(endpoint, { credentials: ROOT })
   await createProject(endpoint, ROOT, PROJECT)
@@ -693,6 +706,11 @@ t.test('the web console: roles, administration, settings', async (t) => {
   })
 
   await t.test('cluster: the Heal button starts a heal whose progress is shown', async (t) => {
+    // Enough versions on every drive that a deep scan at 2 versions/s runs for half a minute.
+    await root.send(new CreateBucketCommand({ Bucket: 'heal-eta' }))
+    for (let i = 0; i < 40; i++) {
+      await root.send(new PutObjectCommand({ Bucket: 'heal-eta', Key: `v/${i}`, Body: `v${i}` }))
+    }
     const page = await consolePage(browser, problems)
     await signInToConsole(page, endpoint, ROOT)
     await page.getByTestId('nav-cluster').click()
@@ -726,6 +744,34 @@ t.test('the web console: roles, administration, settings', async (t) => {
       'the request charts say they are this gateway’s',
     )
     await shot(page, '27-heal')
+
+    // A deep scan is paced at the scan rate: while it runs, the row shows done / total and an ETA
+    // in seconds or minutes, the admin API's estimate for that drive.
+    await drive.getByTestId('deep-scan-button').click()
+    const eta = drive.getByTestId('heal-eta')
+    let shownEta = ''
+    for (let i = 0; i < 100 && !/^\d+ (s|min)/.test(shownEta); i++) {
+      shownEta = ((await eta.count()) > 0 ? await eta.textContent() : '') ?? ''
+      if (!/^\d+ (s|min)/.test(shownEta)) await new Promise((r) => setTimeout(r, 200))
+    }
+    t.match(shownEta, /^\d+ (s|min)/, `the running scan's ETA is shown (${shownEta})`)
+    const running = (await adminCall(endpoint, ROOT, 'GET', '/heal')).body.drives.find(
+      (d: { node: string; path: string }) => d.node === node && d.path === path.join(':'),
+    )
+    t.equal(running?.state, 'scanning', 'the drive is in its deep scan')
+    t.ok(running?.done < running?.total, `${running?.done} of ${running?.total} versions done`)
+    // At 2 versions/s the rest takes (total − done) / 2 s; client traffic may slow the scan a little.
+    const nominal = (running?.total - running?.done) / 2
+    t.ok(
+      running?.etaSeconds >= nominal / 2 && running?.etaSeconds <= nominal * 5,
+      `the admin API estimates ${running?.etaSeconds} s left, about the ${nominal} s the scan rate gives`,
+    )
+    t.match(
+      await drive.getByTestId('heal-pass').textContent(),
+      /^\d+ \/ \d+$/,
+      'with the pass as done / total',
+    )
+    await shot(page, '28-deep-scan-eta')
     await page.close()
   })
 

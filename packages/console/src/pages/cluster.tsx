@@ -158,7 +158,9 @@ export function ClusterPage() {
                 <p>
                   <progress max={heal.summary.total || 1} value={heal.summary.done ?? 0} />{' '}
                   {heal.summary.done ?? 0} / {heal.summary.total} · ETA{' '}
-                  {formatDuration(heal.summary.etaSeconds)}
+                  <span data-testid="heal-summary-eta">
+                    {formatDuration(heal.summary.etaSeconds)}
+                  </span>
                 </p>
               )}
             </div>
@@ -231,13 +233,24 @@ export function ClusterPage() {
                         </td>
                         <td>
                           {me.capabilities.startHeal && d.online && (
-                            <button
-                              type="button"
-                              onClick={() => void startHeal(d.node, d.path, 'full')}
-                              data-testid="heal-button"
-                            >
-                              Heal
-                            </button>
+                            <>
+                              <button
+                                type="button"
+                                title="Rebuild everything this drive should hold, at full speed"
+                                onClick={() => void startHeal(d.node, d.path, 'full')}
+                                data-testid="heal-button"
+                              >
+                                Heal
+                              </button>{' '}
+                              <button
+                                type="button"
+                                title="Read every shard back and check its checksums, at the scan rate"
+                                onClick={() => void startHeal(d.node, d.path, 'deep')}
+                                data-testid="deep-scan-button"
+                              >
+                                Deep scan
+                              </button>
+                            </>
                           )}
                         </td>
                       </tr>
@@ -271,7 +284,12 @@ function HealProgress({ h }: { h: HealDrive }) {
             {running ? '' : 'last pass '}
             {h.done ?? 0} / {h.total}
           </span>
-          {running && <> · ETA {formatDuration(h.etaSeconds)}</>}
+          {running && (
+            <>
+              {' '}
+              · ETA <span data-testid="heal-eta">{formatDuration(h.etaSeconds)}</span>
+            </>
+          )}
           {h.startedAt !== undefined && (
             <small> · started {formatDate(new Date(h.startedAt))}</small>
           )}

@@ -28,9 +28,13 @@ export const IDENTITY_READ = new Set([
   'admin:GetAuditLog',
   'admin:ListServiceAccounts',
   'admin:GetServiceAccount',
-  'admin:GetClusterStatus',
-  'admin:GetHealStatus',
 ])
+
+/**
+ * Reading the cluster's state: `reader` sees it (it sees everything), `user-admin` does not
+ * (design §7: users and keys only).
+ */
+export const CLUSTER_READ = new Set(['admin:GetClusterStatus', 'admin:GetHealStatus'])
 
 /** User management: what `user-admin` may do and `admin` may not. */
 export const USER_MANAGEMENT = new Set([
@@ -103,7 +107,7 @@ export function rolesGrantIdentity(roles: readonly RoleBinding[], action: string
         if (USER_MANAGEMENT.has(action) || IDENTITY_READ.has(action)) return true
         break
       case 'reader':
-        if (IDENTITY_READ.has(action)) return true
+        if (IDENTITY_READ.has(action) || CLUSTER_READ.has(action)) return true
         break
     }
   }

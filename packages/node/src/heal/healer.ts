@@ -97,6 +97,29 @@ const CLOSE_WAIT_MS = 5000
 /** Seconds of samples behind the rates in HealStatus. */
 const RATE_WINDOW_S = 5
 
+/**
+ * Seconds left in a pass: the versions left over its rate in the last RATE_WINDOW_S seconds,
+ * which follows the pace as it is now (client traffic slows scans down). While the window
+ * does not yet hold 2 s of this pass, the rate since the pass started, once it ran 2 s (a
+ * pass may start with a burst: the first second's budget of the scan rate).
+ */
+function etaSeconds(
+  pass: { startedAt: number; done: number },
+  total: number,
+  samples: readonly { t: number; pass?: { startedAt: number; done: number } }[],
+  now: number,
+): number | undefined {
+  const left = Math.max(0, total - pass.done)
+  if (left === 0) return 0
+  const from = samples.find((x) => x.pass?.startedAt === pass.startedAt)
+  if (from?.pass !== undefined && now - from.t >= 2000 && pass.done > from.pass.done) {
+    return Math.round((left * (now - from.t)) / 1000 / (pass.done - from.pass.done))
+  }
+  const ran = now - pass.startedAt
+  if (ran < 2000) return undefined
+  return Math.round(((ran / 1000) * left) / pass.done)
+}
+
 export interface HealLogger {
   info(obj: object, msg?: string): void
   warn(obj: object, msg?: string): void
@@ -135,7 +158,13 @@ interface DriveWork {
   /** Repairs in progress, by bucket/key: the next one of the same key waits for it. */
   running: Map<string, Promise<void>>
   roomWaiters: (() => void)[]
-  samples: { t: number; processed: number; bytes: number }[]
+  /** Once a second: counters, and the running pass's progress (for its ETA). */
+  samples: {
+    t: number
+    processed: number
+    bytes: number
+    pass?: { startedAt: number; done: number }
+  }[]
 }
 
 const itemKey = (bucket: string, key: string, versionId?: string): string =>
@@ -494,7 +523,13 @@ export class Healer {
   #sample(): void {
     const t = Date.now()
     for (const w of this.#works.values()) {
-      w.samples.push({ t, processed: w.status.processed, bytes: w.status.bytesHealed })
+      const p = w.status.pass
+      w.samples.push({
+        t,
+        processed: w.status.processed,
+        bytes: w.status.bytesHealed,
+        ...(p ? { pass: { startedAt: p.startedAt, done: p.done } } : {}),
+      })
       if (w.samples.length > RATE_WINDOW_S + 1) w.samples.shift()
     }
   }
@@ -527,8 +562,8 @@ export class Healer {
         state.done = pass.done
         state.startedAt = pass.startedAt
         if (s.pass !== undefined && pass.total !== undefined && pass.done > 0) {
-          const left = Math.max(0, pass.total - pass.done)
-          state.etaSeconds = Math.round(((now - pass.startedAt) / 1000 / pass.done) * left)
+          const eta = etaSeconds(pass, pass.total, w.samples, now)
+          if (eta !== undefined) state.etaSeconds = eta
         }
       }
       if (s.lastCycleAt !== undefined) state.lastCycleAt = s.lastCycleAt
