@@ -340,7 +340,7 @@ t.test('the web console', async (t) => {
       .waitFor({ state: 'attached', timeout: 60_000 })
     t.match(
       await page.getByTestId('metrics').textContent(),
-      /Requests per second \(this gateway\): \d/,
+      /Requests per second \(whole cluster\): \d/,
       'the request rate is charted',
     )
     await shot(page, '05-cluster')

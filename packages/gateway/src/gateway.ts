@@ -5,6 +5,7 @@
 import { CodecPool, InlineCodec } from '@tessera/codec'
 import type { ClusterMap, Identity } from '@tessera/protocol'
 import { ClusterAdmin } from './admin/cluster-admin.ts'
+import { RequestStatsReporter } from './admin/request-stats.ts'
 import { Capabilities } from './console/capabilities.ts'
 import {
   type ConsoleAbsence,
@@ -62,6 +63,8 @@ export class Gateway {
   #pool: CodecPool
   #iam: IamStore
   #heal: HealReporter
+  /** Pushes this gateway's request counters to the nodes, for GET /requests on any gateway. */
+  #requestStats: RequestStatsReporter | undefined
   #log: Logger
   /** The gateway's Prometheus registry and health probe (served on the S3 port). */
   readonly metrics: GatewayMetrics
@@ -181,7 +184,14 @@ export class Gateway {
       onError: (err) => log.error({ err: (err as Error).message }, 'request handler failed'),
     })
     log.info({ port: http.port, region: init.region }, 'gateway started')
-    return new Gateway(http.port, http, cluster, pool, store, heal, log, metrics)
+    const gateway = new Gateway(http.port, http, cluster, pool, store, heal, log, metrics)
+    gateway.#requestStats = new RequestStatsReporter({
+      cluster,
+      stats: () => metrics.requestStats(),
+      log,
+    })
+    gateway.#requestStats.start()
+    return gateway
   }
 
   async close(): Promise<void> {
@@ -189,6 +199,7 @@ export class Gateway {
     this.metrics.close()
     this.#iam.close()
     this.#heal.close()
+    this.#requestStats?.close()
     this.#cluster.close()
     await this.#pool.close()
     this.#log.info({}, 'gateway stopped')

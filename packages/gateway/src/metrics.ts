@@ -31,6 +31,7 @@ import {
   type DriveInfo,
   type DriveRef,
   type DriveSlot,
+  type GatewayRequestStats,
   GetDriveInfo,
   HealStatus,
   type RpcDef,
@@ -134,6 +135,8 @@ type DriveLabel = 'node' | 'drive' | 'pool' | 'set'
 /** A gateway's metrics registry, its node and drive probe, and its observability endpoints. */
 export class GatewayMetrics {
   readonly registry = new Registry()
+  /** Epoch ms when this registry (and so every counter in it) started from zero. */
+  readonly startedAt = Date.now()
   #requests: Counter<'operation' | 'status'>
   #duration: Histogram<'operation'>
   #bytesIn: Counter
@@ -312,6 +315,42 @@ export class GatewayMetrics {
     this.#duration.observe({ operation: r.operation }, r.seconds)
     if (r.bytesIn > 0) this.#bytesIn.inc(r.bytesIn)
     if (r.bytesOut > 0) this.#bytesOut.inc(r.bytesOut)
+  }
+
+  /**
+   * The S3 request counters summed over their labels, for the whole-cluster figures the nodes
+   * collect (see admin/request-stats.ts): the same numbers a scrape of this registry shows.
+   */
+  async requestStats(): Promise<GatewayRequestStats> {
+    const at = Date.now()
+    const [requests, duration] = await Promise.all([this.#requests.get(), this.#duration.get()])
+    const stats: GatewayRequestStats = {
+      startedAt: this.startedAt,
+      at,
+      requests: 0,
+      durationSum: 0,
+      durationCount: 0,
+      buckets: [],
+      errors: { client: 0, server: 0 },
+    }
+    for (const v of requests.values) {
+      stats.requests += v.value
+      const status = Number(v.labels.status)
+      if (status >= 500) stats.errors.server += v.value
+      else if (status >= 400) stats.errors.client += v.value
+    }
+    const buckets = new Map<number, number>(REQUEST_DURATION_BUCKETS_SECONDS.map((b) => [b, 0]))
+    for (const v of duration.values) {
+      if (v.metricName?.endsWith('_sum')) stats.durationSum += v.value
+      else if (v.metricName?.endsWith('_count')) stats.durationCount += v.value
+      else if (v.metricName?.endsWith('_bucket')) {
+        // The bucket series carry an `le` label the histogram's own label type does not name.
+        const le = Number((v.labels as Record<string, string | number | undefined>).le)
+        if (buckets.has(le)) buckets.set(le, (buckets.get(le) ?? 0) + v.value)
+      }
+    }
+    stats.buckets = [...buckets]
+    return stats
   }
 
   /** Counts a failed call to node `nodeId`, unless its code is one of {@link ANSWER_CODES}. */

@@ -49,6 +49,7 @@ import {
   withBody,
 } from '@tessera/protocol'
 import { Drive } from './drive.ts'
+import { GatewayStatsStore, registerGatewayStatsRpcs } from './gateway-stats.ts'
 import { type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
 import { type LifecycleOptions, LifecycleWorker } from './lifecycle/lifecycle-worker.ts'
 import type { NodeMetrics } from './metrics.ts'
@@ -223,6 +224,8 @@ export class StorageNode {
     })
     node.#healer = healer
     registerHealRpcs(rpc, healer, init.nodeId, offline)
+    // The gateways' request counters (whole-cluster S3 traffic for the admin API), in memory.
+    registerGatewayStatsRpcs(rpc, new GatewayStatsStore(init.map.gateways), log)
     const [host, portText] = splitAddress(self.address)
     const where = init.listen ?? { host, port: Number(portText) }
     await new Promise<void>((resolve, reject) => {

@@ -310,6 +310,46 @@ export const DeleteSystem = defineRpc<DriveRef & { key: string }, { existed: boo
   name: 'DeleteSystem',
 })
 
+// Gateway request statistics ------------------------------------------------------------------
+
+/**
+ * A gateway's S3 request counters, cumulative since the gateway started (the figures of its
+ * `tessera_s3_requests_total` and `tessera_s3_request_duration_seconds`, summed over labels).
+ */
+export interface GatewayRequestStats {
+  /** Epoch ms when the gateway started: a new value means its counters restarted from 0. */
+  startedAt: number
+  /** Epoch ms when the gateway took this snapshot (the gateway's clock). */
+  at: number
+  requests: number
+  /** Seconds, summed over every request timed. */
+  durationSum: number
+  durationCount: number
+  /**
+   * The latency histogram, cumulative: [upper bound in seconds, requests at or below it], in
+   * increasing bound order, finite bounds only (the +Inf bucket is `durationCount`).
+   */
+  buckets: [number, number][]
+  /** Requests answered with a 4xx (client) and a 5xx (server) status. */
+  errors: { client: number; server: number }
+}
+
+/**
+ * A gateway's request counters, pushed to every node every few seconds. The node files them
+ * under the caller's authenticated public id (only the map's gateways are kept) and keeps the
+ * newest for a minute, in memory only.
+ */
+export const ReportGatewayStats = defineRpc<GatewayRequestStats, { accepted: boolean }>({
+  id: 0x0601,
+  name: 'ReportGatewayStats',
+})
+
+/** The newest request counters this node holds from each gateway, `id` = its public id. */
+export const GatewayStats = defineRpc<
+  Record<string, never>,
+  { gateways: (GatewayRequestStats & { id: string })[] }
+>({ id: 0x0602, name: 'GatewayStats' })
+
 /** Every RPC, for tests and for checking that IDs are unique. */
 export const ALL_RPCS = [
   Health,
@@ -341,4 +381,6 @@ export const ALL_RPCS = [
   GetSystem,
   ListSystem,
   DeleteSystem,
+  ReportGatewayStats,
+  GatewayStats,
 ] as const

@@ -74,7 +74,7 @@ export type AdminErrorCode = IamErrorCode | 'NoSuchRoute' | 'MethodNotAllowed'
 export interface AdminHooks {
   /** Called with any error that is not an IamError (answered as a 500), for the gateway log. */
   onError?(err: unknown): void
-  /** Cluster status and healing (routes /cluster and /heal). */
+  /** Cluster status, request figures and healing (routes /cluster, /requests and /heal). */
   cluster?: ClusterAdminOps
   /** What the caller may do, answered by /whoami for the web console. */
   capabilities?: CapabilityOps
@@ -255,6 +255,12 @@ const ROUTES: Route[] = [
     GET: async (x) => {
       noQuery(x.q)
       return ok(await clusterOps(x).status(x.c))
+    },
+  }),
+  route('/requests', {
+    GET: async (x) => {
+      noQuery(x.q)
+      return ok(await clusterOps(x).requestStats(x.c))
     },
   }),
   route('/heal', {

@@ -7,12 +7,14 @@ import {
   type Cluster,
   type DriveHealState,
   type DriveInfo,
+  GatewayStats,
   GetDriveInfo,
   HealStatus,
   StartHeal,
 } from '@tessera/protocol'
 import type { Iam } from '../iam/iam.ts'
 import { type Caller, IamError } from '../iam/operations.ts'
+import { mergeRequestStats, type RequestsReport } from './request-stats.ts'
 
 /** How long status calls wait for a node before reporting it offline. */
 export const STATUS_TIMEOUT_MS = 2000
@@ -69,6 +71,8 @@ export interface HealReport {
 export interface ClusterAdminOps {
   status(c: Caller): Promise<ClusterStatus>
   healStatus(c: Caller): Promise<HealReport>
+  /** Every gateway's S3 request counters, as the nodes hold them (GET /requests). */
+  requestStats(c: Caller): Promise<RequestsReport>
   startHeal(
     c: Caller,
     init: { node: string; drive: string; mode: 'full' | 'deep' },
@@ -197,6 +201,15 @@ export class ClusterAdmin implements ClusterAdminOps {
       capacity,
       health,
     }
+  }
+
+  async requestStats(c: Caller): Promise<RequestsReport> {
+    this.#iam.authorizeAdmin(c, 'admin:GetClusterStatus', 'cluster')
+    const peers = this.#cluster.peers
+    const answers = await this.#ask((id) =>
+      peers.call(this.#cluster.peer(id), GatewayStats, {}, { timeoutMs: STATUS_TIMEOUT_MS }),
+    )
+    return mergeRequestStats(answers.values())
   }
 
   async healStatus(c: Caller): Promise<HealReport> {

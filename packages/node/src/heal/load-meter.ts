@@ -2,12 +2,24 @@
  * How busy the node is with client work: RPCs from gateways over the last second, counted in
  * ten buckets of 100 ms. The scanner sleeps longer while this is high, so client traffic keeps
  * priority over background checks. Calls from other nodes (healing, scanning) do not count, or
- * the scanners of a set would slow each other down.
+ * the scanners of a set would slow each other down; nor do status and statistics calls.
  */
 import type { Handler, RpcDef, RpcServer } from '@tessera/protocol'
 
 const BUCKETS = 10
 const BUCKET_MS = 100
+
+/**
+ * Calls that are not client work: status polls and statistics (a console open on the Cluster
+ * page, every gateway's request counters every 5 s) must not slow the scanners down.
+ */
+const NOT_LOAD: ReadonlySet<string> = new Set([
+  'Health',
+  'GetDriveInfo',
+  'HealStatus',
+  'ReportGatewayStats',
+  'GatewayStats',
+])
 
 export class LoadMeter {
   readonly #clients: ReadonlySet<string>
@@ -41,6 +53,10 @@ export class LoadMeter {
   instrument(rpc: RpcServer): void {
     const handle = rpc.handle.bind(rpc)
     rpc.handle = <Req, Res>(def: RpcDef<Req, Res>, fn: Handler<Req, Res>): void => {
+      if (NOT_LOAD.has(def.name)) {
+        handle(def, fn)
+        return
+      }
       handle(def, (req, ctx) => {
         this.count(ctx.remoteId)
         return fn(req, ctx)
