@@ -210,8 +210,8 @@ t.test('install.sh: systemd units with the install paths; systemd-analyze verify
   const nodeUnit = await readFile(join(units, 'tessera-node.service'), 'utf8')
   const gatewayUnit = await readFile(join(units, 'tessera-gateway.service'), 'utf8')
   t.match(nodeUnit, `ExecStart=`)
-  t.match(nodeUnit, ` ${NODE_MAIN} start --config ${etc}/node.yaml\n`)
-  t.match(gatewayUnit, ` ${GATEWAY_MAIN} start --config ${etc}/gateway.yaml\n`)
+  t.match(nodeUnit, ` --single-threaded-gc ${NODE_MAIN} start --config ${etc}/node.yaml\n`)
+  t.match(gatewayUnit, ` --single-threaded-gc ${GATEWAY_MAIN} start --config ${etc}/gateway.yaml\n`)
   for (const unit of [nodeUnit, gatewayUnit]) {
     t.match(unit, /^Type=simple$/m)
     t.match(unit, /^User=tessera$/m)

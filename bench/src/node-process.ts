@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   type ClusterMap,
+  DAEMON_V8_FLAGS,
   generateIdentity,
   mapHash,
   type Peer,
@@ -39,7 +40,7 @@ export async function startBenchNode(opts: {
   k: number
   m: number
   connectionsPerPeer?: number
-  /** Extra node flags for the daemon, e.g. ['--single-threaded-gc']. */
+  /** The daemon's node flags; DAEMON_V8_FLAGS (as shipped) when undefined. */
   execArgv?: string[]
 }): Promise<BenchNode> {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-bench-'))
@@ -61,7 +62,7 @@ export async function startBenchNode(opts: {
   )
   const child = spawn(
     process.execPath,
-    [...(opts.execArgv ?? []), NODE_MAIN, 'start', '--config', join(dir, 'node.yaml')],
+    [...(opts.execArgv ?? DAEMON_V8_FLAGS), NODE_MAIN, 'start', '--config', join(dir, 'node.yaml')],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 // tessera-gateway: the S3 gateway's entry point. The only place that reads process.env and
 // creates the logger.
 import {

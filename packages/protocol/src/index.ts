@@ -30,6 +30,7 @@ export {
 export {
   ConfigError,
   type ConfigSource,
+  DAEMON_V8_FLAGS,
   LOG_LEVELS,
   readConfigSource,
   stopOnSignals,

@@ -57,7 +57,8 @@
  *    threads that compete with the other process for the 2 cores, and the channel streams at
  *    ~0.85-0.9x TLS. With `node --single-threaded-gc` in both processes (command line only:
  *    NODE_OPTIONS refuses it, and v8.setFlagsFromString at run time crashes V8) the same code
- *    streams at ~1.7x TLS with one process per side, using less CPU per byte than TLS.
+ *    streams at ~1.7x TLS with one process per side, using less CPU per byte than TLS. The
+ *    daemons run with it (DAEMON_V8_FLAGS in daemon.ts).
  *
  * 5. Flow control. send() returns socket.write's verdict: false means wait for 'drain'.
  *    Frames flow once a 'frame' listener is attached (as 'data' on a Readable); pause() stops

@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url'
 import { writeNewMasterKeyFile } from '@tessera/gateway'
 import {
   type ClusterMap,
+  DAEMON_V8_FLAGS,
   generateIdentity,
   type Identity,
   loadClusterMap,
@@ -102,7 +103,7 @@ export interface LocalClusterOptions {
    * `{ lifecycleIntervalMs: 500 }`). Read at every start.
    */
   nodeConfig?: Readonly<Record<string, string | number>>
-  /** Extra `node` flags for every process (e.g. `--max-old-space-size=512`). */
+  /** `node` flags for every process after DAEMON_V8_FLAGS (e.g. `--max-old-space-size=512`). */
   execArgv?: readonly string[]
   /**
    * A command that process `id` runs under, in front of `node` (such as `['ip', 'netns',
@@ -547,6 +548,7 @@ async function spawnDaemon(init: {
   const argv = [
     ...init.launcher,
     process.execPath,
+    ...DAEMON_V8_FLAGS,
     ...init.execArgv,
     init.main,
     'start',

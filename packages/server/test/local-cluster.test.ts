@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
@@ -60,6 +60,11 @@ t.test('startLocalCluster: 4 nodes, RS(2,2), one gateway, signed PUT and GET', a
   t.equal(await mode(cluster.credentialsPath), 0o600, 'credentials.yaml is 0600')
   t.equal(await mode(join(cluster.dir, 'n1', 'node.key')), 0o600)
   t.equal(await mode(join(cluster.dir, 'g1', 'gateway.key')), 0o600)
+  // Every daemon runs with the shipped V8 flags (DAEMON_V8_FLAGS).
+  for (const pid of Object.values(cluster.pids())) {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+    t.ok(argv.includes('--single-threaded-gc'), `process ${pid}: ${argv.slice(0, 3).join(' ')}`)
+  }
   t.same(Object.keys(cluster.pids()).sort(), ['g1', 'n1', 'n2', 'n3', 'n4'])
 
   const endpoint = cluster.gateways[0]!.endpoint
