@@ -11,11 +11,13 @@
 import { readFile } from 'node:fs/promises'
 import {
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteBucketPolicyCommand,
   DeleteObjectCommand,
   DeletePublicAccessBlockCommand,
   GetBucketPolicyCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutBucketPolicyCommand,
   PutBucketTaggingCommand,
@@ -328,6 +330,31 @@ t.test('identity, managed and bucket policies, guardrails and role limits', asyn
     )
     await eventually(() => succeeds(write()), 'the custom policy reaches the gateway')
     t.equal(await text(mia.s3, bucket, 'mia.txt'), 'mia', 'custom + readonly: mia reads her upload')
+    await refused(
+      t,
+      mia.s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'tagged.txt', Body: 'x', Tagging: 'a=b' }),
+      ),
+      'AccessDenied',
+      403,
+      'tags with an upload need s3:PutObjectTagging as well',
+    )
+    await refused(
+      t,
+      mia.s3.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'tagged.bin', Tagging: 'a=b' }),
+      ),
+      'AccessDenied',
+      403,
+      'so does a multipart upload with tags',
+    )
+    await refused(
+      t,
+      builder.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'tagged.txt' })),
+      'NotFound',
+      404,
+      'the refused upload left nothing',
+    )
     const other = await newBucket('other')
     await refused(
       t,

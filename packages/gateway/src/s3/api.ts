@@ -276,6 +276,28 @@ function route(
   return new S3Error('MethodNotAllowed', undefined, { Method: method, ResourceType: 'OBJECT' })
 }
 
+/**
+ * What an object upload (PutObject, CopyObject, CreateMultipartUpload) must be allowed beyond
+ * s3:PutObject: s3:PutObjectTagging when it sets tags (x-amz-tagging), as AWS requires. ACL
+ * headers need nothing more: AWS's own cross-account example grants s3:PutObject alone, with a
+ * condition on s3:x-amz-acl.
+ */
+export function uploadExtraActions(
+  method: string,
+  q: URLSearchParams,
+  headers: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const upload =
+    (method === 'PUT' &&
+      !q.has('acl') &&
+      !q.has('tagging') &&
+      !q.has('uploadId') &&
+      !q.has('partNumber')) ||
+    (method === 'POST' && q.has('uploads'))
+  if (!upload) return []
+  return headers['x-amz-tagging'] !== undefined ? ['s3:PutObjectTagging'] : []
+}
+
 export class S3Api {
   #deps: S3ApiInit
   #hostId = randomBytes(24).toString('base64')
@@ -436,6 +458,18 @@ export class S3Api {
             : {}),
           request,
         })
+      }
+      // Tags given with an upload need their own permission too, as in AWS.
+      if (b !== undefined && key !== undefined) {
+        for (const extra of uploadExtraActions(req.method, params, req.headers)) {
+          await this.#deps.access.authorize(who, {
+            action: extra,
+            bucket,
+            key,
+            bucketRecord: b,
+            request,
+          })
+        }
       }
       if (o.needsBucket && b === undefined) {
         throw new S3Error('NoSuchBucket', undefined, { BucketName: bucket })

@@ -233,13 +233,17 @@ export async function postObject(init: PostObjectInit): Promise<void> {
       headers: { ...req.headers, ...putHeaders },
       params,
     }
-    await deps.access.authorize(who, {
-      action: 's3:PutObject',
-      bucket: b.name,
-      key: objectKey,
-      bucketRecord: b,
-      request: facts,
-    })
+    for (const action of putHeaders['x-amz-tagging'] !== undefined
+      ? ['s3:PutObject', 's3:PutObjectTagging']
+      : ['s3:PutObject']) {
+      await deps.access.authorize(who, {
+        action,
+        bucket: b.name,
+        key: objectKey,
+        bucketRecord: b,
+        request: facts,
+      })
+    }
     checkExpectedOwner(req.headers['x-amz-expected-bucket-owner'], deps)
     checkExpectedOwner(fields.get('x-amz-expected-bucket-owner'), deps)
 
