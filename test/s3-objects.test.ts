@@ -474,6 +474,33 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
     t.same(tags2.TagSet, [{ Key: 'x', Value: 'y' }])
     const again = await b.send(new GetObjectCommand({ Bucket: bucket, Key: 'src' }))
     t.equal(sha256(await bodyBytes(again.Body)), sha256(data), 'tagging keeps the data')
+    // The x-amz-tagging header follows the Tagging document's rules.
+    const emojiKey = '🔑'.repeat(128) // 128 characters, 256 UTF-16 code units
+    await a.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'emoji-tag',
+        Body: 'x',
+        Tagging: `${encodeURIComponent(emojiKey)}=v`,
+      }),
+    )
+    const emoji = await a.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'emoji-tag' }))
+    t.same(emoji.TagSet, [{ Key: emojiKey, Value: 'v' }], 'a key of 128 characters is allowed')
+    for (const [tagging, what] of [
+      [`${encodeURIComponent('🔑'.repeat(129))}=v`, 'a key of 129 characters'],
+      ['aws:owner=me', 'an aws: key'],
+      ['a=1&a=2', 'a key twice'],
+      [Array.from({ length: 11 }, (_, i) => `k${i}=v`).join('&'), '11 tags'],
+    ]) {
+      const bad = await a
+        .send(new PutObjectCommand({ Bucket: bucket, Key: 'bad-tag', Body: 'x', Tagging: tagging }))
+        .catch(s3Fault)
+      t.match(bad, { code: 'InvalidTag', status: 400 }, `x-amz-tagging with ${what}`)
+    }
+    const none = await a
+      .send(new HeadObjectCommand({ Bucket: bucket, Key: 'bad-tag' }))
+      .catch(s3Fault)
+    t.match(none, { status: 404 }, 'no object from the refused uploads')
     const dels = await a.send(
       new DeleteObjectsCommand({
         Bucket: other,

@@ -32,8 +32,10 @@ import {
 import {
   accessControlPolicyXml,
   type Checksums,
+  checkTags,
   copyObjectResultXml,
   deleteResultXml,
+  MAX_OBJECT_TAGS,
   parseDelete,
   parseTagging,
   taggingXml,
@@ -59,18 +61,10 @@ export function versioningOf(b: BucketRecord): Versioning {
 /** The x-amz-tagging header (URL query form) as a tag map. */
 export function tagsFromHeader(v: string | undefined): Record<string, string> | undefined {
   if (v === undefined || v === '') return undefined
-  const tags: Record<string, string> = {}
-  for (const [k, val] of new URLSearchParams(v)) {
-    if (k in tags) throw new S3Error('InvalidTag', 'Cannot provide multiple Tags with the same key')
-    if (k.length === 0 || k.length > 128)
-      throw new S3Error('InvalidTag', 'The TagKey you have provided is invalid')
-    if (val.length > 256)
-      throw new S3Error('InvalidTag', 'The TagValue you have provided is invalid')
-    tags[k] = val
-  }
-  if (Object.keys(tags).length > 10)
-    throw new S3Error('InvalidTag', 'Object tags cannot be greater than 10')
-  return tags
+  const list = [...new URLSearchParams(v)].map(([key, value]) => ({ key, value }))
+  // The same rules as a Tagging document (characters counted as AWS does, no aws: prefix).
+  checkTags(list, { maxTags: MAX_OBJECT_TAGS, resource: 'object' })
+  return Object.fromEntries(list.map((t) => [t.key, t.value]))
 }
 
 function versionHeader(ctx: S3Context, b: BucketRecord, rec: VersionRecord): void {

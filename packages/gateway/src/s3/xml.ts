@@ -1129,6 +1129,16 @@ export function parseTagging(body: XmlBody, options: ParseTaggingOptions): Tag[]
     const fields = childrenOf(el, { Key: 'one', Value: 'one' })
     return { key: requiredText(fields, 'Key'), value: requiredText(fields, 'Value') }
   })
+  checkTags(tags, options)
+  return tags
+}
+
+/**
+ * AWS's tag rules, for a Tagging document and for the `x-amz-tagging` header alike: at most
+ * `maxTags` tags, keys of 1–128 characters not starting with `aws:`, values of 0–256
+ * characters, no key twice; breaking one is InvalidTag.
+ */
+export function checkTags(tags: readonly Tag[], options: ParseTaggingOptions): void {
   if (tags.length > options.maxTags) {
     throw invalidTag(
       options.resource === 'bucket'
@@ -1153,7 +1163,6 @@ export function parseTagging(body: XmlBody, options: ParseTaggingOptions): Tag[]
     if (seen.has(key)) throw invalidTag('Cannot provide multiple Tags with the same key')
     seen.add(key)
   }
-  return tags
 }
 
 /** One key (or version) a DeleteObjects body names. */
