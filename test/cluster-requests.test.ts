@@ -14,6 +14,7 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
 } from '@aws-sdk/client-s3'
+import type { GatewayRequestsView } from '@tessera/gateway'
 import {
   type GatewayRequestStats,
   GatewayStats,
@@ -28,16 +29,8 @@ import { adminCall, createProject, createUserWithKey } from './harness/admin.ts'
 import { ROOT, startCluster } from './harness/cluster.ts'
 import { s3Client, s3Fault } from './harness/s3.ts'
 
-interface GatewayView {
-  id: string
-  startedAt: string
-  at: string
-  requests: number
-  durationSum: number
-  durationCount: number
-  buckets: [number, number][]
-  errors: { client: number; server: number }
-}
+/** One gateway in GET /requests' answer, as the gateway types it. */
+type GatewayView = GatewayRequestsView
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

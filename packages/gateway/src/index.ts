@@ -12,6 +12,7 @@
  * ```
  */
 export { ADMIN_PREFIX } from './admin/admin-api.ts'
+export type { GatewayRequestsView, RequestsReport } from './admin/request-stats.ts'
 export type { AccessControl, Principal } from './auth/access.ts'
 export { ConfigError, type GatewayConfig, loadConfig, readCredentials } from './config.ts'
 export { Gateway, type GatewayComponents, type GatewayInit } from './gateway.ts'
