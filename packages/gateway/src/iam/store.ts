@@ -64,6 +64,8 @@ export class IamStore {
   #listeners: (() => void)[] = []
   /** Writes made by this gateway, so a concurrent load can tell it read too early. */
   #writes = 0
+  /** Writes of this gateway that started and have not been applied to the view yet. */
+  #inFlight = 0
   #used = new Map<string, { at: number; dirty: boolean }>()
   #usedTimer: NodeJS.Timeout | undefined
 
@@ -154,17 +156,22 @@ export class IamStore {
   async put(key: IamRecordKey, value: unknown): Promise<void> {
     // A load that started before this write must not replace the view after it (see #load).
     this.#writes++
-    const s = hlcNow()
-    const stamped: Stamped<unknown> = { v: value, s }
-    const drives = this.#drives
-    const results = await this.#cluster.callAll(drives, PutSystem, {
-      key: PREFIX + key,
-      value: stamped,
-    })
-    this.#cluster.requireWriteQuorum(results, `stored identity record ${key.split('/')[0]}`)
-    await this.#cluster.callAll(drives, PutSystem, { key: GEN_KEY, value: s })
-    this.#apply(this.#snapshot!, key, value)
-    if (s > this.#gen) this.#gen = s
+    this.#inFlight++
+    try {
+      const s = hlcNow()
+      const stamped: Stamped<unknown> = { v: value, s }
+      const drives = this.#drives
+      const results = await this.#cluster.callAll(drives, PutSystem, {
+        key: PREFIX + key,
+        value: stamped,
+      })
+      this.#cluster.requireWriteQuorum(results, `stored identity record ${key.split('/')[0]}`)
+      await this.#cluster.callAll(drives, PutSystem, { key: GEN_KEY, value: s })
+      this.#apply(this.#snapshot!, key, value)
+      if (s > this.#gen) this.#gen = s
+    } finally {
+      this.#inFlight--
+    }
   }
 
   /** Appends an entry to the audit log (quorum like any record). */
@@ -226,11 +233,14 @@ export class IamStore {
 
   async #load(): Promise<void> {
     const writes = this.#writes
+    const busy = this.#inFlight > 0
     const drives = this.#drives
-    const [genResults, results] = await Promise.all([
-      this.#cluster.callAll(drives, GetSystem, { key: GEN_KEY }),
-      this.#cluster.callAll(drives, ListSystem, { prefix: PREFIX }),
-    ])
+    // The generation first, then the records: writers store the records before the
+    // generation, so every change the generation read here counts is in the records read
+    // after it. (Read together, a change landing in between could be counted and missed,
+    // and no later poll would see a newer generation to load it.)
+    const genResults = await this.#cluster.callAll(drives, GetSystem, { key: GEN_KEY })
+    const results = await this.#cluster.callAll(drives, ListSystem, { prefix: PREFIX })
     const ok = results.flatMap((r) => (r.ok ? [r.value.entries] : []))
     if (ok.length < this.#cluster.readQuorum) {
       throw new StoreError(
@@ -264,9 +274,13 @@ export class IamStore {
     for (const [k, v] of newest) {
       if (v.v !== null) this.#apply(snap, k.slice(PREFIX.length) as IamRecordKey, v.v)
     }
-    // A write of this gateway landed while the records were being read: this view may lack
-    // it, and its gen would stop the next poll from noticing. Read again.
-    if (this.#snapshot !== undefined && this.#writes !== writes) return this.#load()
+    // A write of this gateway was under way when the records were read (it started during the
+    // read, or before it and had not been applied yet): this view may lack it, and its gen
+    // would stop the next poll from noticing. Read again once the writes have settled.
+    if (this.#snapshot !== undefined && (busy || this.#writes !== writes)) {
+      await new Promise((r) => setTimeout(r, 10))
+      return this.#load()
+    }
     this.#snapshot = snap
     this.#gen = Math.max(this.#gen, gen)
     for (const fn of this.#listeners) fn()
