@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os'
 import { Piscina } from 'piscina'
 import {
   type BatchTask,
+  backingBuffers,
   type CodecTask,
   type DecodeResult,
   type DecodeTask,
@@ -179,7 +180,7 @@ export class CodecPool implements BlockCodec {
       this.#outstanding++
       const message: BatchTask = { op: 'batch', tasks: batch.map((q) => q.task) }
       this.#pool
-        .run(message, { transferList: batch.flatMap((q) => q.transfer) })
+        .run(message, { transferList: [...new Set(batch.flatMap((q) => q.transfer))] })
         .then(
           (results: unknown[]) => {
             for (const [i, out] of results.entries()) settle(batch[i]!, out)
@@ -202,8 +203,7 @@ export class CodecPool implements BlockCodec {
   }
 
   decode(task: Omit<DecodeTask, 'op'>): Promise<DecodeResult> {
-    const transfer = task.chunks.filter((c): c is ArrayBuffer => c !== null)
-    return this.#run({ op: 'decode', ...task }, transfer)
+    return this.#run({ op: 'decode', ...task }, backingBuffers(task.chunks))
   }
 
   async hash(chunks: ArrayBuffer[]): Promise<{ hashes: BigUint64Array; chunks: ArrayBuffer[] }> {

@@ -41,8 +41,12 @@ export interface DecodeTask {
   block: number
   /** Data bytes of this block. */
   length: number
-  /** n slots: framed chunk [xxh64][chunk] read from shard i, or null; k or more present. */
-  chunks: (ArrayBuffer | null)[]
+  /**
+   * n slots: framed chunk [xxh64][chunk] read from shard i, or null; k or more present. A slot
+   * is a whole ArrayBuffer or a view of one; either way the whole buffer is handed over (the
+   * pool transfers it), so pass a view only of a buffer nothing else uses.
+   */
+  chunks: (ArrayBuffer | Uint8Array | null)[]
 }
 
 export type DecodeResult =
@@ -51,8 +55,11 @@ export type DecodeResult =
       /** k data chunks: [buffer, byte offset] each; the block is their concatenation, cut to length. */
       data: [ArrayBuffer, number][]
       chunkBytes: number
-      /** Every buffer of the task, given back (present chunks are referenced by `data`). */
-      buffers: ArrayBuffer[]
+      /**
+       * Every buffer of the task, given back (present chunks are referenced by `data`): the
+       * slots given, in slot order, as given (buffer or view), then the rebuilt chunks.
+       */
+      buffers: (ArrayBuffer | Uint8Array)[]
     }
   | {
       ok: false
@@ -60,7 +67,8 @@ export type DecodeResult =
       block: number
       expected: bigint
       actual: bigint
-      buffers: ArrayBuffer[]
+      /** The slots given, in slot order, as given (buffer or view). */
+      buffers: (ArrayBuffer | Uint8Array)[]
     }
 
 export interface HashTask {
@@ -117,13 +125,14 @@ export function runEncode(task: EncodeTask, h64: ChunkHasher): EncodeResult {
 export function runDecode(task: DecodeTask, h64: ChunkHasher): DecodeResult {
   const rs = code(task.k, task.m)
   const chunkBytes = Math.ceil(task.length / task.k)
-  const buffers = task.chunks.filter((c): c is ArrayBuffer => c !== null)
+  const buffers: (ArrayBuffer | Uint8Array)[] = task.chunks.filter((c) => c !== null)
   const shards: (Uint8Array | undefined)[] = []
-  for (const [i, framed] of task.chunks.entries()) {
-    if (framed === null) {
+  for (const [i, slot] of task.chunks.entries()) {
+    if (slot === null) {
       shards.push(undefined)
       continue
     }
+    const framed = slot instanceof ArrayBuffer ? new Uint8Array(slot) : slot
     if (framed.byteLength !== CHUNK_HASH_BYTES + chunkBytes) {
       throw CodecError.TRUNCATED_SHARD(
         i,
@@ -131,8 +140,8 @@ export function runDecode(task: DecodeTask, h64: ChunkHasher): DecodeResult {
         `framed chunk is ${framed.byteLength} bytes, expected ${CHUNK_HASH_BYTES + chunkBytes}`,
       )
     }
-    const chunk = new Uint8Array(framed, CHUNK_HASH_BYTES, chunkBytes)
-    const expected = new DataView(framed).getBigUint64(0, true)
+    const chunk = framed.subarray(CHUNK_HASH_BYTES)
+    const expected = new DataView(framed.buffer, framed.byteOffset, 8).getBigUint64(0, true)
     const actual = h64(chunk)
     if (actual !== expected)
       return { ok: false, shard: i, block: task.block, expected, actual, buffers }
@@ -153,6 +162,16 @@ export function runDecode(task: DecodeTask, h64: ChunkHasher): DecodeResult {
     }
   }
   return { ok: true, data, chunkBytes, buffers }
+}
+
+/** The distinct ArrayBuffers behind `items` (buffers and views): what a transfer list holds. */
+export function backingBuffers(items: readonly (ArrayBuffer | Uint8Array | null)[]): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>()
+  for (const b of items) {
+    if (b === null) continue
+    out.add(b instanceof ArrayBuffer ? b : (b.buffer as ArrayBuffer))
+  }
+  return [...out]
 }
 
 export function runHash(task: HashTask, h64: ChunkHasher): BigUint64Array {

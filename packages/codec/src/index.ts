@@ -38,6 +38,7 @@ export {
   DEFAULT_IN_FLIGHT_BLOCKS,
   type DecodeStreamInit,
   decodeStream,
+  donateChunk,
   donateStripe,
   type EncodedBlock,
   type EncodeStreamInit,

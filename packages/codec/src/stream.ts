@@ -12,7 +12,9 @@
  * decodeStream: reads framed chunks [xxh64][chunk] block by block from k shard sources
  * (data shards first: with them no arithmetic is needed), verifies every chunk, rebuilds
  * missing data chunks from parity, and yields the requested bytes as views of the chunks
- * (no concatenation). A source that fails (stream error, short read, checksum mismatch) is
+ * (no concatenation). A donated chunk (donateChunk) that is exactly one framed chunk goes to
+ * the codec uncopied; others are copied into a buffer of their own. One block is read ahead
+ * while the consumer takes the current one. A source that fails (stream error, short read, checksum mismatch) is
  * reported through onShardError and replaced by a spare source when one was given; a spare
  * is opened lazily and skips the blocks already done. Only the blocks covering the range are
  * read: callers open each shard at layout.shardSpan(size, first, last).
@@ -30,6 +32,18 @@ const donated = new WeakSet<ArrayBuffer>()
  */
 export function donateStripe(buffer: ArrayBuffer): void {
   donated.add(buffer)
+}
+
+const donatedChunks = new WeakSet<ArrayBuffer>()
+
+/**
+ * Gives up the buffer behind a shard stream's chunk: when the chunk is exactly one framed
+ * chunk, decodeStream hands it to the codec as it is (a worker gets the whole buffer by
+ * transfer) instead of copying it. For buffers of one's own, such as an RPC body frame's
+ * plaintext; the donor must not touch the buffer again.
+ */
+export function donateChunk(chunk: Uint8Array): void {
+  if (chunk.buffer instanceof ArrayBuffer) donatedChunks.add(chunk.buffer)
 }
 
 /** Blocks encoded or decoded ahead of the consumer, by default. */
@@ -150,7 +164,7 @@ export async function* encodeStream(
   }
 }
 
-/** One shard file's bytes, starting at the first block being read. */
+/** One shard file's bytes, starting at the first block being read (see {@link donateChunk}). */
 export type ShardStream = AsyncIterable<Uint8Array>
 
 export interface DecodeStreamInit {
@@ -170,7 +184,11 @@ export interface DecodeStreamInit {
   onShardError?: (shard: number, err: Error) => void
 }
 
-/** Reads exactly-sized frames from a byte stream, copying each into an owned ArrayBuffer. */
+/**
+ * Reads exactly-sized frames from a byte stream: a chunk that is exactly one frame, of a
+ * donated buffer ({@link donateChunk}), is taken as it is; anything else is copied into a new
+ * ArrayBuffer.
+ */
 class FrameReader {
   #it: AsyncIterator<Uint8Array>
   #rest: Uint8Array = new Uint8Array(0)
@@ -179,8 +197,17 @@ class FrameReader {
     this.#it = stream[Symbol.asyncIterator]()
   }
 
-  /** The next `bytes` bytes in a new ArrayBuffer, or, if the stream ends first, how many it had. */
-  async read(bytes: number): Promise<ArrayBuffer | number> {
+  /** The next `bytes` bytes, or, if the stream ends first, how many it had. */
+  async read(bytes: number): Promise<ArrayBuffer | Uint8Array | number> {
+    if (this.#rest.length === 0) {
+      const next = await this.#it.next()
+      if (next.done) return 0
+      const c = next.value
+      if (c.length === bytes && c.buffer instanceof ArrayBuffer && donatedChunks.delete(c.buffer)) {
+        return c
+      }
+      this.#rest = c
+    }
     const out = new ArrayBuffer(bytes)
     const view = new Uint8Array(out)
     let filled = 0
@@ -241,7 +268,7 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   }
 
   /** The framed chunk of `block` from `shard`, skipping the blocks a late spare missed. */
-  const chunkOf = async (shard: number, block: number): Promise<ArrayBuffer> => {
+  const chunkOf = async (shard: number, block: number): Promise<ArrayBuffer | Uint8Array> => {
     const r = readers.get(shard)!
     for (;;) {
       const at = r.at
@@ -260,7 +287,10 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   }
 
   /** Fills `chunks` with block `block` from k working shards, opening spares as shards fail. */
-  const gather = async (block: number, chunks: (ArrayBuffer | null)[]): Promise<void> => {
+  const gather = async (
+    block: number,
+    chunks: (ArrayBuffer | Uint8Array | null)[],
+  ): Promise<void> => {
     for (;;) {
       while (readers.size < layout.k && openSpare()) {}
       const todo = [...readers.keys()].filter((s) => chunks[s] === null)
@@ -282,7 +312,7 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
 
   const readBlock = async (block: number): Promise<Uint8Array[]> => {
     const length = layout.blockLength(size, block)
-    let chunks: (ArrayBuffer | null)[] = new Array(layout.n).fill(null)
+    let chunks: (ArrayBuffer | Uint8Array | null)[] = new Array(layout.n).fill(null)
     for (;;) {
       await gather(block, chunks)
       const r = await codec.decode({ k: layout.k, m: layout.m, block, length, chunks })
@@ -304,9 +334,20 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     }
   }
 
+  // One block is read ahead: the next block's chunks arrive and are checked while the consumer
+  // takes this one (at most two blocks per read in memory).
+  let ahead: Promise<Uint8Array[]> | undefined
+  const readAhead = (block: number): void => {
+    ahead = readBlock(block)
+    // Awaited below; until then a failure must not count as unhandled.
+    ahead.catch(() => {})
+  }
   try {
+    readAhead(first)
     for (let block = first; block <= last; block++) {
-      const data = await readBlock(block)
+      const data = await ahead!
+      ahead = undefined
+      if (block < last) readAhead(block + 1)
       const blockStart = block * layout.blockSize
       let pos = blockStart
       for (const piece of data) {
@@ -317,6 +358,8 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
       }
     }
   } finally {
+    // A read ahead still running uses the readers: let it settle before they close.
+    await ahead?.catch(() => {})
     await Promise.allSettled([...readers.values()].map((r) => r.reader.close()))
   }
 }

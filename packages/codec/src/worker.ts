@@ -2,7 +2,14 @@
 // time and sends every buffer back by transfer.
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import type { WorkerFailure } from './block-codec.ts'
-import { type BatchTask, type CodecTask, runDecode, runEncode, runHash } from './block-ops.ts'
+import {
+  type BatchTask,
+  backingBuffers,
+  type CodecTask,
+  runDecode,
+  runEncode,
+  runHash,
+} from './block-ops.ts'
 import { loadChunkHasher } from './chunk-hash.ts'
 import type { CodecErrorCode } from './errors.ts'
 
@@ -31,7 +38,7 @@ function runOne(task: CodecTask): { value: object; buffers: ArrayBuffer[] } {
       }
       case 'decode': {
         const r = runDecode(task, h64)
-        return { value: r, buffers: r.buffers }
+        return { value: r, buffers: backingBuffers(r.buffers) }
       }
       case 'hash': {
         const hashes = runHash(task, h64).buffer as ArrayBuffer
@@ -52,6 +59,7 @@ export default function run(message: BatchTask): object {
   const results = message.tasks.map(runOne)
   return moving(
     results.map((r) => r.value),
-    results.flatMap((r) => r.buffers),
+    // A buffer listed twice in a transfer list is a DataCloneError.
+    [...new Set(results.flatMap((r) => r.buffers))],
   )
 }

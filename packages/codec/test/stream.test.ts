@@ -4,6 +4,7 @@ import {
   CHUNK_HASH_BYTES,
   CodecPool,
   decodeStream,
+  donateChunk,
   donateStripe,
   type EncodedBlock,
   ErasureLayout,
@@ -277,4 +278,85 @@ t.test('whole stripe-sized source buffers are taken over without a copy', async 
   t.equal(donatedSeen.length, 3, 'three donated buffers')
   for (const b of donatedSeen)
     t.ok(sources.includes(b), 'a donated buffer became a stripe as it was')
+})
+
+t.test('donated framed chunks go to the codec uncopied, others are copied', async (t) => {
+  const pool = new CodecPool({ threads: 1 })
+  t.teardown(() => pool.close())
+  const layout = new ErasureLayout({ k: 2, m: 1, blockSize: 4096 })
+  const data = rng.bytes(3 * 4096 + 100)
+  const { files } = await shardFiles(layout, pool, data)
+  const frame = (b: number) =>
+    CHUNK_HASH_BYTES + layout.chunkBytes(layout.blockLength(data.length, b))
+  const given: { shard: number; buffer: ArrayBuffer; donated: boolean }[] = []
+  // Each framed chunk in a buffer of its own behind a 5-byte header, as an RPC body frame's
+  // plaintext; shard 0 donates its chunks, shard 1 does not.
+  const framedChunks = async function* (file: Uint8Array, shard: number) {
+    let at = 0
+    for (let b = 0; at < file.length; b++) {
+      const n = frame(b)
+      const buffer = new ArrayBuffer(5 + n)
+      const chunk = new Uint8Array(buffer, 5, n)
+      chunk.set(file.subarray(at, at + n))
+      at += n
+      if (shard === 0) donateChunk(chunk)
+      given.push({ shard, buffer, donated: shard === 0 })
+      yield chunk
+    }
+  }
+  const out: Uint8Array[] = []
+  for await (const piece of decodeStream({
+    layout,
+    codec: pool,
+    size: data.length,
+    open: (shard) => (shard < 2 ? framedChunks(files[shard]!, shard) : undefined),
+  })) {
+    out.push(Buffer.from(piece))
+  }
+  t.ok(equalBytes(Buffer.concat(out), data), 'the object reads back')
+  t.equal(given.length, 8, 'four blocks from each of two shards')
+  for (const g of given) {
+    if (g.donated) {
+      t.equal(
+        g.buffer.byteLength,
+        0,
+        `shard ${g.shard}: the donated buffer itself went to the worker`,
+      )
+    } else {
+      t.ok(g.buffer.byteLength > 5, `shard ${g.shard}: a chunk not donated stays with its source`)
+    }
+  }
+})
+
+t.test('decoding reads one block ahead of its consumer, no more', async (t) => {
+  const codec = await InlineCodec.create()
+  const layout = new ErasureLayout({ k: 2, m: 1, blockSize: 1024 })
+  const data = rng.bytes(6 * 1024)
+  const { files } = await shardFiles(layout, codec, data)
+  const frameBytes = CHUNK_HASH_BYTES + 512
+  const pulled = [0, 0]
+  const source = async function* (file: Uint8Array, shard: number) {
+    for (let at = 0; at < file.length; at += frameBytes) {
+      pulled[shard]!++
+      yield file.subarray(at, at + frameBytes)
+    }
+  }
+  const it = decodeStream({
+    layout,
+    codec,
+    size: data.length,
+    open: (shard) => (shard < 2 ? source(files[shard]!, shard) : undefined),
+  })[Symbol.asyncIterator]()
+  const first = await it.next()
+  t.equal(first.done, false)
+  // Let the read ahead run as far as it will.
+  await new Promise((r) => setTimeout(r, 50))
+  t.same(pulled, [2, 2], 'block 0 handed out, block 1 read ahead, block 2 not touched')
+  await it.next() // the second half of block 0
+  await it.next() // block 1
+  await new Promise((r) => setTimeout(r, 50))
+  t.same(pulled, [3, 3], 'taking block 1 starts block 2')
+  // A consumer that stops while a block is being read ahead: the read settles, sources close.
+  await it.return?.(undefined)
+  t.same(pulled, [3, 3], 'nothing more is read after the consumer stopped')
 })

@@ -120,6 +120,14 @@ export async function* readShardBlocks(
     lastBlock: number
   },
   h64: ChunkHasher,
+  opts: {
+    /**
+     * Read every batch into the same buffer: for a consumer that is done with a frame when it
+     * asks for the next one (the RPC body sender seals each frame as it sends it). Saves a
+     * buffer of up to READ_BATCH_BYTES per batch, and the garbage collections they cause.
+     */
+    reuseBuffer?: boolean
+  } = {},
 ): AsyncGenerator<Uint8Array> {
   const layout = new ErasureLayout({ k: req.k, m: 0, blockSize: req.blockSize })
   const blocks = layout.blockCount(req.size)
@@ -149,6 +157,7 @@ export async function* readShardBlocks(
   try {
     let block = req.firstBlock
     let offset = layout.shardSpan(req.size, block, block).offset
+    let spare: Buffer | undefined
     while (block <= req.lastBlock) {
       // Whole frames up to about READ_BATCH_BYTES (at least one).
       const frames: number[] = []
@@ -159,7 +168,10 @@ export async function* readShardBlocks(
         frames.push(len)
         bytes += len
       }
-      const buf = Buffer.allocUnsafeSlow(bytes)
+      const buf =
+        spare !== undefined && spare.length >= bytes
+          ? spare.subarray(0, bytes)
+          : Buffer.allocUnsafeSlow(bytes)
       let got = 0
       while (got < bytes) {
         const { bytesRead } = await fh.read(buf, got, bytes - got, offset + got)
@@ -191,6 +203,7 @@ export async function* readShardBlocks(
         block++
       }
       offset += got
+      if (opts.reuseBuffer && (spare === undefined || buf.buffer !== spare.buffer)) spare = buf
     }
   } finally {
     await fh.close()

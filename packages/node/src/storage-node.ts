@@ -400,7 +400,7 @@ export class StorageNode {
       // The span of the blocks asked for: what the body will carry when every chunk checks out.
       const layout = new ErasureLayout({ k: req.k, m: 0, blockSize: req.blockSize })
       const { length } = layout.shardSpan(req.size, req.firstBlock, req.lastBlock)
-      return withBody({ bytes: length }, readShardBlocks(d, req, h64))
+      return withBody({ bytes: length }, readShardBlocks(d, req, h64, { reuseBuffer: true }))
     })
 
     rpc.handle(DeleteVersion, async (req) => {

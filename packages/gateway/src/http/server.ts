@@ -202,6 +202,9 @@ export class Response {
   #headers: [string, string][] = []
   #status = '200 OK'
   #onAbort: (() => void)[] = []
+  /** The chunk a send waits to get written, while the socket has backpressure. */
+  #blocked: { chunk: Uint8Array; start: number; total: number; resolve: () => void } | undefined
+  #writableHooked = false
   /** Bytes of body sent, for the access log. */
   bytesSent = 0
   statusCode = 200
@@ -318,17 +321,42 @@ export class Response {
     })
     if (ok || done) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(new Error('the client went away'))
+      const onAbort = () => {
+        this.#blocked = undefined
+        reject(new Error('the client went away'))
+      }
       this.#onAbort.push(onAbort)
-      this.#res.onWritable((offset) => {
-        const [ok2, done2] = this.#res.tryEnd(chunk.subarray(offset - start), total)
-        if (ok2 || done2) {
+      this.#blocked = {
+        chunk,
+        start,
+        total,
+        resolve: () => {
           this.#onAbort = this.#onAbort.filter((f) => f !== onAbort)
           resolve()
-        }
-        return ok2
-      })
+        },
+      }
+      if (!this.#writableHooked) {
+        this.#writableHooked = true
+        this.#res.onWritable(this.#onWritable)
+      }
     })
+  }
+
+  /**
+   * uWS keeps one writable handler per response, registered once; it retries whatever chunk
+   * is blocked now. The waiting send resumes from a Node task (setImmediate), not from inside
+   * uWS's callback: promise reactions queued there are not run until Node itself next runs a
+   * callback, and with nothing else to do (the next block already read) the answer stalled.
+   */
+  readonly #onWritable = (offset: number): boolean => {
+    const b = this.#blocked
+    if (b === undefined) return true
+    const [ok, done] = this.#res.tryEnd(b.chunk.subarray(offset - b.start), b.total)
+    if (ok || done) {
+      this.#blocked = undefined
+      setImmediate(b.resolve)
+    }
+    return ok
   }
 
   /** Closes the connection at once (after a broken stream). */

@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto'
 import {
   type BlockCodec,
   decodeStream,
+  donateChunk,
   ErasureLayout,
   encodeStream,
   type ShardStream,
@@ -657,7 +658,11 @@ export class ObjectStore {
             },
             signal ? { signal } : {},
           )
-          yield* body
+          // Each body chunk is a frame's own plaintext, used nowhere else: the codec may take it.
+          for await (const chunk of body) {
+            donateChunk(chunk)
+            yield chunk
+          }
         })()
       },
     })

@@ -1,0 +1,56 @@
+// The uWS front end on its own: a large answer streamed to a client that reads slowly, so the
+// socket pushes back many times and every chunk after the first waits for onWritable.
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { listenHttp } from '../src/http/server.ts'
+
+const run = promisify(execFile)
+const MiB = 1024 * 1024
+
+t.test('a streamed answer finishes under backpressure with nothing else going on', async (t) => {
+  // The chunks are ready at once: after each wait for onWritable the next write only needs
+  // promise reactions to run. When they were left for uWS's callback to run, the answer
+  // stalled until some unrelated event woke Node (here: never, so curl timed out).
+  const chunks = Array.from({ length: 24 }, (_, i) => Buffer.alloc(MiB, i + 1))
+  const total = chunks.length * MiB
+  const want = createHash('sha256')
+  for (const c of chunks) want.update(c)
+  const server = await listenHttp({
+    host: '127.0.0.1',
+    port: 0,
+    handler: async (_req, res) => {
+      res.header('content-type', 'application/octet-stream')
+      await res.stream(
+        (async function* () {
+          for (const c of chunks) yield c
+        })(),
+        total,
+      )
+    },
+  })
+  t.teardown(() => server.close())
+
+  const { stdout } = await run(
+    'curl',
+    [
+      '--silent',
+      '--show-error',
+      '--limit-rate',
+      '16M',
+      '--max-time',
+      '20',
+      '--output',
+      '-',
+      `http://127.0.0.1:${server.port}/big`,
+    ],
+    { encoding: 'buffer', maxBuffer: 2 * total },
+  )
+  t.equal(stdout.length, total, 'every byte arrived')
+  t.equal(
+    createHash('sha256').update(stdout).digest('hex'),
+    want.digest('hex'),
+    'the bytes are the ones sent, in order',
+  )
+})
