@@ -234,6 +234,27 @@ t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
       .send(new HeadObjectCommand({ Bucket: bucket, Key: 'sha-mismatch' }))
       .catch(s3Fault)
     t.equal((after as { status?: number }).status, 404, 'nothing stored')
+    // A body large enough for the digest thread: checked the same way.
+    const bigBody = Buffer.alloc(300 * 1024, 7)
+    const bigMismatch = await signedFetch(endpoint, {
+      method: 'PUT',
+      path: `/${bucket}/sha-mismatch-large`,
+      headers: { 'x-amz-content-sha256': sha256(Buffer.alloc(300 * 1024, 8)) },
+      body: bigBody,
+    })
+    t.equal(bigMismatch.status, 400)
+    t.equal(
+      xmlCode(bigMismatch.text),
+      'XAmzContentSHA256Mismatch',
+      'large body: signed hash checked',
+    )
+    const bigSigned = await signedFetch(endpoint, {
+      method: 'PUT',
+      path: `/${bucket}/sha-large`,
+      headers: { 'x-amz-content-sha256': sha256(bigBody) },
+      body: bigBody,
+    })
+    t.equal(bigSigned.status, 200, 'large body with its right signed hash is stored')
     const skewed = await fetch(`${endpoint}/${bucket}`, {
       headers: {
         'x-amz-date': '20200101T000000Z',
