@@ -32,7 +32,15 @@ t.test('blocks come back checked; with reuseBuffer every batch uses one buffer',
     head.writeBigUInt64LE(hashes[0]!, 0)
     frames.push(head, chunk)
   }
-  const ref = { pool: 0, set: 0, slot: 0, bucket: 'bucket-1', key: 'k', dataDir: 'datadir-1', part: 1 }
+  const ref = {
+    pool: 0,
+    set: 0,
+    slot: 0,
+    bucket: 'bucket-1',
+    key: 'k',
+    dataDir: 'datadir-1',
+    part: 1,
+  }
   const path = d.shardPath(ref.bucket, ref.key, ref.dataDir, ref.part)
   await mkdir(dirname(path), { recursive: true })
   await writeFile(path, Buffer.concat(frames))
