@@ -485,3 +485,45 @@ t.test('identity files are private and never overwritten', async (t) => {
   await writeFile(junk, randomBytes(40), { mode: 0o600 })
   await t.rejects(loadIdentity(junk), { code: 'IDENTITY_INVALID' })
 })
+
+t.test(
+  'dialed channels reading at once through the shared read buffer keep their own bytes',
+  async (t) => {
+    // Dialed sockets read into one buffer of the process; each read must be copied out by its
+    // own channel before the next read of any socket lands there.
+    const l = await listen(t)
+    const pairs: { dialer: SecureChannel; listener: SecureChannel }[] = []
+    for (let i = 0; i < 4; i++) {
+      const accepted = l.nextChannel()
+      const dialer = await dial(t, l.port)
+      pairs.push({ dialer, listener: await accepted })
+    }
+    const sizes = [1, 1000, 65_536, 300_000, 1024 * 1024 + 17]
+    const sent = pairs.map(() => sizes.map((n) => randomBytes(n)))
+    const received = pairs.map(({ dialer }) => frames(dialer, sizes.length))
+    // Interleaved: every listener sends its next frame before any sends the one after.
+    for (let f = 0; f < sizes.length; f++) {
+      for (const [i, { listener }] of pairs.entries()) listener.send([sent[i]![f]!])
+    }
+    const got = await Promise.all(received)
+    for (const [i, frs] of got.entries()) {
+      t.ok(
+        frs.every((fr, f) => fr.equals(sent[i]![f]!)),
+        `channel ${i}: every frame intact and in order`,
+      )
+    }
+  },
+)
+
+t.test('a dialed channel not yet read from takes in a small frame and the close', async (t) => {
+  const { dialer, listener } = await connectedPair(t)
+  // No 'frame' listener yet: the dialer reads ahead (bounded), so both arrive regardless.
+  const frame = randomBytes(1000)
+  listener.send([frame])
+  listener.close()
+  await sleep(100)
+  const ended = closed(dialer)
+  const got = await frames(dialer, 1)
+  t.ok(got[0]!.equals(frame), 'the frame sent before the close is delivered')
+  t.equal(await ended, undefined, 'then the dialer closes, cleanly')
+})
