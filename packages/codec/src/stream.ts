@@ -14,9 +14,9 @@
  * missing data chunks from parity, and yields the requested bytes as views of the chunks
  * (no concatenation). A donated chunk (donateChunk) that is exactly one framed chunk goes to
  * the codec uncopied; others are copied into a buffer of their own. One block is read ahead
- * while the consumer takes the current one. A source that fails (stream error, short read, checksum mismatch) is
- * reported through onShardError and replaced by a spare source when one was given; a spare
- * is opened lazily and skips the blocks already done. Only the blocks covering the range are
+ * while the consumer takes the current one. A source that fails (stream error, short read,
+ * checksum mismatch) is reported through onShardError and replaced by a spare source when
+ * one was given; a spare is opened lazily and skips the blocks already done. Only the blocks covering the range are
  * read: callers open each shard at layout.shardSpan(size, first, last).
  */
 import type { BlockCodec } from './block-codec.ts'
