@@ -85,21 +85,17 @@ export class RequestStatsReporter {
   }
 }
 
-/** One gateway's snapshot as `GET /requests` answers it. */
-export interface GatewayRequestsView {
+/**
+ * One gateway's snapshot as `GET /requests` answers it: the counters as the gateway reported
+ * them (GatewayRequestStats), with its id and the times in ISO 8601.
+ */
+export type GatewayRequestsView = Omit<GatewayRequestStats, 'startedAt' | 'at'> & {
   /** The gateway's public id (its identity key, as the cluster map lists it). */
   id: string
   /** ISO 8601: when the gateway started (its counters count from then). */
   startedAt: string
   /** ISO 8601: when the gateway took the snapshot (its own clock). */
   at: string
-  requests: number
-  /** Seconds. */
-  durationSum: number
-  durationCount: number
-  /** Cumulative [upper bound in seconds, requests at or below it]; +Inf is durationCount. */
-  buckets: [number, number][]
-  errors: { client: number; server: number }
 }
 
 export interface RequestsReport {
