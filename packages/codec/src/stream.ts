@@ -12,7 +12,9 @@
  * decodeStream: reads framed chunks [xxh64][chunk] block by block from k shard sources
  * (data shards first: with them no arithmetic is needed), verifies every chunk, rebuilds
  * missing data chunks from parity, and yields the requested bytes as views of the chunks
- * (no concatenation). A donated chunk (donateChunk) that is exactly one framed chunk goes to
+ * (no concatenation). Sources that verify their own chunks (sourcesVerify: a node's ReadShard,
+ * checked on the node and authenticated by the channel) skip the codec when the k data chunks
+ * are there, so a healthy read costs no worker task at all. A donated chunk (donateChunk) that is exactly one framed chunk goes to
  * the codec uncopied; others are copied into a buffer of their own. One block is read ahead
  * while the consumer takes the current one. A source that fails (stream error, short read,
  * checksum mismatch) is reported through onShardError and replaced by a spare source when
@@ -182,6 +184,14 @@ export interface DecodeStreamInit {
   open(shard: number, span: ByteSpan): ShardStream | undefined
   /** Told of every shard that failed, and why (for healing). The read continues if it can. */
   onShardError?: (shard: number, err: Error) => void
+  /**
+   * The sources check every chunk's xxh64 before they yield it, and deliver it authenticated
+   * (a storage node's ReadShard over the secure channel). Then a block whose k data chunks
+   * all arrived is yielded as views of those chunks, without a codec task: with the data
+   * shards there is no arithmetic to do and nothing left to verify. Parity reconstruction
+   * still goes through the codec, which verifies again.
+   */
+  sourcesVerify?: boolean
 }
 
 /**
@@ -310,11 +320,34 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     }
   }
 
+  /** The block as views of its k data chunks, cut to `length`; undefined if one is missing. */
+  const dataViews = (
+    chunks: (ArrayBuffer | Uint8Array | null)[],
+    length: number,
+  ): Uint8Array[] | undefined => {
+    const chunkBytes = layout.chunkBytes(length)
+    const out: Uint8Array[] = []
+    let left = length
+    for (let s = 0; s < layout.k; s++) {
+      const c = chunks[s]
+      if (c === null || c === undefined) return undefined
+      const frame = c instanceof Uint8Array ? c : new Uint8Array(c)
+      const n = Math.min(left, chunkBytes)
+      left -= n
+      if (n > 0) out.push(frame.subarray(CHUNK_HASH_BYTES, CHUNK_HASH_BYTES + n))
+    }
+    return out
+  }
+
   const readBlock = async (block: number): Promise<Uint8Array[]> => {
     const length = layout.blockLength(size, block)
     let chunks: (ArrayBuffer | Uint8Array | null)[] = new Array(layout.n).fill(null)
     for (;;) {
       await gather(block, chunks)
+      if (init.sourcesVerify) {
+        const views = dataViews(chunks, length)
+        if (views !== undefined) return views
+      }
       const r = await codec.decode({ k: layout.k, m: layout.m, block, length, chunks })
       if (r.ok) {
         let left = length

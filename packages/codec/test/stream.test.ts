@@ -360,3 +360,69 @@ t.test('decoding reads one block ahead of its consumer, no more', async (t) => {
   await it.return?.(undefined)
   t.same(pulled, [3, 3], 'nothing more is read after the consumer stopped')
 })
+
+t.test(
+  'sources that verify their chunks skip the codec while the data chunks are there',
+  async (t) => {
+    const inline = await InlineCodec.create()
+    let decodes = 0
+    const codec: BlockCodec = {
+      encode: (task) => inline.encode(task),
+      decode: (task) => {
+        decodes++
+        return inline.decode(task)
+      },
+      hash: (chunks) => inline.hash(chunks),
+      close: () => inline.close(),
+    }
+    const layout = new ErasureLayout({ k: 3, m: 2, blockSize: 3000 })
+    const data = rng.bytes(5 * 3000 + 1234)
+    const { files } = await shardFiles(layout, codec, data)
+    const frameAt = (b: number) => b * (CHUNK_HASH_BYTES + layout.fullChunkBytes)
+    const read = async (
+      open: (
+        shard: number,
+        span: { offset: number; length: number },
+      ) => AsyncIterable<Uint8Array> | undefined,
+      range?: { start: number; end: number },
+    ) => {
+      decodes = 0
+      const out: Uint8Array[] = []
+      for await (const piece of decodeStream({
+        layout,
+        codec,
+        size: data.length,
+        sourcesVerify: true,
+        ...(range ? { range } : {}),
+        open,
+      })) {
+        out.push(Buffer.from(piece))
+      }
+      return Buffer.concat(out)
+    }
+    const whole = (shard: number, span: { offset: number; length: number }) =>
+      pieces(files[shard]!.subarray(span.offset, span.offset + span.length), 700)
+
+    t.ok(equalBytes(await read(whole), data), 'the whole object, short last block included')
+    t.equal(decodes, 0, 'no codec task while the data chunks are all there')
+    const range = { start: 2999, end: 4 * 3000 + 17 }
+    t.ok(
+      equalBytes(await read(whole, range), data.subarray(range.start, range.end)),
+      'a range across blocks',
+    )
+    t.equal(decodes, 0, 'no codec task for the range either')
+
+    // Data shard 1 fails at block 2: blocks 0 and 1 come from the data chunks, the rest are
+    // rebuilt from parity by the codec.
+    const failing = (shard: number, span: { offset: number; length: number }) => {
+      if (shard !== 1) return whole(shard, span)
+      const file = files[1]!.subarray(span.offset, span.offset + span.length)
+      return (async function* () {
+        yield file.subarray(0, frameAt(2))
+        throw new Error('drive gone')
+      })()
+    }
+    t.ok(equalBytes(await read(failing), data), 'the object, rebuilt where shard 1 failed')
+    t.equal(decodes, 4, 'the codec rebuilt blocks 2..5 only')
+  },
+)

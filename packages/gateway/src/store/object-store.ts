@@ -610,6 +610,8 @@ export class ObjectStore {
       codec,
       size: partSize,
       range: { start, end },
+      // A node checks every chunk it sends (readShardBlocks) and the channel authenticates it.
+      sourcesVerify: !inline,
       onShardError: (shard, err) => {
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
         if (drive) this.#miss(rec, drive, err.message, 'read')
