@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { loadConfig as loadGatewayConfig, readCredentials } from '@tessera/gateway'
 import { loadConfig as loadNodeConfig } from '@tessera/node'
-import { generateIdentity, mapHash, parseClusterMap } from '@tessera/protocol'
+import { DAEMON_V8_FLAGS, generateIdentity, mapHash, parseClusterMap } from '@tessera/protocol'
 import { freePort } from '@tessera/server'
 import t, { type Test } from 'tap'
 import { ensureDebianPackages } from './harness/debian.ts'
@@ -210,8 +210,10 @@ t.test('install.sh: systemd units with the install paths; systemd-analyze verify
   const nodeUnit = await readFile(join(units, 'tessera-node.service'), 'utf8')
   const gatewayUnit = await readFile(join(units, 'tessera-gateway.service'), 'utf8')
   t.match(nodeUnit, `ExecStart=`)
-  t.match(nodeUnit, ` --single-threaded-gc ${NODE_MAIN} start --config ${etc}/node.yaml\n`)
-  t.match(gatewayUnit, ` --single-threaded-gc ${GATEWAY_MAIN} start --config ${etc}/gateway.yaml\n`)
+  // The units pass the daemons' V8 flags (DAEMON_V8_FLAGS), all of them, in order.
+  const flags = DAEMON_V8_FLAGS.join(' ')
+  t.match(nodeUnit, ` ${flags} ${NODE_MAIN} start --config ${etc}/node.yaml\n`)
+  t.match(gatewayUnit, ` ${flags} ${GATEWAY_MAIN} start --config ${etc}/gateway.yaml\n`)
   for (const unit of [nodeUnit, gatewayUnit]) {
     t.match(unit, /^Type=simple$/m)
     t.match(unit, /^User=tessera$/m)

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc
+#!/usr/bin/env -S node --single-threaded-gc --heap-growing-percent=300
 import {
   generateIdentity,
   loadClusterMap,

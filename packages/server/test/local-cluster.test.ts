@@ -14,6 +14,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3'
+import { DAEMON_V8_FLAGS } from '@tessera/protocol'
 import t from 'tap'
 import { startLocalCluster } from '../src/local-cluster.ts'
 
@@ -63,7 +64,9 @@ t.test('startLocalCluster: 4 nodes, RS(2,2), one gateway, signed PUT and GET', a
   // Every daemon runs with the shipped V8 flags (DAEMON_V8_FLAGS).
   for (const pid of Object.values(cluster.pids())) {
     const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
-    t.ok(argv.includes('--single-threaded-gc'), `process ${pid}: ${argv.slice(0, 3).join(' ')}`)
+    for (const flag of DAEMON_V8_FLAGS) {
+      t.ok(argv.includes(flag), `process ${pid} has ${flag}: ${argv.slice(0, 4).join(' ')}`)
+    }
   }
   t.same(Object.keys(cluster.pids()).sort(), ['g1', 'n1', 'n2', 'n3', 'n4'])
 
