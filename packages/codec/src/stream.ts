@@ -14,12 +14,13 @@
  * missing data chunks from parity, and yields the requested bytes as views of the chunks
  * (no concatenation). Sources that verify their own chunks (sourcesVerify: a node's ReadShard,
  * checked on the node and authenticated by the channel) skip the codec when the k data chunks
- * are there, so a healthy read costs no worker task at all. A donated chunk (donateChunk) that is exactly one framed chunk goes to
- * the codec uncopied; others are copied into a buffer of their own. One block is read ahead
- * while the consumer takes the current one. A source that fails (stream error, short read,
- * checksum mismatch) is reported through onShardError and replaced by a spare source when
- * one was given; a spare is opened lazily and skips the blocks already done. Only the blocks covering the range are
- * read: callers open each shard at layout.shardSpan(size, first, last).
+ * are there, so a healthy read costs no worker task at all. A donated chunk (donateChunk)
+ * that is exactly one framed chunk goes to the codec uncopied; others are copied into a
+ * buffer of their own. One block is read ahead while the consumer takes the current one. A
+ * source that fails (stream error, short read, checksum mismatch) is reported through
+ * onShardError and replaced by a spare source when one was given; a spare is opened lazily
+ * and skips the blocks already done. Only the blocks covering the range are read: callers
+ * open each shard at layout.shardSpan(size, first, last).
  */
 import type { BlockCodec } from './block-codec.ts'
 import { CodecError, isCodecError } from './errors.ts'
@@ -320,23 +321,38 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     }
   }
 
-  /** The block as views of its k data chunks, cut to `length`; undefined if one is missing. */
-  const dataViews = (
+  /** A block of `length` bytes as views of its k data chunks, given as [buffer, byte offset]. */
+  const blockViews = (
+    data: [ArrayBufferLike, number][],
+    chunkBytes: number,
+    length: number,
+  ): Uint8Array[] => {
+    const out: Uint8Array[] = []
+    let left = length
+    for (const [buf, off] of data) {
+      const n = Math.min(left, chunkBytes)
+      left -= n
+      if (n > 0) out.push(new Uint8Array(buf, off, n))
+    }
+    return out
+  }
+
+  /** The block straight from its k framed data chunks; undefined if one is missing. */
+  const fromDataChunks = (
     chunks: (ArrayBuffer | Uint8Array | null)[],
     length: number,
   ): Uint8Array[] | undefined => {
-    const chunkBytes = layout.chunkBytes(length)
-    const out: Uint8Array[] = []
-    let left = length
+    const data: [ArrayBufferLike, number][] = []
     for (let s = 0; s < layout.k; s++) {
       const c = chunks[s]
       if (c === null || c === undefined) return undefined
-      const frame = c instanceof Uint8Array ? c : new Uint8Array(c)
-      const n = Math.min(left, chunkBytes)
-      left -= n
-      if (n > 0) out.push(frame.subarray(CHUNK_HASH_BYTES, CHUNK_HASH_BYTES + n))
+      data.push(
+        c instanceof Uint8Array
+          ? [c.buffer, c.byteOffset + CHUNK_HASH_BYTES]
+          : [c, CHUNK_HASH_BYTES],
+      )
     }
-    return out
+    return blockViews(data, layout.chunkBytes(length), length)
   }
 
   const readBlock = async (block: number): Promise<Uint8Array[]> => {
@@ -345,20 +361,11 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     for (;;) {
       await gather(block, chunks)
       if (init.sourcesVerify) {
-        const views = dataViews(chunks, length)
+        const views = fromDataChunks(chunks, length)
         if (views !== undefined) return views
       }
       const r = await codec.decode({ k: layout.k, m: layout.m, block, length, chunks })
-      if (r.ok) {
-        let left = length
-        const out: Uint8Array[] = []
-        for (const [buf, off] of r.data) {
-          const n = Math.min(left, r.chunkBytes)
-          left -= n
-          if (n > 0) out.push(new Uint8Array(buf, off, n))
-        }
-        return out
-      }
+      if (r.ok) return blockViews(r.data, r.chunkBytes, length)
       // The chunk buffers were handed over and came back with the answer, in slot order.
       let b = 0
       chunks = chunks.map((c) => (c === null ? null : r.buffers[b++]!))
