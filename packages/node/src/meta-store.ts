@@ -12,6 +12,9 @@ writer, which makes read-then-write steps safe without locks: when a group is co
 first reads what it needs (the versionId index, records a delete reports on, the parts of an
 upload being removed) from a store no other batch is changing, then resolves the group's
 operations in order, with later operations seeing the effects of earlier ones in the same group.
+A step that reads before it asks for a write (a commit unless superseded or deleted, a client's
+delete or the memory of one, a repair's final write) runs in the key's exclusive section
+(`exclusive`), so that no other such step on the same key comes between its read and its write.
 
 Each version has an index entry `I | bucket | key | versionId` whose value is the version's
 8 time bytes, so getVersion, deleteVersion and replacing a version (the 'null' version of an
@@ -219,10 +222,14 @@ export class GroupCommitter<T, R> {
 /** System-record prefix of version tombstones (see {@link MetaStore.deleteVersion}); 'local/' records are this drive's own and are never copied between drives. */
 export const TOMBSTONE_PREFIX = 'local/tomb/'
 
-/** A deleted version: when, and which (its modTime) when the drive held it. */
+/**
+ * A deleted version: when, and which (its modTime) when the drive held it; `leftover` when
+ * healing dropped it as the remains of a failed write or a missed delete, not a client.
+ */
 interface Tombstone {
   at: number
   modTime?: number
+  leftover?: true
 }
 
 function tombstoneKey(bucket: string, key: string, versionId: string): string {
@@ -379,6 +386,8 @@ export class MetaStore {
   #newestBytes = 0
   /** Bumped before and after every write of versions; a read that saw it change is not cached. */
   #versionWrites = 0
+  /** The last exclusive section queued for each key (bucket NUL key); see exclusive(). */
+  readonly #sections = new Map<string, Promise<void>>()
 
   private constructor(path: string, level: Level) {
     this.path = path
@@ -533,13 +542,81 @@ export class MetaStore {
     key: string,
     versionId: string,
     deleted?: VersionRecord,
+    options: { leftover?: boolean } = {},
   ): Promise<boolean> {
-    const tomb: Tombstone = { at: Date.now(), ...(deleted ? { modTime: deleted.modTime } : {}) }
+    const tomb: Tombstone = {
+      at: Date.now(),
+      ...(deleted ? { modTime: deleted.modTime } : {}),
+      ...(options.leftover ? { leftover: true } : {}),
+    }
     const [existed] = await this.#submit([
       { type: 'deleteVersion', bucket, key, versionId },
       { type: 'putSystem', key: tombstoneKey(bucket, key, versionId), value: tomb },
     ])
     return existed === true
+  }
+
+  /**
+   * Runs `fn` while no other exclusive section of the same key runs on this drive, in the order
+   * they were asked for. The committer orders writes, not the reads a step decides on: a step
+   * that reads, decides and writes (a commit unless deleted, a delete or the memory of one, a
+   * repair's final write) runs in a section so that no other such step comes between its read
+   * and its write.
+   */
+  async exclusive<T>(bucket: string, key: string, fn: () => Promise<T>): Promise<T> {
+    const id = `${bucket}\u0000${key}`
+    const before = this.#sections.get(id)
+    const run = before === undefined ? fn() : before.then(fn)
+    const done = run.then(
+      () => {},
+      () => {},
+    )
+    this.#sections.set(id, done)
+    try {
+      return await run
+    } finally {
+      if (this.#sections.get(id) === done) this.#sections.delete(id)
+    }
+  }
+
+  /**
+   * A client's delete of one version on this drive, in an exclusive section: the version is
+   * removed (its tombstone names it), or, when the drive does not hold it, the delete is
+   * remembered, since a repair or a late commit may be about to write it here. The removed
+   * record, if there was one.
+   */
+  async removeVersion(
+    bucket: string,
+    key: string,
+    versionId: string,
+  ): Promise<VersionRecord | undefined> {
+    return this.exclusive(bucket, key, async () => {
+      const rec = await this.getVersion(bucket, key, versionId)
+      if (rec === undefined) await this.markDeleted(bucket, key, versionId)
+      else await this.deleteVersion(bucket, key, versionId, rec)
+      return rec
+    })
+  }
+
+  /**
+   * A repair's final write, in an exclusive section: `record`, rebuilt from what the set's drives
+   * said at `readAt` (this node's clock), is written unless the drive meanwhile got a newer
+   * record under the same versionId ('newer') or a client deleted the version ('deleted', see
+   * wasDeleted). 'written' also gives the record it replaced, whose data may need to go.
+   */
+  async restoreVersion(
+    record: VersionRecord,
+    readAt: number,
+  ): Promise<{ outcome: 'written' | 'newer' | 'deleted'; replaced?: VersionRecord }> {
+    return this.exclusive(record.bucket, record.key, async () => {
+      const current = await this.getVersion(record.bucket, record.key, record.versionId)
+      if (current !== undefined && current.modTime > record.modTime) return { outcome: 'newer' }
+      if (await this.wasDeleted(record, readAt)) return { outcome: 'deleted' }
+      await this.putVersion(record)
+      return current === undefined
+        ? { outcome: 'written' }
+        : { outcome: 'written', replaced: current }
+    })
   }
 
   /** Records that a version was deleted where this drive did not hold it (a delete it got first). */
@@ -552,12 +629,16 @@ export class MetaStore {
   /**
    * Whether a client deleted `record` on this drive: the very version (same modTime), or, when
    * the drive did not hold it at the delete, any of its versionId written before the delete.
+   * With `readAt` (when a repair read the set, by this node's clock), also any client's delete
+   * of its versionId since then: what the repair read may be gone from the other drives too.
+   * (Healing's own removal of a stale leftover under the versionId is no such sign.)
    */
-  async wasDeleted(record: VersionRecord): Promise<boolean> {
+  async wasDeleted(record: VersionRecord, readAt?: number): Promise<boolean> {
     const t = (await this.getSystem(tombstoneKey(record.bucket, record.key, record.versionId))) as
       | Tombstone
       | undefined
     if (t === undefined) return false
+    if (readAt !== undefined && t.leftover !== true && t.at >= readAt) return true
     if (t.modTime !== undefined) return t.modTime === record.modTime
     return hlcMillis(record.modTime) <= t.at
   }

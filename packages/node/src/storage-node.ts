@@ -342,30 +342,39 @@ export class StorageNode {
       const d = this.drive(req)
       const rec = req.record
       d.objectPath(rec.bucket, rec.key) // validates the bucket name
-      const old =
-        rec.versionId === 'null' ? await d.meta.getVersion(rec.bucket, rec.key, 'null') : undefined
-      // A commit that arrives late (its link was cut, TCP delivered it when the link came back)
-      // must not undo what happened since: a newer 'null' version stays, and a version a
-      // client deleted stays deleted. The write is dropped; the caller sees it superseded.
-      if ((old !== undefined && old.modTime > rec.modTime) || (await d.meta.deletedBefore(rec))) {
+      if (req.tmpId !== undefined && rec.dataDir === undefined) {
+        throw new StoreError('INVALID_REQUEST', 'a commit with a tmp id needs the record’s dataDir')
+      }
+      // Decided and written in the key's exclusive section: no delete, repair or other commit
+      // of the key comes between the checks and the write.
+      const done = await d.meta.exclusive(rec.bucket, rec.key, async () => {
+        const old =
+          rec.versionId === 'null'
+            ? await d.meta.getVersion(rec.bucket, rec.key, 'null')
+            : undefined
+        // A commit that arrives late (its link was cut, TCP delivered it when the link came
+        // back) must not undo what happened since: a newer 'null' version stays, and a version
+        // a client deleted stays deleted. The write is dropped; the caller sees it superseded.
+        if ((old !== undefined && old.modTime > rec.modTime) || (await d.meta.deletedBefore(rec)))
+          return undefined
+        if (req.tmpId !== undefined) {
+          const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir!)
+          if (!moved) {
+            throw new StoreError(
+              'INVALID_REQUEST',
+              `nothing was written under tmp id ${req.tmpId}`,
+              { drive: d.path },
+            )
+          }
+        }
+        await d.meta.putVersion(rec)
+        return { old }
+      })
+      if (done === undefined) {
         if (req.tmpId !== undefined) await d.trash(d.tmpPath(req.tmpId))
         return { superseded: true }
       }
-      if (req.tmpId !== undefined) {
-        if (rec.dataDir === undefined) {
-          throw new StoreError(
-            'INVALID_REQUEST',
-            'a commit with a tmp id needs the record’s dataDir',
-          )
-        }
-        const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir)
-        if (!moved) {
-          throw new StoreError('INVALID_REQUEST', `nothing was written under tmp id ${req.tmpId}`, {
-            drive: d.path,
-          })
-        }
-      }
-      await d.meta.putVersion(rec)
+      const { old } = done
       if (old?.dataDir !== undefined && old.dataDir !== rec.dataDir) {
         await d.trash(d.dataPath(rec.bucket, rec.key, old.dataDir))
       }
@@ -405,13 +414,9 @@ export class StorageNode {
 
     rpc.handle(DeleteVersion, async (req) => {
       const d = this.drive(req)
-      const rec = await d.meta.getVersion(req.bucket, req.key, req.versionId)
-      if (rec === undefined) {
-        // Remembered anyway: a repair may be about to write this version here.
-        await d.meta.markDeleted(req.bucket, req.key, req.versionId)
-        return { existed: false }
-      }
-      await d.meta.deleteVersion(req.bucket, req.key, req.versionId, rec)
+      // Removed, or remembered when absent: a repair may be about to write this version here.
+      const rec = await d.meta.removeVersion(req.bucket, req.key, req.versionId)
+      if (rec === undefined) return { existed: false }
       if (rec.dataDir !== undefined) await d.trash(d.dataPath(req.bucket, req.key, rec.dataDir))
       return { existed: true }
     })

@@ -628,6 +628,83 @@ t.test('buckets and system records', async (t) => {
   t.notOk(await store.wasDeleted(version('alpha', 'k', 'v', later)), 'a later write is not')
 })
 
+t.test("a repair's write and a client's delete of the same key never interleave", async (t) => {
+  const store = await MetaStore.open({ path: join(t.testdir(), 'meta') })
+  t.teardown(() => store.close())
+  const now = Date.now()
+  const rec = (key: string) => version('b', key, 'null', now * 4096)
+  // The repair read the set before the delete; both steps start in the same tick, so without
+  // sections each reads before the other writes: the delete finds nothing and leaves only a
+  // tombstone, the repair finds no tombstone and writes the version back.
+  for (const first of ['repair', 'delete'] as const) {
+    const keys = Array.from({ length: 20 }, (_, i) => `${first}-${i}`)
+    const outcomes = await Promise.all(
+      keys.map(async (key) => {
+        const repair = () => store.restoreVersion(rec(key), now - 1000)
+        const remove = () => store.removeVersion('b', key, 'null')
+        return first === 'repair'
+          ? (await Promise.all([repair(), remove()]))[0].outcome
+          : (await Promise.all([remove(), repair()]))[1].outcome
+      }),
+    )
+    t.same(
+      new Set(outcomes),
+      new Set([first === 'repair' ? 'written' : 'deleted']),
+      `${first} first: the ${first === 'repair' ? 'write lands, then the delete' : 'repair sees the delete'}`,
+    )
+    const left = await Promise.all(keys.map((key) => store.getVersion('b', key, 'null')))
+    t.equal(
+      left.filter((v) => v !== undefined).length,
+      0,
+      `${first} first: every key stays deleted`,
+    )
+  }
+
+  // A delete before the set was read, of a version the drive did not hold, does not stop a
+  // repair of a later version under the same versionId; a delete since the read does.
+  await store.removeVersion('b', 'old', 'null')
+  const readAt = Date.now() + 1
+  await new Promise((r) => setTimeout(r, 5))
+  const later = version('b', 'old', 'null', (readAt + 1) * 4096)
+  t.same(await store.restoreVersion(later, readAt), { outcome: 'written' })
+  const newer = version('b', 'old', 'null', (readAt + 2) * 4096)
+  t.same(
+    await store.restoreVersion(later, readAt),
+    {
+      outcome: 'written',
+      replaced: later,
+    },
+    'the same version written again replaces itself',
+  )
+  await store.putVersion(newer)
+  t.same(await store.restoreVersion(later, readAt), { outcome: 'newer' }, 'a newer write stays')
+  await store.removeVersion('b', 'old', 'null')
+  t.same(
+    await store.restoreVersion(newer, readAt),
+    { outcome: 'deleted' },
+    'a delete since the read stops the write',
+  )
+  t.equal(await store.getVersion('b', 'old', 'null'), undefined)
+
+  // Healing dropping a stale 'null' leftover just before it writes the version the set agrees
+  // on is no client's delete: the write goes ahead.
+  const stale = version('b', 'over', 'null', now * 4096)
+  await store.putVersion(stale)
+  const healAt = Date.now()
+  await store.deleteVersion('b', 'over', 'null', stale, { leftover: true })
+  const agreed = version('b', 'over', 'null', (now + 1) * 4096)
+  t.same(await store.restoreVersion(agreed, healAt), { outcome: 'written' }, 'after a leftover')
+
+  // A failing section does not hold up the next one of its key.
+  await t.rejects(
+    store.exclusive('b', 'x', async () => {
+      throw new Error('boom')
+    }),
+    /boom/,
+  )
+  t.equal(await store.exclusive('b', 'x', async () => 7), 7)
+})
+
 t.test('group commit: concurrent writers share synced batches', async (t) => {
   const path = join(t.testdir(), 'meta')
   let store = await MetaStore.open({ path })

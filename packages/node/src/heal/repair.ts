@@ -27,8 +27,12 @@ of D's erasure set. The rules, in the order they run:
      place (shard-io's rewriteShard, the normal write path). Memory stays at a few blocks
      whatever the part size; the RS work runs in the codec worker pool.
    Then the record is written with D's index (and inline bytes), unless D meanwhile got a
-   newer record under the same versionId (a client write won the race). A replaced record's
-   data folder goes to trash, as CommitVersion does.
+   newer record under the same versionId (a client write won the race) or a client deleted
+   the version on D since the set was read (the others may have lost it too: writing it would
+   bring a deleted object back). Check and write run in the key's exclusive section on D
+   (MetaStore.restoreVersion), as a client's DeleteVersion and CommitVersion do, so a delete
+   lands before the check or after the write, never between. A replaced record's data folder
+   goes to trash, as CommitVersion does.
 
 Delete markers are records only. A holder whose shard fails while it is read for a repair is
 reported (`onBadShard`) so that its own node heals it.
@@ -162,6 +166,8 @@ export class Repairer {
   async repair(drive: Drive, req: RepairRequest, signal: AbortSignal): Promise<RepairOutcome> {
     const out = emptyOutcome()
     const others = this.#access.othersOf(drive.ref)
+    // A client's delete on this drive from now on may mean that what is read next is gone.
+    const readAt = Date.now()
     const [local, answers] = await Promise.all([
       req.versionId === undefined
         ? drive.meta.getVersions(req.bucket, req.key)
@@ -213,7 +219,7 @@ export class Repairer {
     }
     for (const g of agreed) {
       signal.throwIfAborted()
-      await this.#repairVersion(drive, g, localByVid, req.deep, signal, out)
+      await this.#repairVersion(drive, g, localByVid, req.deep, readAt, signal, out)
     }
     // A version asked for by id that no quorum holds yet (a write still committing).
     if (req.versionId !== undefined && agreed.length === 0 && local.length === 0) out.undecided++
@@ -238,9 +244,13 @@ export class Repairer {
       return false
     }
     try {
-      const current = await drive.meta.getVersion(v.bucket, v.key, v.versionId)
-      if (current?.modTime !== v.modTime) return false
-      await drive.meta.deleteVersion(v.bucket, v.key, v.versionId, v)
+      const removed = await drive.meta.exclusive(v.bucket, v.key, async () => {
+        const current = await drive.meta.getVersion(v.bucket, v.key, v.versionId)
+        if (current?.modTime !== v.modTime) return false
+        await drive.meta.deleteVersion(v.bucket, v.key, v.versionId, v, { leftover: true })
+        return true
+      })
+      if (!removed) return false
       if (v.dataDir !== undefined && !agreedDirs.has(v.dataDir))
         await drive.trash(drive.dataPath(v.bucket, v.key, v.dataDir))
       out.healed++
@@ -257,6 +267,7 @@ export class Repairer {
     g: Group,
     localByVid: Map<string, VersionRecord>,
     deep: boolean,
+    readAt: number,
     signal: AbortSignal,
     out: RepairOutcome,
   ): Promise<void> {
@@ -323,23 +334,19 @@ export class Repairer {
         }
       }
       signal.throwIfAborted()
-      const current = await drive.meta.getVersion(ref.bucket, ref.key, ref.versionId)
-      if (current !== undefined && current.modTime > ref.modTime) {
-        out.undecided++
-        return
-      }
-      // A client deleted this version from the drive while it was being rebuilt (the set was
-      // read before the delete): writing it now would bring a deleted object back.
-      if (await drive.meta.wasDeleted(ref)) {
-        out.undecided++
-        return
-      }
       const record: VersionRecord = { ...ref, erasure: { ...ref.erasure, index: idx } }
       delete record.inline
       if (inline !== undefined) record.inline = inline
-      await drive.meta.putVersion(record)
-      if (current?.dataDir !== undefined && current.dataDir !== ref.dataDir)
-        await drive.trash(drive.dataPath(ref.bucket, ref.key, current.dataDir))
+      // Not over a newer write under this versionId, and not over a client's delete on this
+      // drive since the set was read (writing it would bring a deleted object back): checked
+      // and written in the key's exclusive section, so no delete slips in between.
+      const { outcome, replaced } = await drive.meta.restoreVersion(record, readAt)
+      if (outcome !== 'written') {
+        out.undecided++
+        return
+      }
+      if (replaced?.dataDir !== undefined && replaced.dataDir !== ref.dataDir)
+        await drive.trash(drive.dataPath(ref.bucket, ref.key, replaced.dataDir))
       out.healed++
     } catch (err) {
       if (signal.aborted) throw err
