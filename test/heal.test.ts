@@ -5,7 +5,7 @@
  * checked on disk (shard files byte for byte, records field for field) and by reading the
  * objects back with the repaired drive's peers stopped, so that the repaired shards are needed.
  */
-import { readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   CompleteMultipartUploadCommand,
@@ -345,6 +345,58 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
       t.same(plain(srec2), plain(srec!), 'the same record, inline shard and index included')
       const st = await healStatus(c, ds)
       t.ok(st.healed >= 1, 'HealStatus counts the repair')
+    },
+  )
+
+  await t.test(
+    'a delete that lands while a repair rebuilds the object: nothing comes back, the rebuilt files go',
+    async (t) => {
+      // Big enough (a 48 MiB shard) that the rebuild is seen under way.
+      const o = await put({ bucket, key: 'racing/delete', data: bytes(96 * MiB, 21) })
+      const d = shardDrive(c, bucket, o.key, 0)
+      const ref = { pool: d.pool, set: d.set, slot: d.slot }
+      const [rec] = await versionsOn(c, d, bucket, o.key)
+      const dir = join(shardPath(d, rec!, 1), '..')
+      // The drive loses the object, record and files, without a client's delete.
+      await c.pool.call(c.peer(d.nodeId), DeleteVersion, {
+        ...ref,
+        bucket,
+        key: o.key,
+        versionId: 'null',
+      })
+      await c.pool.call(c.peer(d.nodeId), DeleteSystem, {
+        ...ref,
+        key: `local/tomb/${bucket}\u0000${o.key}\u0000null`,
+      })
+      t.equal(await stat(dir).catch(() => undefined), undefined, 'the drive lost the files')
+      const tmp = join(d.path, '.tessera', 'tmp')
+      const rebuilding = async () => (await readdir(tmp).catch(() => [])).length > 0
+      await c.pool.call(c.peer(d.nodeId), QueueHeal, {
+        ...ref,
+        items: [{ bucket, key: o.key, versionId: 'null', reason: 'read' }],
+      })
+      const seenBy = Date.now() + 10_000
+      while (!(await rebuilding())) {
+        if (Date.now() > seenBy) throw new Error('the rebuild was never seen under way')
+        await sleep(5)
+      }
+      t.pass('the shard is being rebuilt')
+      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.key }))
+      t.ok(await rebuilding(), 'the delete was acknowledged while the rebuild still ran')
+      await eventually('the rebuild ends', async () => ((await rebuilding()) ? undefined : true))
+      // Its part file was renamed into the data folder as the rebuild ended; the repair then
+      // found the client's delete, so no record, and the files go to trash.
+      await eventually(
+        'the rebuilt files leave the data folder',
+        async () => ((await stat(dir).catch(() => undefined)) === undefined ? true : undefined),
+        3000,
+      )
+      t.same(await versionsOn(c, d, bucket, o.key), [], 'no record came back on the drive')
+      await t.rejects(
+        s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.key })),
+        { name: 'NoSuchKey' },
+        'the object stays deleted',
+      )
     },
   )
 

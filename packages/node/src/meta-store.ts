@@ -602,20 +602,21 @@ export class MetaStore {
    * A repair's final write, in an exclusive section: `record`, rebuilt from what the set's drives
    * said at `readAt` (this node's clock), is written unless the drive meanwhile got a newer
    * record under the same versionId ('newer') or a client deleted the version ('deleted', see
-   * wasDeleted). 'written' also gives the record it replaced, whose data may need to go.
+   * wasDeleted). `current` is what the drive held under the versionId at the check: the
+   * record replaced, or the one that stays; whose data folder is not the record's may need to go.
    */
   async restoreVersion(
     record: VersionRecord,
     readAt: number,
-  ): Promise<{ outcome: 'written' | 'newer' | 'deleted'; replaced?: VersionRecord }> {
+  ): Promise<{ outcome: 'written' | 'newer' | 'deleted'; current?: VersionRecord }> {
     return this.exclusive(record.bucket, record.key, async () => {
       const current = await this.getVersion(record.bucket, record.key, record.versionId)
-      if (current !== undefined && current.modTime > record.modTime) return { outcome: 'newer' }
-      if (await this.wasDeleted(record, readAt)) return { outcome: 'deleted' }
+      const was = current === undefined ? {} : { current }
+      if (current !== undefined && current.modTime > record.modTime)
+        return { outcome: 'newer', ...was }
+      if (await this.wasDeleted(record, readAt)) return { outcome: 'deleted', ...was }
       await this.putVersion(record)
-      return current === undefined
-        ? { outcome: 'written' }
-        : { outcome: 'written', replaced: current }
+      return { outcome: 'written', ...was }
     })
   }
 

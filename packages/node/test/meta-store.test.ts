@@ -670,14 +670,15 @@ t.test("a repair's write and a client's delete of the same key never interleave"
   const newer = version('b', 'old', 'null', (readAt + 2) * 4096)
   t.same(
     await store.restoreVersion(later, readAt),
-    {
-      outcome: 'written',
-      replaced: later,
-    },
+    { outcome: 'written', current: later },
     'the same version written again replaces itself',
   )
   await store.putVersion(newer)
-  t.same(await store.restoreVersion(later, readAt), { outcome: 'newer' }, 'a newer write stays')
+  t.same(
+    await store.restoreVersion(later, readAt),
+    { outcome: 'newer', current: newer },
+    'a newer write stays',
+  )
   await store.removeVersion('b', 'old', 'null')
   t.same(
     await store.restoreVersion(newer, readAt),

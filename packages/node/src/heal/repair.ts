@@ -340,13 +340,17 @@ export class Repairer {
       // Not over a newer write under this versionId, and not over a client's delete on this
       // drive since the set was read (writing it would bring a deleted object back): checked
       // and written in the key's exclusive section, so no delete slips in between.
-      const { outcome, replaced } = await drive.meta.restoreVersion(record, readAt)
+      const { outcome, current } = await drive.meta.restoreVersion(record, readAt)
       if (outcome !== 'written') {
+        // The part files just rebuilt (or found) belong to no record here: a delete would
+        // have taken them with the record, so they go now, unless what stays uses them.
+        if (ref.dataDir !== undefined && current?.dataDir !== ref.dataDir)
+          await drive.trash(drive.dataPath(ref.bucket, ref.key, ref.dataDir))
         out.undecided++
         return
       }
-      if (replaced?.dataDir !== undefined && replaced.dataDir !== ref.dataDir)
-        await drive.trash(drive.dataPath(ref.bucket, ref.key, replaced.dataDir))
+      if (current?.dataDir !== undefined && current.dataDir !== ref.dataDir)
+        await drive.trash(drive.dataPath(ref.bucket, ref.key, current.dataDir))
       out.healed++
     } catch (err) {
       if (signal.aborted) throw err
