@@ -144,6 +144,20 @@ function shardPath(d: DriveSlot, rec: VersionRecord, part: number): string {
   return join(d.path, 'data', rec.bucket, h.slice(0, 2), h, rec.dataDir!, `part.${part}`)
 }
 
+/**
+ * Drive `d` loses the 'null' version of a key, record and files, as a lost record would, not
+ * as a client's delete: the tombstone the delete leaves (which rightly stops a repair from
+ * bringing a deleted version back) is dropped as well.
+ */
+async function loseVersion(c: TestCluster, d: DriveSlot, bucket: string, key: string) {
+  const ref = { pool: d.pool, set: d.set, slot: d.slot }
+  await c.pool.call(c.peer(d.nodeId), DeleteVersion, { ...ref, bucket, key, versionId: 'null' })
+  await c.pool.call(c.peer(d.nodeId), DeleteSystem, {
+    ...ref,
+    key: `local/tomb/${bucket}\u0000${key}\u0000null`,
+  })
+}
+
 async function fileOrUndefined(path: string): Promise<Buffer | undefined> {
   return readFile(path).catch(() => undefined)
 }
@@ -322,18 +336,7 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
       const [srec] = await versionsOn(c, ds, bucket, small.key)
       t.ok(srec?.inline && srec.inline.length > 0, 'an inline object')
       const sref = { pool: ds.pool, set: ds.set, slot: ds.slot }
-      await c.pool.call(c.peer(ds.nodeId), DeleteVersion, {
-        ...sref,
-        bucket,
-        key: small.key,
-        versionId: 'null',
-      })
-      // A lost record, not a client's delete: drop the tombstone the delete left, which would
-      // (rightly) stop a repair from bringing a deleted version back.
-      await c.pool.call(c.peer(ds.nodeId), DeleteSystem, {
-        ...sref,
-        key: `local/tomb/${bucket}\u0000${small.key}\u0000null`,
-      })
+      await loseVersion(c, ds, bucket, small.key)
       await c.pool.call(c.peer(ds.nodeId), QueueHeal, {
         ...sref,
         items: [{ bucket, key: small.key, versionId: 'null', reason: 'write-miss' }],
@@ -357,17 +360,7 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
       const ref = { pool: d.pool, set: d.set, slot: d.slot }
       const [rec] = await versionsOn(c, d, bucket, o.key)
       const dir = join(shardPath(d, rec!, 1), '..')
-      // The drive loses the object, record and files, without a client's delete.
-      await c.pool.call(c.peer(d.nodeId), DeleteVersion, {
-        ...ref,
-        bucket,
-        key: o.key,
-        versionId: 'null',
-      })
-      await c.pool.call(c.peer(d.nodeId), DeleteSystem, {
-        ...ref,
-        key: `local/tomb/${bucket}\u0000${o.key}\u0000null`,
-      })
+      await loseVersion(c, d, bucket, o.key)
       t.equal(await stat(dir).catch(() => undefined), undefined, 'the drive lost the files')
       const tmp = join(d.path, '.tessera', 'tmp')
       const rebuilding = async () => (await readdir(tmp).catch(() => [])).length > 0

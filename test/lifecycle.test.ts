@@ -150,6 +150,19 @@ async function setClock(c: TestCluster, days: number): Promise<number> {
   const since = Date.now()
   await Promise.all(c.nodes.map((n) => c.stop(n.id)))
   await Promise.all(c.nodes.map((n) => c.start(n.id)))
+  // The gateway may have found the nodes gone while they restarted and waits a back-off before
+  // it dials again: the checks that follow start once it says it can serve again.
+  const ready = `${c.gateways[0]!.endpoint}/_tessera/health/ready`
+  const until = Date.now() + 30_000
+  while (
+    (await fetch(ready).then(
+      (r) => r.status,
+      () => 0,
+    )) !== 200
+  ) {
+    if (Date.now() > until) throw new Error('the gateway was not ready 30 s after the restart')
+    await sleep(100)
+  }
   return since
 }
 
