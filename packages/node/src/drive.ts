@@ -9,8 +9,12 @@
  *   <drive>/data/<bucket>/<2 hex>/<object hash>/<data dir>/part.<N>
  * A write becomes visible only by commit: rename tmp/<tmpId> into data/, fsync the parent
  * folder, then write the version record with sync. A crash before the record leaves at most a
- * data folder no record points to (found and removed by the scanner, later) and never a
- * version without its data.
+ * data folder no record points to, and never a version without its data. Such orphans (and
+ * the files of a write that died between rename and record for any other reason) are found by
+ * sweepOrphans, once a day: a data folder that no version, upload or part record on the drive
+ * names, in two scans of the records around the walk of data/, and that is older than a day
+ * (no write keeps a folder unnamed that long: a streamed call's deadline is an hour, and tmp/
+ * is emptied after two) goes to trash.
  */
 import { createHash, randomUUID } from 'node:crypto'
 import {
@@ -26,6 +30,7 @@ import {
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type DriveRef, StoreError } from '@tessera/protocol'
+import { FULL_HEAL_PENDING_KEY } from './heal/scanner.ts'
 import { MetaStore } from './meta-store.ts'
 
 export const FORMAT_VERSION = 1
@@ -70,6 +75,25 @@ export const TMP_MAX_AGE_MS = 2 * 3_600_000
 export const TOMBSTONE_MAX_AGE_MS = 6 * 3_600_000
 /** How often tmp/ is swept for abandoned writes (and old tombstones dropped). */
 const TMP_SWEEP_EVERY_MS = 10 * 60_000
+/** Age below which a data folder no record names is left alone (see the design notes). */
+export const ORPHAN_MIN_AGE_MS = 24 * 3_600_000
+/** How often data/ is swept for data folders no record names. */
+const ORPHAN_SWEEP_EVERY_MS = 24 * 3_600_000
+
+/** What one orphan sweep of a drive did. */
+export interface OrphanSweep {
+  /** Data folders looked at. */
+  folders: number
+  /** Data folders no record names, moved to trash. */
+  removed: number
+  /** The sweep did not run: a whole-drive heal is under way. */
+  skipped?: true
+}
+
+async function subfolders(path: string): Promise<string[]> {
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => [])
+  return entries.filter((e) => e.isDirectory()).map((e) => e.name)
+}
 
 /** The object's folder name: the first 32 hex digits of sha256(bucket/key). */
 export function objectHash(bucket: string, key: string): string {
@@ -246,15 +270,74 @@ export class Drive {
     return removed
   }
 
-  /** Empties trash every `intervalMs` in the background, and old tmp/ leftovers with it. */
-  startTrashEmptier(intervalMs: number, onError: (err: unknown) => void): void {
+  /**
+   * Moves to trash every data folder under data/ that no record on this drive names and that
+   * is older than `minAgeMs` (see the design notes). A folder counts as unnamed only when the
+   * records read before the walk and those read after it both leave it out: a commit or a
+   * repair that names it meanwhile keeps it.
+   */
+  async sweepOrphans(minAgeMs = ORPHAN_MIN_AGE_MS): Promise<OrphanSweep> {
+    // A whole-drive heal under way may yet name folders it finds whole (and spare rebuilding
+    // them): no sweep until it is done.
+    if ((await this.meta.getSystem(FULL_HEAL_PENDING_KEY)) !== undefined)
+      return { folders: 0, removed: 0, skipped: true }
+    const before = await this.meta.dataDirsInUse()
+    const oldest = Date.now() - minAgeMs
+    const data = join(this.path, 'data')
+    const candidates: string[] = []
+    let folders = 0
+    for (const bucket of await subfolders(data)) {
+      for (const fan of await subfolders(join(data, bucket))) {
+        for (const object of await subfolders(join(data, bucket, fan))) {
+          const objectPath = join(data, bucket, fan, object)
+          for (const dataDir of await subfolders(objectPath)) {
+            folders++
+            if (before.has(dataDir)) continue
+            const st = await stat(join(objectPath, dataDir)).catch(() => undefined)
+            if (st !== undefined && st.mtimeMs < oldest) candidates.push(join(objectPath, dataDir))
+          }
+        }
+      }
+    }
+    let removed = 0
+    if (candidates.length > 0) {
+      const after = await this.meta.dataDirsInUse()
+      for (const path of candidates) {
+        const name = path.slice(path.lastIndexOf('/') + 1)
+        if (after.has(name)) continue
+        if (await this.trash(path)) removed++
+      }
+    }
+    return { folders, removed }
+  }
+
+  /**
+   * Empties trash every `intervalMs` in the background, old tmp/ leftovers with it, and once
+   * a day the data folders no record names (`onSwept` hears of each sweep).
+   */
+  startTrashEmptier(
+    intervalMs: number,
+    onError: (err: unknown) => void,
+    onSwept: (sweep: OrphanSweep) => void = () => {},
+  ): void {
     let lastTmp = Date.now()
+    let lastOrphans = Date.now()
+    let sweeping = false
     this.#trashTimer = setInterval(() => {
       this.emptyTrash().catch(onError)
       if (Date.now() - lastTmp > TMP_SWEEP_EVERY_MS) {
         lastTmp = Date.now()
         this.cleanTmp().catch(onError)
         this.meta.purgeTombstones(TOMBSTONE_MAX_AGE_MS).catch(onError)
+      }
+      if (!sweeping && Date.now() - lastOrphans > ORPHAN_SWEEP_EVERY_MS) {
+        lastOrphans = Date.now()
+        sweeping = true
+        this.sweepOrphans()
+          .then(onSwept, onError)
+          .finally(() => {
+            sweeping = false
+          })
       }
     }, intervalMs)
     this.#trashTimer.unref()

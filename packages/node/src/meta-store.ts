@@ -821,6 +821,24 @@ export class MetaStore {
     return out
   }
 
+  /**
+   * Every data folder a record on this drive names: object versions, multipart uploads and
+   * their parts. One pass over those records, for the orphan sweep (Drive.sweepOrphans).
+   */
+  async dataDirsInUse(): Promise<Set<string>> {
+    const out = new Set<string>()
+    for (const ns of [NAMESPACE.version, NAMESPACE.upload, NAMESPACE.part]) {
+      const { gte, lt } = namespaceRange(ns)
+      await this.#scan('list data folders in use', gte, lt, async (scan) => {
+        for (let e = await scan.next(); e !== undefined; e = await scan.next()) {
+          const dataDir = unpack<{ dataDir?: string }>(e[1]).dataDir
+          if (dataDir !== undefined) out.add(dataDir)
+        }
+      })
+    }
+    return out
+  }
+
   /** True when the bucket holds any version record (delete markers too): BucketNotEmpty. */
   async bucketHasVersions(name: string): Promise<boolean> {
     const prefix = versionScanPrefix(name)

@@ -236,8 +236,14 @@ export class StorageNode {
       })
     })
     for (const d of drives.values()) {
-      d.startTrashEmptier(init.trashIntervalMs ?? 10_000, (err) =>
-        log.warn({ drive: d.path, err: (err as Error).message }, 'emptying trash failed'),
+      d.startTrashEmptier(
+        init.trashIntervalMs ?? 10_000,
+        (err) =>
+          log.warn({ drive: d.path, err: (err as Error).message }, 'background cleanup failed'),
+        (sweep) => {
+          if (sweep.removed > 0)
+            log.info({ drive: d.path, ...sweep }, 'data folders no record names moved to trash')
+        },
       )
     }
     // Bucket lifecycle: started once the node serves, since it calls this node's drives too.

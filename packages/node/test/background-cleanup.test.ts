@@ -1,16 +1,23 @@
 /**
  * What the background removes: abandoned multipart uploads (the deployment default, when no
- * lifecycle rule covers them) and writes abandoned in tmp/ — and what it must leave alone.
+ * lifecycle rule covers them), writes abandoned in tmp/ and data folders no record names — and
+ * what it must leave alone.
  */
-import { mkdir, stat, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { HLC_COUNTER_SPAN, type UploadRecord } from '@tessera/protocol'
+import {
+  HLC_COUNTER_SPAN,
+  type PartRecord,
+  type UploadRecord,
+  type VersionRecord,
+} from '@tessera/protocol'
 import t from 'tap'
-import { Drive, TMP_MAX_AGE_MS } from '../src/drive.ts'
+import { Drive, ORPHAN_MIN_AGE_MS, TMP_MAX_AGE_MS } from '../src/drive.ts'
+import { FULL_HEAL_PENDING_KEY } from '../src/heal/scanner.ts'
 import { DAY_MS, type LifecycleRule, uploadDue } from '../src/lifecycle/rules.ts'
 
 const upload = (key: string, initiatedMs: number): UploadRecord => ({
-  bucket: 'b',
+  bucket: 'bkt',
   key,
   uploadId: 'u1',
   initiated: initiatedMs * HLC_COUNTER_SPAN,
@@ -52,4 +59,70 @@ t.test('tmp/: old abandoned writes go, recent ones stay', async (t) => {
   t.equal(await d.cleanTmp(), 1, 'one abandoned write removed')
   t.rejects(stat(join(tmp, 'old-write')), 'the old one is gone')
   t.ok((await stat(join(tmp, 'live-write'))).isDirectory(), 'a write in progress stays')
+})
+
+t.test('data/: old folders no record names go; named, young and unrelated ones stay', async (t) => {
+  let d: Drive | undefined
+  t.teardown(() => d?.close())
+  const dir = t.testdir()
+  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
+  const erasure = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+  const version: VersionRecord = {
+    bucket: 'bkt',
+    key: 'named',
+    versionId: 'null',
+    modTime: Date.now() * HLC_COUNTER_SPAN,
+    size: 100_000,
+    etag: 'e',
+    parts: [{ number: 1, size: 100_000, etag: 'e' }],
+    dataDir: 'dir-version',
+    erasure,
+  } as VersionRecord
+  await d.meta.putVersion(version)
+  await d.meta.putUpload({ ...upload('up', Date.now()), dataDir: 'dir-upload' })
+  const part: PartRecord = {
+    bucket: 'bkt',
+    key: 'up',
+    uploadId: 'u1',
+    number: 2,
+    size: 10,
+    etag: 'p',
+    modTime: Date.now() * HLC_COUNTER_SPAN,
+    dataDir: 'dir-part',
+    erasure,
+  }
+  await d.meta.putPart(part)
+  const past = new Date(Date.now() - ORPHAN_MIN_AGE_MS - 60_000)
+  const folder = async (key: string, dataDir: string, old: boolean) => {
+    const p = d!.dataPath('bkt', key, dataDir)
+    await mkdir(p, { recursive: true })
+    await writeFile(join(p, 'part.1'), 'x')
+    if (old) await utimes(p, past, past)
+    return p
+  }
+  const named = await folder('named', 'dir-version', true)
+  const uploadDir = await folder('up', 'dir-upload', true)
+  const partDir = await folder('up', 'dir-part', true)
+  const orphan = await folder('named', 'dir-orphan', true)
+  const otherKey = await folder('gone', 'dir-gone', true)
+  const young = await folder('new', 'dir-young', false)
+  t.same(await d.sweepOrphans(), { folders: 6, removed: 2 }, 'six folders, two orphans')
+  await t.rejects(stat(orphan), 'an old folder beside a named one goes')
+  await t.rejects(stat(otherKey), 'an old folder of a key without records goes')
+  for (const [p, what] of [
+    [named, 'a version names it'],
+    [uploadDir, 'an upload names it'],
+    [partDir, 'a part names it'],
+    [young, 'too young: a write may be committing it'],
+  ] as const) {
+    t.ok((await stat(p)).isDirectory(), `stays: ${what}`)
+  }
+  t.equal((await readdir(join(dir, '.tessera', 'trash'))).length, 2, 'the orphans are in trash')
+  t.same(await d.sweepOrphans(), { folders: 4, removed: 0 }, 'a second sweep finds nothing')
+  // While a whole-drive heal is under way, what it has not reached yet is left to it.
+  await folder('later', 'dir-later', true)
+  await d.meta.putSystem(FULL_HEAL_PENDING_KEY, { since: Date.now() })
+  t.same(await d.sweepOrphans(), { folders: 0, removed: 0, skipped: true }, 'no sweep mid-heal')
+  await d.meta.deleteSystem(FULL_HEAL_PENDING_KEY)
+  t.same(await d.sweepOrphans(), { folders: 5, removed: 1 }, 'the heal done, the sweep resumes')
 })
