@@ -24,9 +24,7 @@ of D's erasure set. The rules, in the order they run:
    - files: part by part, streaming: decodeStream over the holders' shard streams (ReadShard,
      verified chunk by chunk; data shards first, parity replacing a failing one) feeds
      encodeStream, whose D-th shard and header go to a tmp file, fsynced and renamed into
-     place (shard-io's rewriteShard, the normal write path). The sources verify what they
-     send, so a block whose data shards all arrived skips the decode (decodeStream's
-     sourcesVerify), as a GET's does. Memory stays at a few blocks
+     place (shard-io's rewriteShard, the normal write path). Memory stays at a few blocks
      whatever the part size; the RS work runs in the codec worker pool.
    Then the record is written with D's index (and inline bytes), unless D meanwhile got a
    newer record under the same versionId (a client write won the race) or a client deleted
@@ -432,9 +430,6 @@ export class Repairer {
         layout,
         codec,
         size,
-        // Every source checks each chunk's xxh64 as it reads it (readShardBlocks here, a peer's
-        // ReadShard over the authenticated channel): healthy blocks skip the codec.
-        sourcesVerify: true,
         open: (shard) => {
           const h = byShard.get(shard)
           if (h === undefined) return undefined
