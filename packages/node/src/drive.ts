@@ -284,7 +284,7 @@ export class Drive {
     const before = await this.meta.dataDirsInUse()
     const oldest = Date.now() - minAgeMs
     const data = join(this.path, 'data')
-    const candidates: string[] = []
+    const candidates: { path: string; dataDir: string }[] = []
     let folders = 0
     for (const bucket of await subfolders(data)) {
       for (const fan of await subfolders(join(data, bucket))) {
@@ -294,7 +294,8 @@ export class Drive {
             folders++
             if (before.has(dataDir)) continue
             const st = await stat(join(objectPath, dataDir)).catch(() => undefined)
-            if (st !== undefined && st.mtimeMs < oldest) candidates.push(join(objectPath, dataDir))
+            if (st !== undefined && st.mtimeMs < oldest)
+              candidates.push({ path: join(objectPath, dataDir), dataDir })
           }
         }
       }
@@ -302,10 +303,8 @@ export class Drive {
     let removed = 0
     if (candidates.length > 0) {
       const after = await this.meta.dataDirsInUse()
-      for (const path of candidates) {
-        const name = path.slice(path.lastIndexOf('/') + 1)
-        if (after.has(name)) continue
-        if (await this.trash(path)) removed++
+      for (const { path, dataDir } of candidates) {
+        if (!after.has(dataDir) && (await this.trash(path))) removed++
       }
     }
     return { folders, removed }
