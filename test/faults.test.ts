@@ -4,8 +4,9 @@
  * Workers PUT, GET, DELETE and run multipart uploads through two gateways while an injector,
  * at random, kills nodes with SIGKILL and restarts them, pauses one with SIGSTOP past the RPC
  * deadline, wipes a drive folder (a drive swap), and flips bytes in shard files. Destructive
- * faults (wipe, flip) wait until the previous one is healed, so no set ever loses more than
- * its parity — the tolerance the design promises. At the end every acknowledged write is
+ * faults (wipe, flip) wait until what earlier faults took is healed (whole-drive heals, the
+ * catch-up pass of a node back from a kill or a pause, the deep scan after a flip), so no set
+ * ever loses more than its parity — the tolerance the design promises. At the end every acknowledged write is
  * read back and checked against its SHA-256, every acknowledged delete is still deleted, and
  * after healing settles every object has all n shards on its drives, each chunk verified.
  *
@@ -76,9 +77,40 @@ async function healStates(c: TestCluster): Promise<DriveHealState[]> {
 }
 
 /**
- * Waits until no drive is healing and no repair is queued, and, with `passSince`, until every
- * drive has finished a pass (scan) that started at or after it; the time it took, or undefined
- * after `limitMs` (with what was still busy in `busyAtEnd`).
+ * Drives (by path) that must finish a whole pass started after the given time before they
+ * count as whole: a restarted or resumed node's drives (the catch-up pass finds the writes they
+ * missed), a drive with a flipped byte (the deep scan asked for finds it). `watchPasses` drops
+ * an entry once the drive is seen between passes with such a pass behind it.
+ */
+const passAfter = new Map<string, number>()
+
+/** Whether `d` finished a whole pass (lastCycleAt moves only for those) started at `since`. */
+const passedSince = (d: DriveHealState, since: number) =>
+  d.startedAt !== undefined &&
+  d.startedAt >= since &&
+  d.lastCycleAt !== undefined &&
+  d.lastCycleAt >= d.startedAt
+
+function prunePassAfter(states: DriveHealState[]): void {
+  for (const d of states) {
+    const since = passAfter.get(d.path)
+    if (since !== undefined && passedSince(d, since)) passAfter.delete(d.path)
+  }
+}
+
+/** Polls heal states until `until` resolves, keeping `passAfter` current. */
+async function watchPasses(c: TestCluster, until: () => boolean): Promise<void> {
+  while (!until()) {
+    prunePassAfter(await healStates(c))
+    await sleep(500)
+  }
+}
+
+/**
+ * Waits until no drive is healing and no repair is queued, every drive in `passAfter` has
+ * finished its pass, and, with `passSince`, until every drive has finished a whole pass that
+ * started at or after it; the time it took, or undefined after `limitMs` (with what was still
+ * busy in `busyAtEnd`).
  */
 async function settle(
   c: TestCluster,
@@ -89,13 +121,10 @@ async function settle(
   let calm = 0
   let busy: DriveHealState[] = []
   const passDone = (d: DriveHealState) =>
-    passSince === undefined ||
-    (d.startedAt !== undefined &&
-      d.startedAt >= passSince &&
-      d.lastCycleAt !== undefined &&
-      d.lastCycleAt >= d.startedAt)
+    (passSince === undefined || passedSince(d, passSince)) && !passAfter.has(d.path)
   while (Date.now() - start < limitMs) {
     const states = await healStates(c)
+    prunePassAfter(states)
     busy = states.filter((d) => d.state === 'healing' || d.queued > 0 || !passDone(d))
     const all = states.length === c.nodes.reduce((a, n) => a + n.drives.length, 0)
     calm = all && busy.length === 0 ? calm + 1 : 0
@@ -104,8 +133,9 @@ async function settle(
   }
   busyAtEnd = busy.map(
     (d) =>
-      `${d.path}: ${d.state}, ${d.queued} queued, ${d.done ?? '?'}/${d.total ?? '?'} done, ` +
-      `pass started ${d.startedAt ?? '?'}, last ended ${d.lastCycleAt ?? '?'}`,
+      `${d.path}: ${d.state}, ${d.queued} queued, ${d.waiting ?? 0} waiting, ` +
+      `${d.done ?? '?'}/${d.total ?? '?'} done, pass started ${d.startedAt ?? '?'}, ` +
+      `last ended ${d.lastCycleAt ?? '?'}, pass wanted after ${passAfter.get(d.path) ?? '-'}`,
   )
   return undefined
 }
@@ -245,9 +275,15 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
       const kind =
         first.shift() ??
         pick(['kill', 'kill', 'wipe', 'flip', 'flip', ...(paused ? [] : ['pause'])])
+      // Writes a stopped or frozen node missed lack its shards until its catch-up pass.
+      const missedSince = () => {
+        const at = Date.now()
+        for (const d of node.drives) passAfter.set(d, at)
+      }
       if (kind === 'kill') {
         await c.stop(node.id, 'SIGKILL')
         await sleep(500 + Math.random() * 1500)
+        missedSince()
         await c.start(node.id)
       } else if (kind === 'pause') {
         // Past the gateways' 10 s RPC deadline; once in the short form.
@@ -255,10 +291,12 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
         const pid = node.child!.pid!
         process.kill(pid, 'SIGSTOP')
         await sleep(11_000)
+        missedSince()
         process.kill(pid, 'SIGCONT')
       } else {
-        // Destructive faults stay within the parity: the previous one is healed first. Under
-        // a long load a whole-drive heal can outlast the wait: then this fault is skipped.
+        // Destructive faults stay within the parity: whatever earlier faults took (a drive, a
+        // flipped byte, writes a node missed while away) is healed first. Under a long load
+        // that can outlast the wait: then this fault is skipped.
         const left = deadline - Date.now()
         if ((await settle(c, Math.max(left, 120_000))) === undefined) {
           stats.faults.skipped = (stats.faults.skipped ?? 0) + 1
@@ -268,6 +306,7 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
           const drive = pick(node.drives)
           await c.stop(node.id)
           await rm(drive, { recursive: true, force: true })
+          missedSince()
           await c.start(node.id)
         } else {
           const drive = pick(node.drives)
@@ -276,6 +315,7 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
           const slot = c.layout.pools[0]!.sets.flatMap((s) => s.drives).find(
             (d) => d.path === drive,
           )!
+          passAfter.set(drive, Date.now())
           await c.pool.call(c.peer(node.id), StartHeal, {
             pool: slot.pool,
             set: slot.set,
@@ -289,7 +329,14 @@ t.test('no acknowledged byte is lost under faults', async (t) => {
     }
   }
 
-  await Promise.all([...Array.from({ length: WORKERS }, (_, w) => worker(w)), injector()])
+  let loadDone = false
+  const load = Promise.all([
+    ...Array.from({ length: WORKERS }, (_, w) => worker(w)),
+    injector(),
+  ]).finally(() => {
+    loadDone = true
+  })
+  await Promise.all([load, watchPasses(c, () => loadDone)])
   const loadEnd = Date.now()
 
   // Every node up, then a deep scan everywhere, then wait for calm.

@@ -4,12 +4,19 @@
  */
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import {
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3'
 import { objectHash } from '@tessera/node'
 import { placeObject, ReadVersions } from '@tessera/protocol'
 import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
-import { bytes, s3Client } from './harness/s3.ts'
+import { bodyBytes, bytes, s3Client } from './harness/s3.ts'
 
 t.test('a drive that missed a write is repaired within seconds', async (t) => {
   const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
@@ -52,4 +59,128 @@ t.test('a drive that missed a write is repaired within seconds', async (t) => {
   t.ok(healed, `the missed drive holds its record and shard again after ${took} ms`)
   // Well before the scanner's first cycle of a minute: the gateway's report did it.
   t.ok(took < 10_000, 'within seconds')
+})
+
+t.test('repairs a node could not take are sent again when it is back', async (t) => {
+  const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
+  const s3 = s3Client(c.gateways[0]!.endpoint)
+  const metrics = `${c.gateways[0]!.endpoint}/_tessera/metrics`
+  const pending = async () => {
+    const text = await (await fetch(metrics)).text()
+    return Number(/^tessera_heal_reports_pending (\S+)$/m.exec(text)?.[1] ?? Number.NaN)
+  }
+  await s3.send(new CreateBucketCommand({ Bucket: 'away' }))
+  t.equal(await pending(), 0, 'nothing pending at first')
+  const key = 'while-down.bin'
+  const { set, distribution } = placeObject(c.layout, 0, 'away', key)
+  const victim = set.drives[distribution[2]!]!
+  // The node is down for the write: the write reaches 3 drives, the report cannot be sent.
+  await c.stop(victim.nodeId, 'SIGKILL')
+  await s3.send(new PutObjectCommand({ Bucket: 'away', Key: key, Body: bytes(200_000, 9) }))
+  let held = 0
+  for (let i = 0; i < 50 && held === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    held = await pending()
+  }
+  t.ok(held >= 1, `the gateway holds the repair while the node is down (${held})`)
+  await new Promise((r) => setTimeout(r, 1500))
+  t.ok((await pending()) >= 1, 'and still holds it after a failed resend')
+  await c.start(victim.nodeId)
+  const started = Date.now()
+  let left = held
+  while (Date.now() - started < 40_000 && left > 0) {
+    await new Promise((r) => setTimeout(r, 200))
+    left = await pending()
+  }
+  t.equal(left, 0, 'the gateway sent it once the node was back')
+  const log = await readFile(c.gateways[0]!.logPath, 'utf8')
+  t.match(log, /repairs queued on the node after it could not take them/, 'and says so')
+  const ref = { pool: victim.pool, set: victim.set, slot: victim.slot }
+  let versions: unknown[] = []
+  for (let i = 0; i < 100 && versions.length === 0; i++) {
+    ;({ versions } = await c.pool.call(c.peer(victim.nodeId), ReadVersions, {
+      ...ref,
+      bucket: 'away',
+      key,
+    }))
+    if (versions.length === 0) await new Promise((r) => setTimeout(r, 100))
+  }
+  t.equal(versions.length, 1, 'the node holds the version')
+})
+
+t.test('a drive that missed a part does not count for the completion, and is healed', async (t) => {
+  const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
+  const s3 = s3Client(c.gateways[0]!.endpoint)
+  await s3.send(new CreateBucketCommand({ Bucket: 'parts' }))
+  const key = 'two-parts.bin'
+  const { set, distribution } = placeObject(c.layout, 0, 'parts', key)
+  const victim = set.drives[distribution[1]!]!
+  const others = c.nodes.map((n) => n.id).filter((id) => id !== victim.nodeId)
+  const body = [bytes(5 * 1024 * 1024, 11), bytes(300_000, 12)]
+  const { UploadId } = await s3.send(
+    new CreateMultipartUploadCommand({ Bucket: 'parts', Key: key }),
+  )
+  const upload = (n: number) =>
+    s3.send(
+      new UploadPartCommand({
+        Bucket: 'parts',
+        Key: key,
+        UploadId,
+        PartNumber: n,
+        Body: body[n - 1],
+      }),
+    )
+  const p1 = await upload(1)
+  // The victim's node is away while part 2 is uploaded, back for the completion.
+  await c.stop(victim.nodeId, 'SIGKILL')
+  const p2 = await upload(2)
+  await c.start(victim.nodeId)
+  await new Promise((r) => setTimeout(r, 1200))
+  await s3.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: 'parts',
+      Key: key,
+      UploadId,
+      MultipartUpload: {
+        Parts: [
+          { PartNumber: 1, ETag: p1.ETag },
+          { PartNumber: 2, ETag: p2.ETag },
+        ],
+      },
+    }),
+  )
+  const log = await readFile(c.gateways[0]!.logPath, 'utf8')
+  t.match(log, /does not hold part 2 of upload/, 'the victim refused to name a part it lacks')
+  const ref = { pool: victim.pool, set: victim.set, slot: victim.slot }
+  const hash = objectHash('parts', key)
+  const folder = join(victim.path, 'data', 'parts', hash.slice(0, 2), hash)
+  let whole = false
+  for (let i = 0; i < 100 && !whole; i++) {
+    const { versions } = await c.pool.call(c.peer(victim.nodeId), ReadVersions, {
+      ...ref,
+      bucket: 'parts',
+      key,
+    })
+    const v = versions[0]
+    if (v?.dataDir !== undefined) {
+      const files = await Promise.all(
+        [1, 2].map((n) => stat(join(folder, v.dataDir!, `part.${n}`)).catch(() => undefined)),
+      )
+      whole = files.every((f) => f?.isFile())
+    }
+    if (!whole) await new Promise((r) => setTimeout(r, 100))
+  }
+  t.ok(whole, 'the victim holds the version and both part files soon after')
+  // Read with two of the other nodes stopped: the victim's shards are needed.
+  await Promise.all(others.slice(0, 2).map((id) => c.stop(id)))
+  try {
+    const r = await s3.send(new GetObjectCommand({ Bucket: 'parts', Key: key }))
+    const got = await bodyBytes(r.Body)
+    t.ok(
+      got.equals(Buffer.concat(body)),
+      'the object reads back whole from the victim and one other',
+    )
+  } finally {
+    await Promise.all(others.slice(0, 2).map((id) => c.start(id)))
+  }
 })

@@ -5,8 +5,10 @@
  * checked on disk (shard files byte for byte, records field for field) and by reading the
  * objects back with the repaired drive's peers stopped, so that the repaired shards are needed.
  */
+import { execFile } from 'node:child_process'
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
@@ -77,6 +79,7 @@ async function startHealCluster(t: TestLike): Promise<TestCluster> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const run = promisify(execFile)
 
 /**
  * Starts stopped nodes, then waits out the gateway's back-off for peers it could not reach
@@ -534,5 +537,134 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
     } finally {
       await restart(c, ['n1', 'n2'])
     }
+  })
+
+  await t.test(
+    'a drive swapped while a peer is down stays healing until the peer is back',
+    async (t) => {
+      // Written while n1 is down: on n2, n3, n4 only.
+      await c.stop('n1')
+      const fresh: Obj[] = []
+      fresh.push(await put({ bucket, key: 'swap/big', data: bytes(400_000, 21) }))
+      fresh.push(await put({ bucket, key: 'swap/small', data: bytes(700, 22) }))
+      // n2 goes down, n4's drive is swapped: of the three holders only n3 answers. n4's full
+      // heal and n1's catch-up cannot tell whether they must hold these, until n2 is back.
+      await c.stop('n2')
+      const d4 = driveOfNode(c, 'n4')
+      const d1 = driveOfNode(c, 'n1')
+      await c.stop('n4')
+      await rm(d4.path, { recursive: true, force: true })
+      const restartAt = Date.now()
+      await restart(c, ['n1', 'n4'])
+      const waiting = await eventually(
+        'n4 reports versions waiting for peers',
+        async () => {
+          const s = await healStatus(c, d4)
+          return (s.waiting ?? 0) >= fresh.length ? s : undefined
+        },
+        30_000,
+      )
+      t.equal(waiting.state, 'healing', `n4 is still healing (${waiting.waiting} waiting)`)
+      await sleep(3000)
+      const later = await healStatus(c, d4)
+      t.equal(later.state, 'healing', 'and stays healing while n2 is down')
+      t.ok(
+        later.lastCycleAt === undefined || later.lastCycleAt < restartAt,
+        'no whole pass is reported for n4',
+      )
+      const n1 = await eventually(
+        'n1 reports versions waiting for peers',
+        async () => {
+          const s = await healStatus(c, d1)
+          return (s.waiting ?? 0) >= fresh.length ? s : undefined
+        },
+        30_000,
+      )
+      t.ok(
+        n1.lastCycleAt === undefined || n1.lastCycleAt < restartAt,
+        `n1's catch-up pass is not reported whole (${n1.waiting} waiting)`,
+      )
+
+      const backAt = Date.now()
+      await restart(c, ['n2'])
+      for (const d of [d4, d1]) {
+        await eventually(
+          `${d.nodeId} finishes a whole pass once n2 is back`,
+          async () => {
+            const s = await healStatus(c, d)
+            return s.state === 'idle' && (s.lastCycleAt ?? 0) >= backAt && !s.waiting
+              ? s
+              : undefined
+          },
+          90_000,
+        )
+      }
+      t.pass('n4 and n1 end their passes whole')
+      // Only n1 and n4 left: the versions must be on both, with their data.
+      await Promise.all([c.stop('n2'), c.stop('n3')])
+      try {
+        for (const o of [...objects, ...fresh]) {
+          t.equal(
+            sha256(await getBytes(s3, o)),
+            sha256(o.data),
+            `${o.bucket}/${o.key} reads back from n1 and n4`,
+          )
+        }
+      } finally {
+        await restart(c, ['n2', 'n3'])
+      }
+      objects.push(...fresh)
+    },
+  )
+
+  await t.test('a node frozen for a while catches up when it runs again', async (t) => {
+    const d = driveOfNode(c, 'n3')
+    const node = c.node('n3')
+    const logBefore = (await readFile(node.logPath, 'utf8')).length
+    // Frozen (SIGSTOP) while objects are written: the writes go on without it.
+    process.kill(node.child!.pid!, 'SIGSTOP')
+    const fresh: Obj[] = []
+    try {
+      fresh.push(await put({ bucket, key: 'frozen/big', data: bytes(250_000, 31) }))
+      fresh.push(await put({ bucket, key: 'frozen/small', data: bytes(900, 32) }))
+      await sleep(6000)
+    } finally {
+      process.kill(node.child!.pid!, 'SIGCONT')
+    }
+    await eventually(
+      'n3 notices it was stalled',
+      async () => {
+        const log = (await readFile(node.logPath, 'utf8')).slice(logBefore)
+        return log.includes('the node was stalled: running a catch-up pass') ? true : undefined
+      },
+      10_000,
+    )
+    t.pass('n3 logs that it was stalled and runs a catch-up pass')
+    for (const o of fresh) {
+      await eventually(`${o.key} reaches n3`, async () => {
+        const v = (await versionsOn(c, d, o.bucket, o.key))[0]
+        if (v === undefined) return undefined
+        if (v.dataDir === undefined) return v.inline !== undefined ? v : undefined
+        return (await stat(shardPath(d, v, 1)).catch(() => undefined)) ? v : undefined
+      })
+    }
+    t.pass('what was written while n3 was frozen is on its drive')
+    objects.push(...fresh)
+  })
+
+  await t.test('tessera-node heal --deep waits for the scan it started', async (t) => {
+    const node = c.node('n2')
+    const d = driveOfNode(c, 'n2')
+    const main = join(import.meta.dirname, '..', '..', 'packages', 'node', 'dist', 'src', 'main.js')
+    const asked = Date.now()
+    const { stdout } = await run(
+      process.execPath,
+      [main, 'heal', '--config', node.configPath, '--drive', d.path, '--deep'],
+      { timeout: 60_000 },
+    )
+    t.match(stdout, /deep scan of .* started/, 'it says the scan started')
+    t.match(stdout, /^done: idle, /m, 'and ends with the scan done')
+    const s = await healStatus(c, d)
+    t.ok((s.startedAt ?? 0) >= asked && (s.endedAt ?? 0) >= s.startedAt!, 'a pass ran since')
   })
 })

@@ -1,11 +1,12 @@
 // Real tessera-node processes on loopback, real Noise channels, real drives in temp folders:
 // round trips of shards and records through every RPC family.
 import { randomBytes, randomUUID } from 'node:crypto'
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { objectHash } from '@tessera/node'
 import {
   CommitPart,
+  CompleteUpload,
   DeleteBucket,
   DeleteSystem,
   DeleteUpload,
@@ -13,6 +14,7 @@ import {
   GetBucket,
   GetDriveInfo,
   GetSystem,
+  GetUpload,
   Health,
   ListBuckets,
   ListParts,
@@ -430,6 +432,176 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
       uploadId,
     })
     t.same(again.parts, [], 'parts went with the upload')
+  })
+
+  t.test('a late multipart completion never undoes a newer write or a delete', async (t) => {
+    // An upload with one part on one drive, completed there only after the key moved on.
+    const upload = async (key: string, versionId: string) => {
+      const p = place(c, 'photos', key)
+      const d = shardDrive(p, 0)
+      const peer = c.peer(d.nodeId)
+      const uploadId = randomUUID()
+      const erasure = { k: 4, m: 2, blockSize: BLOCK, distribution: p.distribution, index: 0 }
+      await c.pool.call(peer, PutUpload, {
+        ...ref(d),
+        record: { bucket: 'photos', key, uploadId, initiated: Date.now() * 4096, erasure },
+      })
+      const dataDir = randomUUID()
+      const tmpId = randomUUID()
+      const shard = (await shardFilesOf(p.layout, randomBytes(6000)))[0]!
+      await c.pool.call(
+        peer,
+        PutShard,
+        { ...ref(d), bucket: 'photos', key, dataDir, part: 1, tmpId, size: shard.length },
+        {
+          body: (async function* () {
+            yield shard
+          })(),
+        },
+      )
+      const modTime = Date.now() * 4096
+      await c.pool.call(peer, CommitPart, {
+        ...ref(d),
+        tmpId,
+        record: {
+          bucket: 'photos',
+          key,
+          uploadId,
+          number: 1,
+          size: 6000,
+          etag: 'e1',
+          modTime,
+          dataDir,
+          erasure,
+        },
+      })
+      const complete = () =>
+        c.pool.call(peer, CompleteUpload, {
+          ...ref(d),
+          uploadId,
+          record: {
+            bucket: 'photos',
+            key,
+            versionId,
+            modTime,
+            size: 6000,
+            etag: 'mp-2',
+            erasure,
+            parts: [{ number: 1, size: 6000, etag: 'e1' }],
+            dataDir,
+            deleteMarker: false,
+          },
+        })
+      const h = objectHash('photos', key)
+      const objectDir = join(d.path, 'data', 'photos', h.slice(0, 2), h)
+      const folder = async (): Promise<string[]> => readdir(objectDir).catch(() => [])
+      return { d, peer, uploadId, modTime, dataDir, complete, folder, objectDir }
+    }
+
+    // A newer 'null' write landed first: it stays, the upload goes with its files.
+    const u = await upload('mp-late.bin', 'null')
+    const newer = randomBytes(200_000)
+    await putObject(c, 'photos', 'mp-late.bin', newer, { modTime: u.modTime + 4096 })
+    t.same(await u.complete(), { superseded: true }, 'the late completion is superseded')
+    const { versions } = await c.pool.call(u.peer, ReadVersions, {
+      ...ref(u.d),
+      bucket: 'photos',
+      key: 'mp-late.bin',
+    })
+    t.same(
+      versions.map((v) => v.modTime),
+      [u.modTime + 4096],
+      'the newer version is the only one on the drive',
+    )
+    t.equal(Buffer.compare(await getObject(c, 'photos', 'mp-late.bin'), newer), 0, 'it reads')
+    const { record: gone } = await c.pool.call(u.peer, GetUpload, {
+      ...ref(u.d),
+      bucket: 'photos',
+      key: 'mp-late.bin',
+      uploadId: u.uploadId,
+    })
+    t.equal(gone, undefined, 'the upload is gone')
+    t.notOk((await u.folder()).includes(u.dataDir), "the upload's folder went to trash")
+
+    // The version was deleted on the drive before its completion arrived.
+    const vid = randomUUID()
+    const v = await upload('mp-gone.bin', vid)
+    await c.pool.call(v.peer, DeleteVersion, {
+      ...ref(v.d),
+      bucket: 'photos',
+      key: 'mp-gone.bin',
+      versionId: vid,
+    })
+    t.same(await v.complete(), { superseded: true }, 'a deleted version does not appear')
+    const after = await c.pool.call(v.peer, ReadVersions, {
+      ...ref(v.d),
+      bucket: 'photos',
+      key: 'mp-gone.bin',
+    })
+    t.same(after.versions, [], 'no version on the drive')
+
+    // A drive that lacks a chosen part, or holds another upload of it, names nothing.
+    const x = await upload('mp-lack.bin', 'null')
+    const completeWith = (parts: { number: number; size: number; etag: string }[]) =>
+      c.pool.call(x.peer, CompleteUpload, {
+        ...ref(x.d),
+        uploadId: x.uploadId,
+        record: {
+          bucket: 'photos',
+          key: 'mp-lack.bin',
+          versionId: 'null',
+          modTime: x.modTime,
+          size: parts.reduce((a, p) => a + p.size, 0),
+          etag: 'mp-2',
+          erasure: {
+            k: 4,
+            m: 2,
+            blockSize: BLOCK,
+            distribution: place(c, 'photos', 'mp-lack.bin').distribution,
+            index: 0,
+          },
+          parts,
+          dataDir: x.dataDir,
+          deleteMarker: false,
+        },
+      })
+    await t.rejects(
+      completeWith([
+        { number: 1, size: 6000, etag: 'e1' },
+        { number: 2, size: 9000, etag: 'e2' },
+      ]),
+      { code: 'SHARD_NOT_FOUND', message: /does not hold part 2 of upload/ },
+      'a part it never got',
+    )
+    await t.rejects(
+      completeWith([{ number: 1, size: 6000, etag: 'other' }]),
+      { code: 'SHARD_NOT_FOUND' },
+      'another upload of the part',
+    )
+    await rm(join(x.objectDir, x.dataDir, 'part.1'))
+    await t.rejects(
+      completeWith([{ number: 1, size: 6000, etag: 'e1' }]),
+      { code: 'SHARD_NOT_FOUND', message: /does not hold the files of upload .*part 1: missing/ },
+      'a part whose file is gone',
+    )
+    const lackAfter = await c.pool.call(x.peer, ReadVersions, {
+      ...ref(x.d),
+      bucket: 'photos',
+      key: 'mp-lack.bin',
+    })
+    t.same(lackAfter.versions, [], 'no version written')
+    const kept = await c.pool.call(x.peer, GetUpload, {
+      ...ref(x.d),
+      bucket: 'photos',
+      key: 'mp-lack.bin',
+      uploadId: x.uploadId,
+    })
+    t.ok(kept.record, 'the upload stays')
+
+    // In time, the completion writes the version and keeps the part files.
+    const w = await upload('mp-ok.bin', 'null')
+    t.same(await w.complete(), {}, 'an ordinary completion')
+    t.ok((await w.folder()).includes(w.dataDir), 'its folder stays')
   })
 
   t.test('system records', async (t) => {

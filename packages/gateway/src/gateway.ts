@@ -100,9 +100,9 @@ export class Gateway {
     const pool = new CodecPool(
       init.codecThreads !== undefined ? { threads: init.codecThreads } : {},
     )
-    metrics.watch({ cluster, codec: pool })
-    const inlineCodec = await InlineCodec.create()
     const heal = new HealReporter(cluster, log)
+    metrics.watch({ cluster, codec: pool, healReports: heal })
+    const inlineCodec = await InlineCodec.create()
     const objects = new ObjectStore({
       cluster,
       codec: pool,

@@ -156,6 +156,7 @@ export class GatewayMetrics {
   #timeoutMs: number
   #cluster: Cluster | undefined
   #codec: CodecPoolStats | undefined
+  #healReports: { readonly pending: number } | undefined
   /** Busy worker-seconds at the last utilization reading, and the value then. */
   #util = { at: performance.now(), busy: 0, value: 0 }
   #last: DriveProbe | undefined
@@ -275,6 +276,16 @@ export class GatewayMetrics {
         busy.inc(this.#codec?.busySeconds ?? 0)
       },
     })
+    const reports: Gauge = new Gauge({
+      name: 'tessera_heal_reports_pending',
+      help:
+        'Repairs this gateway holds for nodes that could not take them yet (missed writes, bad ' +
+        'shards found by reads); sent again with back-off for 10 minutes.',
+      registers,
+      collect: () => {
+        reports.set(this.#healReports?.pending ?? 0)
+      },
+    })
     const util: Gauge = new Gauge({
       name: 'tessera_codec_pool_utilization',
       help: "Fraction of the codec workers' time with work (0..1) since the previous scrape.",
@@ -290,8 +301,13 @@ export class GatewayMetrics {
    * The S3 request metrics work without it; the node, drive and heal figures and readiness
    * need it.
    */
-  watch(init: { cluster: Cluster; codec?: CodecPoolStats }): void {
+  watch(init: {
+    cluster: Cluster
+    codec?: CodecPoolStats
+    healReports?: { readonly pending: number }
+  }): void {
     this.#cluster = init.cluster
+    if (init.healReports) this.#healReports = init.healReports
     if (init.codec) {
       this.#codec = init.codec
       this.#util = { at: performance.now(), busy: init.codec.busySeconds, value: 0 }

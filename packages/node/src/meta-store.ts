@@ -37,6 +37,7 @@ batches. `lastScanSteps` counts the entries read from LevelDB by the last listin
 
 import {
   type BucketRecord,
+  type Hlc,
   hlcMillis,
   type PartRecord,
   type UploadRecord,
@@ -224,11 +225,12 @@ export const TOMBSTONE_PREFIX = 'local/tomb/'
 
 /**
  * A deleted version: when, and which (its modTime) when the drive held it; `leftover` when
- * healing dropped it as the remains of a failed write or a missed delete, not a client.
+ * healing dropped it as the remains of a failed write or a missed delete, or a gateway undid a
+ * write that missed its quorum: not a client's delete.
  */
 interface Tombstone {
   at: number
-  modTime?: number
+  modTime?: Hlc
   leftover?: true
 }
 
@@ -584,17 +586,39 @@ export class MetaStore {
    * removed (its tombstone names it), or, when the drive does not hold it, the delete is
    * remembered, since a repair or a late commit may be about to write it here. The removed
    * record, if there was one.
+   *
+   * With `only`, a gateway's undo of one write (modTime `only`) that missed its quorum: the
+   * record is removed only if it is that write. Otherwise (the commit has not arrived yet, or
+   * a newer write under the id is here) nothing is removed, and the tombstone says that the
+   * write was undone, so its commit, should it arrive late, is dropped (`deletedBefore`).
    */
   async removeVersion(
     bucket: string,
     key: string,
     versionId: string,
+    only?: Hlc,
   ): Promise<VersionRecord | undefined> {
     return this.exclusive(bucket, key, async () => {
       const rec = await this.getVersion(bucket, key, versionId)
-      if (rec === undefined) await this.markDeleted(bucket, key, versionId)
-      else await this.deleteVersion(bucket, key, versionId, rec)
-      return rec
+      if (only === undefined) {
+        if (rec === undefined) await this.markDeleted(bucket, key, versionId)
+        else await this.deleteVersion(bucket, key, versionId, rec)
+        return rec
+      }
+      if (rec?.modTime === only) {
+        await this.deleteVersion(bucket, key, versionId, rec, { leftover: true })
+        return rec
+      }
+      // A client's delete remembered here says more (which version, when): it stays.
+      const tkey = tombstoneKey(bucket, key, versionId)
+      const t = (await this.getSystem(tkey)) as Tombstone | undefined
+      if (t !== undefined && t.leftover !== true) return undefined
+      await this.putSystem(tkey, {
+        at: Date.now(),
+        modTime: Math.max(t?.modTime ?? only, only),
+        leftover: true,
+      } satisfies Tombstone)
+      return undefined
     })
   }
 

@@ -50,7 +50,7 @@ import {
 } from '@tessera/protocol'
 import { Drive } from './drive.ts'
 import { GatewayStatsStore, registerGatewayStatsRpcs } from './gateway-stats.ts'
-import { type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
+import { checkData, type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
 import { type LifecycleOptions, LifecycleWorker } from './lifecycle/lifecycle-worker.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { commitShards, readRaw, readShardBlocks, rewriteShard, writeShard } from './shard-io.ts'
@@ -421,7 +421,7 @@ export class StorageNode {
     rpc.handle(DeleteVersion, async (req) => {
       const d = this.drive(req)
       // Removed, or remembered when absent: a repair may be about to write this version here.
-      const rec = await d.meta.removeVersion(req.bucket, req.key, req.versionId)
+      const rec = await d.meta.removeVersion(req.bucket, req.key, req.versionId, req.modTime)
       if (rec === undefined) return { existed: false }
       if (rec.dataDir !== undefined) await d.trash(d.dataPath(req.bucket, req.key, rec.dataDir))
       return { existed: true }
@@ -536,18 +536,67 @@ export class StorageNode {
         )
       }
       const { parts } = await d.meta.getParts(rec.bucket, rec.key, req.uploadId, {})
-      const used = new Set(rec.parts.map((p) => p.number))
-      const old =
-        rec.versionId === 'null' ? await d.meta.getVersion(rec.bucket, rec.key, 'null') : undefined
-      // One batch: the version appears and the upload disappears together.
-      await d.meta.batch([
-        { type: 'putVersion', record: rec },
-        { type: 'deleteUpload', bucket: rec.bucket, key: rec.key, uploadId: req.uploadId },
-      ])
+      // The drive must hold every chosen part, as that part (ETag, size, folder): one that was
+      // away while a part was uploaded, or kept an earlier upload of it, would name files that
+      // are not there or hold other bytes. It does not count for the quorum, and is healed.
+      const mine = new Map(parts.map((p) => [p.number, p]))
+      const lacking = rec.parts.filter((p) => {
+        const have = mine.get(p.number)
+        return (
+          have === undefined ||
+          have.etag !== p.etag ||
+          have.size !== p.size ||
+          have.dataDir !== rec.dataDir
+        )
+      })
+      // And their files, whole (a record without its file: a drive restored from an old copy).
+      const files = lacking.length === 0 ? await checkData(d, rec, { deep: false, h64 }) : undefined
+      if (files !== undefined && files.badParts.length > 0) {
+        throw new StoreError(
+          'SHARD_NOT_FOUND',
+          `drive ${d.path} does not hold the files of upload ${req.uploadId}: ${files.reason}`,
+          { drive: d.path },
+        )
+      }
+      if (lacking.length > 0) {
+        throw new StoreError(
+          'SHARD_NOT_FOUND',
+          `drive ${d.path} does not hold part${lacking.length > 1 ? 's' : ''} ` +
+            `${lacking
+              .slice(0, 5)
+              .map((p) => p.number)
+              .join(', ')}${lacking.length > 5 ? ', …' : ''} of upload ${req.uploadId} as chosen`,
+          { drive: d.path },
+        )
+      }
+      // Decided and written in the key's exclusive section, as CommitVersion is: a completion
+      // that arrives late must not undo a newer 'null' write or bring back a deleted version.
+      // Then the upload still goes (the client completed it) but no version appears.
+      const done = await d.meta.exclusive(rec.bucket, rec.key, async () => {
+        const old =
+          rec.versionId === 'null'
+            ? await d.meta.getVersion(rec.bucket, rec.key, 'null')
+            : undefined
+        const superseded =
+          (old !== undefined && old.modTime > rec.modTime) || (await d.meta.deletedBefore(rec))
+        // One batch: the version appears and the upload disappears together.
+        await d.meta.batch([
+          ...(superseded ? [] : [{ type: 'putVersion' as const, record: rec }]),
+          { type: 'deleteUpload', bucket: rec.bucket, key: rec.key, uploadId: req.uploadId },
+        ])
+        return { old, superseded }
+      })
+      const used = new Set(done.superseded ? [] : rec.parts.map((p) => p.number))
       for (const p of parts) {
         if (used.has(p.number) && p.dataDir === rec.dataDir) continue
         await d.trash(d.shardPath(rec.bucket, rec.key, p.dataDir, p.number))
       }
+      if (done.superseded) {
+        if (rec.dataDir !== undefined && rec.dataDir !== done.old?.dataDir)
+          await d.trash(d.dataPath(rec.bucket, rec.key, rec.dataDir))
+        return { superseded: true }
+      }
+      const { old } = done
       if (old?.dataDir !== undefined && old.dataDir !== rec.dataDir) {
         await d.trash(d.dataPath(rec.bucket, rec.key, old.dataDir))
       }

@@ -706,6 +706,37 @@ t.test("a repair's write and a client's delete of the same key never interleave"
   t.equal(await store.exclusive('b', 'x', async () => 7), 7)
 })
 
+t.test("a gateway's undo removes only the write it undoes", async (t) => {
+  const store = await MetaStore.open({ path: join(t.testdir(), 'meta') })
+  t.teardown(() => store.close())
+  const now = Date.now() * 4096
+  const failed = version('b', 'k', 'null', now)
+  const newer = version('b', 'k', 'null', now + 4096)
+  // The undo arrives after a newer overwrite committed here: the newer one stays.
+  await store.putVersion(newer)
+  t.equal(await store.removeVersion('b', 'k', 'null', failed.modTime), undefined, 'nothing removed')
+  t.same(await store.getVersion('b', 'k', 'null'), newer, 'the newer write stays')
+  t.notOk(await store.wasDeleted(newer, Date.now() - 1000), 'and no repair of it stands down')
+  // The undo of the write itself removes it.
+  await store.putVersion(failed)
+  t.same(await store.removeVersion('b', 'k', 'null', failed.modTime), failed, 'removed')
+  t.equal(await store.getVersion('b', 'k', 'null'), undefined)
+  // The undo arrives before the write's own commit: that commit, when it comes, is stale.
+  const other = version('b', 'late', 'null', now)
+  await store.removeVersion('b', 'late', 'null', other.modTime)
+  t.ok(await store.deletedBefore(other), 'a late commit of the undone write is dropped')
+  t.notOk(
+    await store.deletedBefore(version('b', 'late', 'null', now + 4096)),
+    'a later write is not',
+  )
+  // A client's delete remembered here is kept as it is (it names the version it deleted).
+  const gone = version('b', 'gone', 'null', now)
+  await store.putVersion(gone)
+  await store.removeVersion('b', 'gone', 'null')
+  await store.removeVersion('b', 'gone', 'null', now + 8192)
+  t.ok(await store.wasDeleted(gone), "the client's delete is still known")
+})
+
 t.test('group commit: concurrent writers share synced batches', async (t) => {
   const path = join(t.testdir(), 'meta')
   let store = await MetaStore.open({ path })

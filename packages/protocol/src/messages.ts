@@ -4,7 +4,7 @@
  * node registers `server.handle(PutShard, async (req, ctx) => …)`. IDs are never reused: a
  * change in meaning gets a new ID.
  */
-import type { BucketRecord, PartRecord, UploadRecord, VersionRecord } from './records.ts'
+import type { BucketRecord, Hlc, PartRecord, UploadRecord, VersionRecord } from './records.ts'
 import { defineRpc } from './rpc.ts'
 
 /** A drive by its place in the erasure layout. */
@@ -98,8 +98,13 @@ export const ReadShard = defineRpc<
 >({ id: 0x0105, name: 'ReadShard', responseBody: true })
 
 /** Removes a version record from a drive and moves its data to trash. */
+/**
+ * Removes a version (or remembers its delete where the drive does not hold it). With `modTime`,
+ * only that write of it: a gateway undoing a write that missed its quorum must not remove a
+ * newer write under the same id (a 'null' overwrite), should the undo arrive late.
+ */
 export const DeleteVersion = defineRpc<
-  DriveRef & { bucket: string; key: string; versionId: string },
+  DriveRef & { bucket: string; key: string; versionId: string; modTime?: Hlc },
   { existed: boolean }
 >({ id: 0x0106, name: 'DeleteVersion' })
 
@@ -196,11 +201,19 @@ export const ListParts = defineRpc<
 /**
  * Turns an upload into an object version without copying data: writes `record` (whose parts
  * and dataDir name the upload's part files), drops the upload and its part records, and moves
- * the part files the record does not use to trash. Replaces an existing 'null' version.
+ * the part files the record does not use to trash. Replaces an existing 'null' version unless
+ * that one is newer (by modTime).
  */
 export const CompleteUpload = defineRpc<
   DriveRef & { uploadId: string; record: VersionRecord },
-  { replaced?: string }
+  {
+    replaced?: string
+    /**
+     * The drive already holds something newer (a later 'null' version) or a client deleted
+     * this very version: the upload was dropped with its files, and no version written.
+     */
+    superseded?: boolean
+  }
 >({ id: 0x0307, name: 'CompleteUpload' })
 
 // Healing --------------------------------------------------------------------------------------
@@ -258,6 +271,11 @@ export interface DriveHealState {
   bytesHealed: number
   /** Repairs waiting. */
   queued: number
+  /**
+   * Versions the drive's last pass found it may lack but could not decide on: peers that hold
+   * them did not answer. A full heal or catch-up pass runs again until there are none.
+   */
+  waiting?: number
   /** Current rates (a moving average over the last seconds). */
   objectsPerSec: number
   bytesPerSec: number
@@ -266,9 +284,14 @@ export interface DriveHealState {
   done?: number
   /** Estimated seconds to the end of the current heal or cycle. */
   etaSeconds?: number
-  /** Epoch ms: when the current heal or cycle started, and when the last cycle ended. */
+  /**
+   * Epoch ms: when the current heal or cycle started (or the last one, between passes); when
+   * the last pass that went through everything it had to ended; and, between passes, when the
+   * last pass ended, whole or not (see `waiting`).
+   */
   startedAt?: number
   lastCycleAt?: number
+  endedAt?: number
 }
 
 export const HealStatus = defineRpc<

@@ -76,6 +76,8 @@ export interface DriveHeal {
   bytesHealed: number
   /** Objects waiting to be healed. */
   queued: number
+  /** Versions the drive may lack that wait for peers to answer. */
+  waiting?: number
   objectsPerSec: number
   bytesPerSec: number
   /** Work of the current heal, when known: `done` of `total`. */
@@ -361,7 +363,9 @@ export function healText(s: HealStatus, table: Table): string {
       text(d.node),
       text(d.path),
       `${text(d.pool)}/${text(d.set)}/${text(d.slot)}`,
-      d.online === false ? 'OFFLINE' : text(d.state),
+      d.online === false
+        ? 'OFFLINE'
+        : `${text(d.state)}${d.waiting ? ` (${count(d.waiting)} waiting for peers)` : ''}`,
       count(d.scanned),
       count(d.healed),
       count(d.failed),

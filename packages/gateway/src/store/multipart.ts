@@ -253,6 +253,11 @@ export class MultipartStore {
       throw new StoreError('UPLOAD_NOT_FOUND', `no upload ${u.uploadId} of ${u.bucket}/${u.key}`)
     }
     this.#cluster.requireWriteQuorum(results, 'completed the upload')
+    // Drives that lack the upload or one of its parts (away while it was uploaded) hold no
+    // version: their nodes rebuild it from the others.
+    for (const r of results) {
+      if (!r.ok) this.#objects.missedWrite(record, r.drive, r.error.message)
+    }
     return record
   }
 

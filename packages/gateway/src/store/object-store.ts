@@ -440,16 +440,33 @@ export class ObjectStore {
       return
     }
     // 'null' versions replaced the previous one on these drives; a new id is simply removed.
+    // Only this write (its modTime): an undo that arrives late must not take a newer write of
+    // the key that landed meanwhile. The drives that did not commit are told too, without
+    // waiting (they may be away), so that a commit of this write still in flight there is
+    // dropped when it arrives.
+    const undo = {
+      bucket: record.bucket,
+      key: record.key,
+      versionId: record.versionId,
+      modTime: record.modTime,
+    }
+    const failed = results.filter((r) => !r.ok).map((r) => r.drive)
+    if (failed.length > 0) void this.cluster.callAll(failed, DeleteVersion, undo).catch(() => {})
     await this.cluster.callAll(
       ok.map((r) => r.drive),
       DeleteVersion,
-      { bucket: record.bucket, key: record.key, versionId: record.versionId },
+      undo,
     )
     const why = results.filter((r) => !r.ok).map((r) => (r.ok ? '' : r.error.message))
     throw new StoreError(
       'QUORUM_FAILED',
       `only ${ok.length} drives committed ${record.bucket}/${record.key} (need ${this.cluster.writeQuorum}): ${why.join('; ')}`,
     )
+  }
+
+  /** Tells the drive's node that it lacks `record` (a write that did not reach it). */
+  missedWrite(record: VersionRecord, drive: DriveSlot, reason: string): void {
+    this.#miss(record, drive, reason, 'write')
   }
 
   #miss(record: VersionRecord, drive: DriveSlot, reason: string, kind: 'write' | 'read'): void {

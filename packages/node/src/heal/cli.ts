@@ -36,6 +36,7 @@ function describe(s: DriveHealState): string {
   if (s.total !== undefined) parts.push(`${s.done ?? 0}/${s.total} versions`)
   if (s.etaSeconds !== undefined) parts.push(`eta ${s.etaSeconds} s`)
   parts.push(`healed ${s.healed}`, `failed ${s.failed}`, `queued ${s.queued}`)
+  if (s.waiting) parts.push(`${s.waiting} waiting for peers`)
   parts.push(`${(s.bytesPerSec / 1e6).toFixed(1)} MB/s`)
   return parts.join(', ')
 }
@@ -86,9 +87,10 @@ export async function healCommand(opts: HealCommandOptions): Promise<DriveHealSt
       await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000))
       s = await state()
       opts.print(describe(s))
-      // The pass asked for (or, when one was under way already, that one) has ended.
+      // The pass asked for (or, when one was under way already, that one) has ended. (A full
+      // heal that must run again for peers that did not answer stays 'healing'.)
       const since = started ? asked : 0
-      if (s.state === 'idle' && (s.startedAt ?? 0) >= since && (s.lastCycleAt ?? 0) >= asked) break
+      if (s.state === 'idle' && (s.startedAt ?? 0) >= since && (s.endedAt ?? 0) >= asked) break
     }
     opts.print(`done: ${describe(s)}`)
     return s

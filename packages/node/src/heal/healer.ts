@@ -567,6 +567,9 @@ export class Healer {
         }
       }
       if (s.lastCycleAt !== undefined) state.lastCycleAt = s.lastCycleAt
+      if (s.pass === undefined && s.lastPass?.endedAt !== undefined)
+        state.endedAt = s.lastPass.endedAt
+      if (s.waiting > 0) state.waiting = s.waiting
       return state
     })
   }

@@ -82,6 +82,11 @@ export interface RepairOutcome {
   dataBytes: number
   /** Versions that could not be decided yet (too few drives answered, a write in progress). */
   undecided: number
+  /**
+   * Of those, versions the drive may have to hold but that too few drives answered to decide
+   * or to rebuild: the drive is not known to be whole until they are looked at again.
+   */
+  waiting: number
   /** The first failure, for the log. */
   error?: string
 }
@@ -138,7 +143,7 @@ async function* shardFrames(
 }
 
 export function emptyOutcome(): RepairOutcome {
-  return { versions: 0, healed: 0, failed: 0, bytes: 0, dataBytes: 0, undecided: 0 }
+  return { versions: 0, healed: 0, failed: 0, bytes: 0, dataBytes: 0, undecided: 0, waiting: 0 }
 }
 
 export class Repairer {
@@ -219,7 +224,16 @@ export class Repairer {
     }
     for (const g of agreed) {
       signal.throwIfAborted()
-      await this.#repairVersion(drive, g, localByVid, req.deep, readAt, signal, out)
+      await this.#repairVersion(drive, g, localByVid, req.deep, readAt, unknown, signal, out)
+    }
+    // A version the drive lacks that the drives which did not answer could make agreed: it may
+    // be one the drive must hold, and nothing can be said until they answer.
+    for (const g of groups.values()) {
+      if (g.local !== undefined || agreed.includes(g)) continue
+      if (g.holders.length + unknown >= k) {
+        out.undecided++
+        out.waiting++
+      }
     }
     // A version asked for by id that no quorum holds yet (a write still committing).
     if (req.versionId !== undefined && agreed.length === 0 && local.length === 0) out.undecided++
@@ -268,6 +282,7 @@ export class Repairer {
     localByVid: Map<string, VersionRecord>,
     deep: boolean,
     readAt: number,
+    unknown: number,
     signal: AbortSignal,
     out: RepairOutcome,
   ): Promise<void> {
@@ -309,7 +324,11 @@ export class Repairer {
     )
     if (sources.length < k) {
       // D's copy is needed for the quorum and cannot be rebuilt from fewer than k others.
-      if (check.badParts.length > 0) {
+      if (check.badParts.length > 0 && sources.length + unknown >= k) {
+        // Enough of them may be among the drives that did not answer.
+        out.undecided++
+        out.waiting++
+      } else if (check.badParts.length > 0) {
         out.failed++
         out.error ??=
           `${name}: ${check.reason}, and only ${sources.length} other drives hold it ` +

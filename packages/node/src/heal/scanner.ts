@@ -10,7 +10,9 @@ One scanner per drive. It runs passes over the drive's set, one after another:
   no quorum holds and that is older than the grace period (a failed write, a delete missed), is
   queued for repair (repair.ts decides again, with fresh records, before touching anything).
   So every cycle is also a catch-up pass; the first one starts right after the node starts (at
-  CATCH_UP_SPEEDUP times the scan rate), which is how a node that was down catches up. This
+  CATCH_UP_SPEEDUP times the scan rate), which is how a node that was down catches up; a node
+  that finds it was stalled (its 1 s timer late by more than STALL_MS: stopped, swapped out, a
+  frozen VM) missed writes the same way and runs one too. This
   costs the peers one listing page per 256 versions per cycle (metadata only, inline bytes
   stripped), paced like the rest of the cycle.
 - full heal (a drive formatted into a known slot at start, or StartHeal 'full'): the same walk
@@ -23,7 +25,15 @@ so client traffic keeps priority. Repairs go through the healer's queue, which t
 on when it is full: memory and queued work stay bounded whatever the drive holds.
 
 A pass needs the listings of at least k peers (the records that say what the drive should
-hold); without them it fails and is retried with back-off. Bucket records are brought up to
+hold); without them it fails and is retried with back-off. A full heal and a catch-up pass must
+also leave the drive whole: a version the drive lacks that the answering peers do not hold k
+times, but would with the peers that did not answer ('waiting', shown by HealStatus), or a repair
+that failed, makes the pass run again with back-off. A full heal runs again until the drive is
+whole (for failed repairs alone, WHOLE_TRIES passes: a version beyond repair must not hold a
+drive in healing forever), and stays 'healing' meanwhile; a catch-up pass CATCH_UP_TRIES times
+(a minute or two of back-off), then routine cycles take over (a peer may be down for days). `lastCycleAt`, the end of the last pass
+that went through everything, moves only for whole passes: a drive swapped while a peer is down
+is not declared healed with versions only that peer could have counted. Bucket records are brought up to
 date at the start of every pass, system records at the first pass, full heals and deep cycles.
 */
 import type { ChunkHasher } from '@tessera/codec'
@@ -44,11 +54,22 @@ const BUSY_RPS = 20
 const SLOWDOWN_MAX = 20
 /**
  * The catch-up pass after a start runs this many times faster than a routine cycle: it is how
- * a node learns of the writes it missed while away (gateways cannot report those to it).
+ * a node learns of the writes it missed while away (gateways cannot report those to it). So
+ * does a deep scan someone asked for (StartHeal 'deep').
  */
 const CATCH_UP_SPEEDUP = 10
 /** First retry of a failed pass; doubles up to the scan interval (at most 60 s). */
 const RETRY_MS = 2000
+/**
+ * Passes in a row a full heal or catch-up pass runs again for repairs that failed (with every
+ * peer answering) before it ends anyway: a version beyond repair must not hold it forever.
+ */
+const WHOLE_TRIES = 3
+/** Catch-up passes run, with back-off, before routine cycles take over the catching up. */
+const CATCH_UP_TRIES = 6
+/** How often the scanner checks that the node was not stalled, and the gap that says it was. */
+const STALL_CHECK_MS = 1000
+const STALL_MS = 5000
 
 export interface ScanConfig {
   scanRate: number
@@ -91,7 +112,13 @@ export class DriveStatus {
   processed = 0
   pass: PassProgress | undefined
   lastPass: PassProgress | undefined
+  /** When the last pass that went through everything it had to ended. */
   lastCycleAt: number | undefined
+  /**
+   * Versions the last pass found the drive may lack but could not decide on, for peers that did
+   * not answer.
+   */
+  waiting = 0
 }
 
 export interface ScannerInit {
@@ -116,6 +143,11 @@ interface Verdict {
   expected: number
   /** Versions looked at (the drive's own and those it lacks). */
   looked: number
+  /**
+   * Versions the drive lacks that too few peers hold for a quorum, but enough with the peers
+   * whose listing failed: the drive may have to hold them, and cannot tell yet.
+   */
+  uncertain: number
   repair: boolean
   deep: boolean
 }
@@ -130,6 +162,12 @@ export class Scanner {
   /** Versions the last complete cycle went through: the next cycle's total. */
   #lastCount: number | undefined
   #nextAt = 0
+  /** Full heal or catch-up passes in a row that ended with failed repairs only. */
+  #failedTries = 0
+  /** Catch-up passes in a row that did not leave the drive whole. */
+  #catchUpTries = 0
+  /** The next pass is a catch-up pass: the node just started, or was stalled. */
+  #catchUp = true
 
   constructor(init: ScannerInit) {
     this.#i = init
@@ -199,22 +237,41 @@ export class Scanner {
     } else if ((await drive.meta.getSystem(FULL_HEAL_PENDING_KEY)) !== undefined) {
       this.#wantFull = true
     }
+    // A node frozen for a while (stopped, swapped out, a stalled VM) missed writes the way a
+    // node that was down did: it catches up the same way once it runs again.
+    let tick = Date.now()
+    const monitor = setInterval(() => {
+      const now = Date.now()
+      if (now - tick > STALL_MS) {
+        this.#i.log.warn(
+          { drive: drive.path, stalledMs: now - tick - STALL_CHECK_MS },
+          'the node was stalled: running a catch-up pass',
+        )
+        this.#catchUp = true
+        this.#wake?.()
+      }
+      tick = now
+    }, STALL_CHECK_MS)
+    monitor.unref()
+    signal.addEventListener('abort', () => clearInterval(monitor), { once: true })
     await this.#sleep(config.startDelayMs)
     let cycle = 0
-    let first = true
     let retry = RETRY_MS
     while (!signal.aborted) {
       const full = this.#wantFull
+      const first = this.#catchUp
+      this.#catchUp = false
       let kind: PassKind = 'full'
+      // A deep scan someone asked for runs at the catch-up pace: they want it now.
+      const asked = !full && this.#wantDeep
       if (!full) {
-        const deep =
-          this.#wantDeep || (config.deepEvery > 0 && (cycle + 1) % config.deepEvery === 0)
+        const deep = asked || (config.deepEvery > 0 && (cycle + 1) % config.deepEvery === 0)
         kind = deep ? 'deep' : 'scan'
         this.#wantDeep = false
       }
       let ok = false
       try {
-        ok = await this.#pass(kind, first)
+        ok = await this.#pass(kind, first, first || asked)
       } catch (err) {
         if (signal.aborted) return
         this.#i.log.warn(
@@ -225,22 +282,25 @@ export class Scanner {
       if (signal.aborted) return
       if (!ok) {
         if (kind === 'deep') this.#wantDeep = true
+        if (first) this.#catchUp = true
+        // A drive whose full heal has to run again is still being healed.
+        if (full) this.#i.status.state = 'healing'
         await this.#sleep(retry)
         retry = Math.min(retry * 2, Math.max(RETRY_MS, Math.min(config.scanIntervalMs, 60_000)))
         continue
       }
       retry = RETRY_MS
-      first = false
       if (full) {
         this.#wantFull = false
         await drive.meta.deleteSystem(FULL_HEAL_PENDING_KEY)
       } else cycle++
-      if (!this.#wantFull && !this.#wantDeep) await this.#sleep(config.scanIntervalMs)
+      if (!this.#wantFull && !this.#wantDeep && !this.#catchUp)
+        await this.#sleep(config.scanIntervalMs)
     }
   }
 
   /** One pass; false when it could not run (too few peers answered), to be retried. */
-  async #pass(kind: PassKind, first: boolean): Promise<boolean> {
+  async #pass(kind: PassKind, first: boolean, fast: boolean): Promise<boolean> {
     const { drive, access, status, signal, log } = this.#i
     const k = access.cluster.readQuorum
     const peers = access.othersOf(drive.ref)
@@ -262,6 +322,8 @@ export class Scanner {
     }
     status.state = kind === 'full' ? 'healing' : 'scanning'
     status.pass = progress
+    let whole = false
+    let catchUpAgain = false
     const reason: HealReason = kind === 'full' ? 'drive-new' : first ? 'catch-up' : 'scan'
     let healedBefore = status.healed
     let failedBefore = status.failed
@@ -285,6 +347,10 @@ export class Scanner {
       let settle: (() => void) | undefined
       let complete = true
       let visited = 0
+      // Versions the drive may lack that peers which did not answer would decide, and repairs
+      // that failed: while there are any, the drive is not known to be whole.
+      let waiting = 0
+      let failed = 0
       for (const bucket of buckets) {
         const listing = new MergedListing(access, this.#slot, peers, bucket)
         for await (const view of listing.keys(signal)) {
@@ -294,6 +360,7 @@ export class Scanner {
           }
           const v = await this.#examine(view, kind === 'deep')
           visited += v.expected
+          waiting += v.uncertain
           status.scanned += v.looked
           if (v.repair) {
             outstanding++
@@ -302,7 +369,12 @@ export class Scanner {
               key: view.key,
               reason,
               deep: v.deep,
-              onDone: () => {
+              onDone: (o) => {
+                if (o === undefined) failed++
+                else {
+                  waiting += o.waiting
+                  failed += o.failed
+                }
                 progress.done += v.expected
                 if (--outstanding === 0) settle?.()
               },
@@ -311,7 +383,7 @@ export class Scanner {
             progress.done += v.expected
             status.processed += v.looked
           }
-          if (kind !== 'full') await this.#pace(v.looked, first ? CATCH_UP_SPEEDUP : 1)
+          if (kind !== 'full') await this.#pace(v.looked, fast ? CATCH_UP_SPEEDUP : 1)
         }
         if (peers.length - listing.failedPeers < k) {
           complete = false
@@ -329,20 +401,39 @@ export class Scanner {
       }
       if (outstanding > 0) await new Promise<void>((r) => (settle = r))
       if (complete) this.#lastCount = visited
+      status.waiting = waiting
+      // A full heal or a catch-up pass is what makes the drive whole again: it ends only when
+      // nothing is left waiting for a peer, and (a few tries) when no repair failed.
+      const mustBeWhole = kind === 'full' || first
+      if (mustBeWhole && complete && waiting === 0 && failed > 0) this.#failedTries++
+      const giveUp = this.#failedTries >= WHOLE_TRIES
+      whole = complete && waiting === 0 && (failed === 0 || giveUp)
+      if (whole) this.#failedTries = 0
       if (kind === 'full') {
-        const healed = status.healed - healedBefore
-        const failed = status.failed - failedBefore
-        if (complete) progress.total = progress.done = Math.max(progress.total ?? 0, progress.done)
-        log.info(
-          {
-            drive: drive.path,
-            versions: progress.done,
-            healed,
-            failed,
-            seconds: Math.round((Date.now() - progress.startedAt) / 100) / 10,
-            complete,
-          },
-          'full heal ended',
+        if (whole) progress.total = progress.done = Math.max(progress.total ?? 0, progress.done)
+        const fields = {
+          drive: drive.path,
+          versions: progress.done,
+          healed: status.healed - healedBefore,
+          failed,
+          waiting,
+          seconds: Math.round((Date.now() - progress.startedAt) / 100) / 10,
+          complete,
+        }
+        if (whole && failed > 0)
+          log.warn(
+            fields,
+            'full heal ended; some versions could not be rebuilt (see repair failed)',
+          )
+        else if (whole) log.info(fields, 'full heal ended')
+        else log.warn(fields, 'full heal incomplete: it runs again once the set answers')
+      } else if (first && !whole) {
+        catchUpAgain = ++this.#catchUpTries < CATCH_UP_TRIES
+        log.warn(
+          { drive: drive.path, versions: progress.done, failed, waiting, complete },
+          catchUpAgain
+            ? 'catch-up pass incomplete: it runs again shortly'
+            : 'catch-up pass incomplete again: routine scan cycles take it from here',
         )
       } else if (status.healed > healedBefore || status.failed > failedBefore) {
         log.info(
@@ -358,13 +449,15 @@ export class Scanner {
           'scan cycle repaired versions',
         )
       }
-      return complete || kind !== 'full'
+      if (whole || !catchUpAgain) this.#catchUpTries = 0
+      return kind === 'full' ? whole : !catchUpAgain
     } finally {
       progress.endedAt = Date.now()
       status.state = 'idle'
       status.pass = undefined
       status.lastPass = progress
-      status.lastCycleAt = progress.endedAt
+      // The last pass that went through everything it had to.
+      if (whole) status.lastCycleAt = progress.endedAt
     }
   }
 
@@ -392,13 +485,20 @@ export class Scanner {
       }
     }
     const mine = new Set(view.local.map((v) => `${v.modTime}/${v.versionId}`))
-    const verdict: Verdict = { expected: 0, looked: view.local.length, repair: false, deep }
+    const verdict: Verdict = {
+      expected: 0,
+      looked: view.local.length,
+      uncertain: 0,
+      repair: false,
+      deep,
+    }
     for (const [id, n] of counts) {
-      if (n >= k && !mine.has(id)) {
+      if (mine.has(id)) continue
+      if (n >= k) {
         verdict.expected++
         verdict.looked++
         verdict.repair = true
-      }
+      } else if (n + view.unknown >= k) verdict.uncertain++
     }
     const now = Date.now()
     for (const v of view.local) {
