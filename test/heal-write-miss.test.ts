@@ -18,13 +18,26 @@ import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client } from './harness/s3.ts'
 
-t.test('a drive that missed a write is repaired within seconds', async (t) => {
+/**
+ * A 4-node RS(2,2) cluster with one gateway and a bucket; `victim` is the drive that holds
+ * shard `shard` of `key`.
+ */
+async function setup(
+  t: Parameters<typeof startCluster>[0],
+  bucket: string,
+  key: string,
+  shard: number,
+) {
   const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
   const s3 = s3Client(c.gateways[0]!.endpoint)
-  await s3.send(new CreateBucketCommand({ Bucket: 'miss' }))
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  const { set, distribution } = placeObject(c.layout, 0, bucket, key)
+  return { c, s3, victim: set.drives[distribution[shard]!]! }
+}
+
+t.test('a drive that missed a write is repaired within seconds', async (t) => {
   const key = 'blocked/object.bin'
-  const { set, distribution } = placeObject(c.layout, 0, 'miss', key)
-  const victim = set.drives[distribution[3]!]!
+  const { c, s3, victim } = await setup(t, 'miss', key, 3)
   // A file where the object's folder must go: the commit on that drive fails (ENOTDIR, even
   // for root), the other three commit, the PUT succeeds at the write quorum of 3.
   const hash = objectHash('miss', key)
@@ -62,18 +75,14 @@ t.test('a drive that missed a write is repaired within seconds', async (t) => {
 })
 
 t.test('repairs a node could not take are sent again when it is back', async (t) => {
-  const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
-  const s3 = s3Client(c.gateways[0]!.endpoint)
+  const key = 'while-down.bin'
+  const { c, s3, victim } = await setup(t, 'away', key, 2)
   const metrics = `${c.gateways[0]!.endpoint}/_tessera/metrics`
   const pending = async () => {
     const text = await (await fetch(metrics)).text()
     return Number(/^tessera_heal_reports_pending (\S+)$/m.exec(text)?.[1] ?? Number.NaN)
   }
-  await s3.send(new CreateBucketCommand({ Bucket: 'away' }))
   t.equal(await pending(), 0, 'nothing pending at first')
-  const key = 'while-down.bin'
-  const { set, distribution } = placeObject(c.layout, 0, 'away', key)
-  const victim = set.drives[distribution[2]!]!
   // The node is down for the write: the write reaches 3 drives, the report cannot be sent.
   await c.stop(victim.nodeId, 'SIGKILL')
   await s3.send(new PutObjectCommand({ Bucket: 'away', Key: key, Body: bytes(200_000, 9) }))
@@ -109,12 +118,8 @@ t.test('repairs a node could not take are sent again when it is back', async (t)
 })
 
 t.test('a drive that missed a part does not count for the completion, and is healed', async (t) => {
-  const c = await startCluster(t, { nodes: 4, drivesPerNode: 1, k: 2, m: 2, gateways: 1 })
-  const s3 = s3Client(c.gateways[0]!.endpoint)
-  await s3.send(new CreateBucketCommand({ Bucket: 'parts' }))
   const key = 'two-parts.bin'
-  const { set, distribution } = placeObject(c.layout, 0, 'parts', key)
-  const victim = set.drives[distribution[1]!]!
+  const { c, s3, victim } = await setup(t, 'parts', key, 1)
   const others = c.nodes.map((n) => n.id).filter((id) => id !== victim.nodeId)
   const body = [bytes(5 * 1024 * 1024, 11), bytes(300_000, 12)]
   const { UploadId } = await s3.send(
