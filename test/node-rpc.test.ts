@@ -48,6 +48,19 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     set: d.set,
     slot: d.slot,
   })
+  /** A new upload of photos/`key`, its record on the drive of shard 0 only. */
+  const newUpload = async (key: string) => {
+    const p = place(c, 'photos', key)
+    const d = shardDrive(p, 0)
+    const peer = c.peer(d.nodeId)
+    const uploadId = randomUUID()
+    const erasure = { k: 4, m: 2, blockSize: BLOCK, distribution: p.distribution, index: 0 }
+    await c.pool.call(peer, PutUpload, {
+      ...ref(d),
+      record: { bucket: 'photos', key, uploadId, initiated: Date.now() * 4096, erasure },
+    })
+    return { p, d, peer, uploadId, erasure }
+  }
 
   t.test('health and drive info', async (t) => {
     for (const n of c.nodes) {
@@ -355,15 +368,7 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
   })
 
   t.test('multipart uploads and parts', async (t) => {
-    const p = place(c, 'photos', 'big.iso')
-    const d = shardDrive(p, 0)
-    const peer = c.peer(d.nodeId)
-    const uploadId = randomUUID()
-    const erasure = { k: 4, m: 2, blockSize: BLOCK, distribution: p.distribution, index: 0 }
-    await c.pool.call(peer, PutUpload, {
-      ...ref(d),
-      record: { bucket: 'photos', key: 'big.iso', uploadId, initiated: Date.now() * 4096, erasure },
-    })
+    const { d, peer, uploadId, erasure } = await newUpload('big.iso')
     const dataDir = randomUUID()
     for (const number of [1, 2]) {
       const tmpId = randomUUID()
@@ -437,15 +442,7 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
   t.test('a late multipart completion never undoes a newer write or a delete', async (t) => {
     // An upload with one part on one drive, completed there only after the key moved on.
     const upload = async (key: string, versionId: string) => {
-      const p = place(c, 'photos', key)
-      const d = shardDrive(p, 0)
-      const peer = c.peer(d.nodeId)
-      const uploadId = randomUUID()
-      const erasure = { k: 4, m: 2, blockSize: BLOCK, distribution: p.distribution, index: 0 }
-      await c.pool.call(peer, PutUpload, {
-        ...ref(d),
-        record: { bucket: 'photos', key, uploadId, initiated: Date.now() * 4096, erasure },
-      })
+      const { p, d, peer, uploadId, erasure } = await newUpload(key)
       const dataDir = randomUUID()
       const tmpId = randomUUID()
       const shard = (await shardFilesOf(p.layout, randomBytes(6000)))[0]!
