@@ -19,10 +19,13 @@ export const HEAL_REPORT_DELAY_MS = 100
 /** Reports kept per drive while waiting; more are dropped (the scanner finds them). */
 const MAX_PENDING_PER_DRIVE = 10_000
 /** First resend of reports a node could not take; doubles up to RETRY_MAX_MS. */
-export const RETRY_FIRST_MS = 1000
+const RETRY_FIRST_MS = 1000
 const RETRY_MAX_MS = 30_000
 /** How long reports a node cannot take are kept. */
 const RETRY_FOR_MS = 10 * 60_000
+
+/** One report per drive and version. */
+const itemId = (it: HealItem) => `${it.bucket}\0${it.key}\0${it.versionId ?? ''}`
 
 interface Pending {
   drive: DriveSlot
@@ -60,7 +63,7 @@ export class HealReporter {
     if (this.#closed) return
     const p = this.#entry(drive)
     if (p.items.size < MAX_PENDING_PER_DRIVE) {
-      p.items.set(`${item.bucket}\0${item.key}\0${item.versionId ?? ''}`, item)
+      p.items.set(itemId(item), item)
     }
     this.#schedule(Math.max(Date.now() + HEAL_REPORT_DELAY_MS, p.retryAt))
   }
@@ -124,7 +127,7 @@ export class HealReporter {
           }
           // Back in line, before what arrived meanwhile, within the cap.
           const merged = new Map<string, HealItem>()
-          for (const it of items) merged.set(`${it.bucket}\0${it.key}\0${it.versionId ?? ''}`, it)
+          for (const it of items) merged.set(itemId(it), it)
           for (const [k, it] of p.items) merged.set(k, it)
           p.items = new Map([...merged].slice(0, MAX_PENDING_PER_DRIVE))
           const wait = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (p.failures - 1))

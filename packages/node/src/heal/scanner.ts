@@ -360,7 +360,8 @@ export class Scanner {
           }
           const v = await this.#examine(view, kind === 'deep')
           visited += v.expected
-          waiting += v.uncertain
+          // A key queued for repair is decided again by the repair, which says what waits.
+          if (!v.repair) waiting += v.uncertain
           status.scanned += v.looked
           if (v.repair) {
             outstanding++
