@@ -239,12 +239,13 @@ export class Scanner {
     }
     // A node frozen for a while (stopped, swapped out, a stalled VM) missed writes the way a
     // node that was down did: it catches up the same way once it runs again.
-    let tick = Date.now()
+    // Monotonic time: a wall-clock step (NTP) is no stall.
+    let tick = performance.now()
     const monitor = setInterval(() => {
-      const now = Date.now()
+      const now = performance.now()
       if (now - tick > STALL_MS) {
         this.#i.log.warn(
-          { drive: drive.path, stalledMs: now - tick - STALL_CHECK_MS },
+          { drive: drive.path, stalledMs: Math.round(now - tick - STALL_CHECK_MS) },
           'the node was stalled: running a catch-up pass',
         )
         this.#catchUp = true
