@@ -396,6 +396,37 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
     },
   )
 
+  await t.test('a repair whose sources went with a client delete is no failure', async (t) => {
+    const o = await put({ bucket, key: 'racing/sources', data: bytes(300_000, 24) })
+    const d = shardDrive(c, bucket, o.key, 0)
+    const ref = { pool: d.pool, set: d.set, slot: d.slot }
+    // The client's delete reached d (its tombstone names the version) and took the files on
+    // the other drives, after a repair read their records: their records still name the files.
+    await c.pool.call(c.peer(d.nodeId), DeleteVersion, {
+      ...ref,
+      bucket,
+      key: o.key,
+      versionId: 'null',
+    })
+    for (const p of drivesOf(c).filter((x) => x.slot !== d.slot)) {
+      const [rec] = await versionsOn(c, p, bucket, o.key)
+      await rm(join(shardPath(p, rec!, 1), '..'), { recursive: true, force: true })
+    }
+    const before = await healStatus(c, d)
+    await c.pool.call(c.peer(d.nodeId), QueueHeal, {
+      ...ref,
+      items: [{ bucket, key: o.key, versionId: 'null', reason: 'read' }],
+    })
+    await eventually('the repair was taken', async () =>
+      (await healStatus(c, d)).queued === 0 ? true : undefined,
+    )
+    await sleep(1500)
+    const after = await healStatus(c, d)
+    t.equal(after.failed, before.failed, 'the repair stood down: no failure counted')
+    t.same(await versionsOn(c, d, bucket, o.key), [], 'and wrote nothing')
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.key }))
+  })
+
   await t.test('a deep scan finds a flipped byte and repairs it', async (t) => {
     const two = find('big/two')
     const d = shardDrive(c, bucket, two.key, 1)

@@ -373,6 +373,12 @@ export class Repairer {
       out.healed++
     } catch (err) {
       if (signal.aborted) throw err
+      // A client that deleted the version since the set was read took its files with it: the
+      // sources' shards are gone, and there is nothing to rebuild.
+      if (await drive.meta.wasDeleted(ref, readAt).catch(() => false)) {
+        out.undecided++
+        return
+      }
       out.failed++
       out.error ??= `${name}: ${(err as Error).message}`
     }
