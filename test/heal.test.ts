@@ -587,14 +587,17 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
       await rm(d4.path, { recursive: true, force: true })
       const restartAt = Date.now()
       await restart(c, ['n1', 'n4'])
-      const waiting = await eventually(
-        'n4 reports versions waiting for peers',
-        async () => {
-          const s = await healStatus(c, d4)
-          return (s.waiting ?? 0) >= fresh.length ? s : undefined
-        },
-        30_000,
-      )
+      // A drive's state once it reports the fresh versions as waiting for peers.
+      const waitingOn = (d: DriveSlot) =>
+        eventually(
+          `${d.nodeId} reports versions waiting for peers`,
+          async () => {
+            const s = await healStatus(c, d)
+            return (s.waiting ?? 0) >= fresh.length ? s : undefined
+          },
+          30_000,
+        )
+      const waiting = await waitingOn(d4)
       t.equal(waiting.state, 'healing', `n4 is still healing (${waiting.waiting} waiting)`)
       await sleep(3000)
       const later = await healStatus(c, d4)
@@ -603,14 +606,7 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
         later.lastCycleAt === undefined || later.lastCycleAt < restartAt,
         'no whole pass is reported for n4',
       )
-      const n1 = await eventually(
-        'n1 reports versions waiting for peers',
-        async () => {
-          const s = await healStatus(c, d1)
-          return (s.waiting ?? 0) >= fresh.length ? s : undefined
-        },
-        30_000,
-      )
+      const n1 = await waitingOn(d1)
       t.ok(
         n1.lastCycleAt === undefined || n1.lastCycleAt < restartAt,
         `n1's catch-up pass is not reported whole (${n1.waiting} waiting)`,

@@ -549,15 +549,6 @@ export class StorageNode {
           have.dataDir !== rec.dataDir
         )
       })
-      // And their files, whole (a record without its file: a drive restored from an old copy).
-      const files = lacking.length === 0 ? await checkData(d, rec, { deep: false, h64 }) : undefined
-      if (files !== undefined && files.badParts.length > 0) {
-        throw new StoreError(
-          'SHARD_NOT_FOUND',
-          `drive ${d.path} does not hold the files of upload ${req.uploadId}: ${files.reason}`,
-          { drive: d.path },
-        )
-      }
       if (lacking.length > 0) {
         throw new StoreError(
           'SHARD_NOT_FOUND',
@@ -566,6 +557,15 @@ export class StorageNode {
               .slice(0, 5)
               .map((p) => p.number)
               .join(', ')}${lacking.length > 5 ? ', …' : ''} of upload ${req.uploadId} as chosen`,
+          { drive: d.path },
+        )
+      }
+      // And their files, whole (a record without its file: a drive restored from an old copy).
+      const files = await checkData(d, rec, { deep: false, h64 })
+      if (files.badParts.length > 0) {
+        throw new StoreError(
+          'SHARD_NOT_FOUND',
+          `drive ${d.path} does not hold the files of upload ${req.uploadId}: ${files.reason}`,
           { drive: d.path },
         )
       }
