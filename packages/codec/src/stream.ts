@@ -21,6 +21,16 @@
  * onShardError and replaced by a spare source when one was given; a spare is opened lazily
  * and skips the blocks already done. Only the blocks covering the range are read: callers
  * open each shard at layout.shardSpan(size, first, last).
+ *
+ * Lent chunks (init.recycle): the sources' chunks belong to a buffer pool and must be given
+ * back. A chunk that is exactly one framed chunk is used where it is, like a donated one, but
+ * never handed to a worker (a transfer would take the buffer from the pool): the rare codec
+ * path copies it first. Every chunk goes back through recycle exactly once, as soon as nothing
+ * needs its bytes: a copied-out chunk at once, the chunks behind a block's views when the
+ * consumer asks for the piece after that block's last one. So a consumer of a lending read
+ * must be done with each piece when it asks for the next (an HTTP response that writes a
+ * piece before it pulls another is). Chunks held when a read fails midway are not given back;
+ * the garbage collector takes them.
  */
 import type { BlockCodec } from './block-codec.ts'
 import { CodecError, isCodecError } from './errors.ts'
@@ -193,19 +203,25 @@ export interface DecodeStreamInit {
    * still goes through the codec, which verifies again.
    */
   sourcesVerify?: boolean
+  /** The sources' chunks are lent: each is given back here when done with (see the notes). */
+  recycle?: (chunk: Uint8Array) => void
 }
 
 /**
  * Reads exactly-sized frames from a byte stream: a chunk that is exactly one frame, of a
- * donated buffer ({@link donateChunk}), is taken as it is; anything else is copied into a new
- * ArrayBuffer.
+ * donated buffer ({@link donateChunk}) or lent (with `recycle`), is taken as it is; anything
+ * else is copied into a new ArrayBuffer (and, when lent, given back once copied out).
  */
 class FrameReader {
   #it: AsyncIterator<Uint8Array>
   #rest: Uint8Array = new Uint8Array(0)
+  /** The lent chunk #rest is a view of, until it is copied out. */
+  #restSource: Uint8Array | undefined
+  readonly #recycle: ((chunk: Uint8Array) => void) | undefined
 
-  constructor(stream: ShardStream) {
+  constructor(stream: ShardStream, recycle?: (chunk: Uint8Array) => void) {
     this.#it = stream[Symbol.asyncIterator]()
+    this.#recycle = recycle
   }
 
   /** The next `bytes` bytes, or, if the stream ends first, how many it had. */
@@ -214,10 +230,14 @@ class FrameReader {
       const next = await this.#it.next()
       if (next.done) return 0
       const c = next.value
-      if (c.length === bytes && c.buffer instanceof ArrayBuffer && donatedChunks.delete(c.buffer)) {
+      if (
+        c.length === bytes &&
+        c.buffer instanceof ArrayBuffer &&
+        (this.#recycle !== undefined || donatedChunks.delete(c.buffer))
+      ) {
         return c
       }
-      this.#rest = c
+      this.#take(c)
     }
     const out = new ArrayBuffer(bytes)
     const view = new Uint8Array(out)
@@ -226,25 +246,47 @@ class FrameReader {
       if (this.#rest.length === 0) {
         const next = await this.#it.next()
         if (next.done) return filled
-        this.#rest = next.value
+        this.#take(next.value)
         continue
       }
       const n = Math.min(bytes - filled, this.#rest.length)
       view.set(this.#rest.subarray(0, n), filled)
       this.#rest = this.#rest.subarray(n)
       filled += n
+      if (this.#rest.length === 0) this.#giveBack()
     }
     return out
   }
 
+  #take(chunk: Uint8Array): void {
+    this.#giveBack()
+    this.#rest = chunk
+    if (this.#recycle) this.#restSource = chunk
+  }
+
+  #giveBack(): void {
+    const c = this.#restSource
+    this.#restSource = undefined
+    if (c !== undefined) this.#recycle?.(c)
+  }
+
   async close(): Promise<void> {
+    this.#rest = new Uint8Array(0)
+    this.#giveBack()
     await this.#it.return?.()
   }
 }
 
+/** `bytes` in an ArrayBuffer of their own (a Buffer's slice() would be a view). */
+function copyOf(bytes: Uint8Array): ArrayBuffer {
+  const out = new ArrayBuffer(bytes.length)
+  new Uint8Array(out).set(bytes)
+  return out
+}
+
 /** Reassembles the bytes of an erasure-coded object (or a range of it); see the notes above. */
 export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint8Array> {
-  const { layout, codec, size } = init
+  const { layout, codec, size, recycle } = init
   const range = init.range ?? { start: 0, end: size }
   if (range.start === range.end && range.start <= size && range.start >= 0) return
   const { first, last } = layout.blocksFor(size, range.start, range.end)
@@ -272,7 +314,7 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
         failed.add(s)
         continue
       }
-      readers.set(s, { reader: new FrameReader(stream), at: first })
+      readers.set(s, { reader: new FrameReader(stream, recycle), at: first })
       return true
     }
     return false
@@ -294,7 +336,15 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
       }
       r.at++
       if (at === block) return frame
+      if (recycle && frame instanceof Uint8Array) recycle(frame)
     }
+  }
+
+  /** The lent chunks among a block's (none unless recycling): ArrayBuffers are our copies. */
+  const lentOf = (chunks: readonly (ArrayBuffer | Uint8Array | null)[]): Uint8Array[] =>
+    recycle ? chunks.filter((c): c is Uint8Array => c instanceof Uint8Array) : []
+  const giveBack = (chunks: readonly Uint8Array[]): void => {
+    if (recycle) for (const c of chunks) recycle(c)
   }
 
   /** Fills `chunks` with block `block` from k working shards, opening spares as shards fail. */
@@ -355,17 +405,29 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     return blockViews(data, layout.chunkBytes(length), length)
   }
 
-  const readBlock = async (block: number): Promise<Uint8Array[]> => {
+  /** A block's views, and the lent chunks they are views of (to give back after use). */
+  interface ReadBlock {
+    views: Uint8Array[]
+    lent: Uint8Array[]
+  }
+
+  const readBlock = async (block: number): Promise<ReadBlock> => {
     const length = layout.blockLength(size, block)
     let chunks: (ArrayBuffer | Uint8Array | null)[] = new Array(layout.n).fill(null)
     for (;;) {
       await gather(block, chunks)
       if (init.sourcesVerify) {
         const views = fromDataChunks(chunks, length)
-        if (views !== undefined) return views
+        if (views !== undefined) return { views, lent: lentOf(chunks) }
+      }
+      if (recycle) {
+        // The codec takes its buffers by transfer: lent ones are copied and given back.
+        const lent = lentOf(chunks)
+        chunks = chunks.map((c) => (c instanceof Uint8Array ? copyOf(c) : c))
+        giveBack(lent)
       }
       const r = await codec.decode({ k: layout.k, m: layout.m, block, length, chunks })
-      if (r.ok) return blockViews(r.data, r.chunkBytes, length)
+      if (r.ok) return { views: blockViews(r.data, r.chunkBytes, length), lent: [] }
       // The chunk buffers were handed over and came back with the answer, in slot order.
       let b = 0
       chunks = chunks.map((c) => (c === null ? null : r.buffers[b++]!))
@@ -376,17 +438,22 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
 
   // One block is read ahead: the next block's chunks arrive and are checked while the consumer
   // takes this one (at most two blocks per read in memory).
-  let ahead: Promise<Uint8Array[]> | undefined
+  let ahead: Promise<ReadBlock> | undefined
   const readAhead = (block: number): void => {
     ahead = readBlock(block)
     // Awaited below; until then a failure must not count as unhandled.
     ahead.catch(() => {})
   }
+  // The lent chunks behind the block the consumer is taking.
+  let held: Uint8Array[] = []
   try {
     readAhead(first)
     for (let block = first; block <= last; block++) {
-      const data = await ahead!
+      const { views: data, lent } = await ahead!
       ahead = undefined
+      // The consumer asked for the piece after the last block's: it is done with that block.
+      giveBack(held)
+      held = lent
       if (block < last) readAhead(block + 1)
       const blockStart = block * layout.blockSize
       let pos = blockStart
@@ -398,8 +465,11 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
       }
     }
   } finally {
+    // Ended, failed or abandoned: the consumer asks for nothing more.
+    giveBack(held)
     // A read ahead still running uses the readers: let it settle before they close.
-    await ahead?.catch(() => {})
+    const late = await ahead?.catch(() => undefined)
+    if (late) giveBack(late.lent)
     await Promise.allSettled([...readers.values()].map((r) => r.reader.close()))
   }
 }

@@ -101,7 +101,6 @@ export class Gateway {
       init.codecThreads !== undefined ? { threads: init.codecThreads } : {},
     )
     const heal = new HealReporter(cluster, log)
-    metrics.watch({ cluster, codec: pool, healReports: heal })
     const inlineCodec = await InlineCodec.create()
     const objects = new ObjectStore({
       cluster,
@@ -125,6 +124,12 @@ export class Gateway {
           reason: m.kind === 'write' ? 'write-miss' : 'read',
         })
       },
+    })
+    metrics.watch({
+      cluster,
+      codec: pool,
+      healReports: heal,
+      readBuffers: () => objects.readBuffers(),
     })
     const buckets = new BucketStore(cluster)
     const sealer = new Sealer(init.masterKey)

@@ -157,6 +157,7 @@ export class GatewayMetrics {
   #cluster: Cluster | undefined
   #codec: CodecPoolStats | undefined
   #healReports: { readonly pending: number } | undefined
+  #readBuffers: (() => { outBytes: number; freeBytes: number }) | undefined
   /** Busy worker-seconds at the last utilization reading, and the value then. */
   #util = { at: performance.now(), busy: 0, value: 0 }
   #last: DriveProbe | undefined
@@ -286,6 +287,19 @@ export class GatewayMetrics {
         reports.set(this.#healReports?.pending ?? 0)
       },
     })
+    const buffers: Gauge<'state'> = new Gauge({
+      name: 'tessera_read_buffer_bytes',
+      help:
+        'Bytes of the pooled buffers GETs receive shard data in: "lent" to reads in progress, ' +
+        '"free" kept for the next ones.',
+      labelNames: ['state'],
+      registers,
+      collect: () => {
+        const st = this.#readBuffers?.()
+        buffers.set({ state: 'lent' }, st?.outBytes ?? 0)
+        buffers.set({ state: 'free' }, st?.freeBytes ?? 0)
+      },
+    })
     const util: Gauge = new Gauge({
       name: 'tessera_codec_pool_utilization',
       help: "Fraction of the codec workers' time with work (0..1) since the previous scrape.",
@@ -305,9 +319,11 @@ export class GatewayMetrics {
     cluster: Cluster
     codec?: CodecPoolStats
     healReports?: { readonly pending: number }
+    readBuffers?: () => { outBytes: number; freeBytes: number }
   }): void {
     this.#cluster = init.cluster
     if (init.healReports) this.#healReports = init.healReports
+    if (init.readBuffers) this.#readBuffers = init.readBuffers
     if (init.codec) {
       this.#codec = init.codec
       this.#util = { at: performance.now(), busy: init.codec.busySeconds, value: 0 }

@@ -4,6 +4,7 @@
  * to drives rather than nodes. Also the quorum rules of design §4 and the pool a new object
  * goes to.
  */
+import type { BufferPool } from './buffer-pool.ts'
 import type { ClusterMap } from './cluster-map.ts'
 import { StoreError } from './errors.ts'
 import type { Identity } from './identity.ts'
@@ -106,12 +107,13 @@ export class Cluster {
     drive: DriveSlot,
     def: RpcDef<Req, Res>,
     req: Omit<Req, keyof DriveRef>,
-    opts: { signal?: AbortSignal } = {},
+    opts: { signal?: AbortSignal; buffers?: BufferPool } = {},
   ): Promise<{ res: Res; body: AsyncIterable<Uint8Array> }> {
     const full = { ...req, pool: drive.pool, set: drive.set, slot: drive.slot } as Req
     return this.peers.callStream(this.peer(drive.nodeId), def, full, {
       timeoutMs: STREAM_DEADLINE_MS,
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.buffers ? { buffers: opts.buffers } : {}),
     })
   }
 

@@ -6,6 +6,13 @@
  */
 
 export {
+  BufferPool,
+  type BufferPoolInit,
+  type BufferPoolStats,
+  POOL_MAX_FREE_BYTES,
+  POOL_MIN_BYTES,
+} from './buffer-pool.ts'
+export {
   asStoreError,
   Cluster,
   type ClusterInit,

@@ -34,6 +34,7 @@
  * while it redials).
  */
 import { Packr } from 'msgpackr'
+import type { BufferPool } from './buffer-pool.ts'
 import {
   fromWire,
   type StoreError,
@@ -110,7 +111,8 @@ function head(type: number, id: number, extra = 0): Buffer {
 
 /**
  * A body arriving over the channel: an async iterable of chunks with credit-based flow
- * control. Chunks are views of the decrypted frames (no copy).
+ * control. Chunks are views of the decrypted frames (no copy), or, with a pool, copies in
+ * pooled buffers made as they arrive (see buffer-pool.ts): the reader releases those.
  */
 class InboundBody implements AsyncIterable<Uint8Array> {
   #queue: Uint8Array[] = []
@@ -122,18 +124,21 @@ class InboundBody implements AsyncIterable<Uint8Array> {
   #grant: (bytes: number) => void
   #onAbandon: () => void
   #taken = false
+  readonly #pool: BufferPool | undefined
 
-  constructor(grant: (bytes: number) => void, onAbandon: () => void) {
+  constructor(grant: (bytes: number) => void, onAbandon: () => void, pool?: BufferPool) {
     this.#grant = grant
     this.#onAbandon = onAbandon
+    this.#pool = pool
   }
 
-  push(chunk: Uint8Array): void {
+  push(frameChunk: Uint8Array): void {
     if (this.#discarding) {
-      this.#grant(chunk.length)
+      this.#grant(frameChunk.length)
       return
     }
     if (this.#done) return
+    const chunk = this.#pool ? this.#pool.copy(frameChunk) : frameChunk
     if (this.#waiting) {
       const w = this.#waiting
       this.#waiting = undefined
@@ -154,7 +159,7 @@ class InboundBody implements AsyncIterable<Uint8Array> {
     if (this.#done) return Promise.resolve()
     this.#discarding = true
     const queued = this.#queue.reduce((a, c) => a + c.length, 0)
-    this.#queue = []
+    this.#dropQueue()
     if (queued > 0) this.#grant(queued)
     return new Promise((resolve) => {
       this.#ended = resolve
@@ -174,6 +179,12 @@ class InboundBody implements AsyncIterable<Uint8Array> {
       if (err) f?.(err)
       else w({ value: undefined, done: true })
     }
+  }
+
+  /** Empties the queue; its pooled copies were never given out, so they go back. */
+  #dropQueue(): void {
+    if (this.#pool) for (const c of this.#queue) this.#pool.release(c)
+    this.#queue = []
   }
 
   #consumed(n: number): void {
@@ -209,9 +220,9 @@ class InboundBody implements AsyncIterable<Uint8Array> {
       return: () => {
         if (!this.#done) {
           this.#done = true
-          this.#queue = []
+          this.#dropQueue()
           this.#onAbandon()
-        }
+        } else this.#dropQueue()
         return Promise.resolve({ value: undefined, done: true })
       },
     }
@@ -534,6 +545,11 @@ export interface CallOptions {
   body?: AsyncIterable<Uint8Array>
   timeoutMs?: number
   signal?: AbortSignal
+  /**
+   * For RPCs that answer with a body: copy each large chunk into a buffer of this pool as it
+   * arrives. The reader must release every chunk it gets once it is done with it.
+   */
+  buffers?: BufferPool
 }
 
 interface ClientCall {
@@ -548,6 +564,7 @@ interface ClientCall {
   pumping: boolean
   /** Removes the caller's abort listener (a long-lived signal must not collect them). */
   detach?: () => void
+  buffers?: BufferPool
 }
 
 /** Makes calls over one channel. Many calls may be in flight at once. */
@@ -675,6 +692,7 @@ export class RpcClient {
         wantsBody: def.responseBody,
         answered: false,
         pumping: opts.body !== undefined,
+        ...(opts.buffers ? { buffers: opts.buffers } : {}),
         timer: setTimeout(() => {
           this.#cancel(
             id,
@@ -760,6 +778,7 @@ export class RpcClient {
           },
           () =>
             this.#cancel(id, new StoreErrorClass('CANCELLED', 'the response body was abandoned')),
+          c.buffers,
         )
         c.resolve({ res: payload, body: c.inbound })
       } else {

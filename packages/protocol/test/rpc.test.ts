@@ -8,6 +8,7 @@ import t from 'tap'
 import {
   BODY_CHUNK_BYTES,
   BODY_WINDOW_BYTES,
+  BufferPool,
   connectSecure,
   defineRpc,
   generateIdentity,
@@ -163,6 +164,55 @@ t.test('request bodies and response bodies, large and exact', async (t) => {
   }
   t.equal(got, 5_000_001)
   t.ok(ok, 'the bytes are the ones sent')
+})
+
+t.test('a response body can arrive in pooled buffers, given back and reused', async (t) => {
+  const { client } = await setup(t)
+  const buffers = new BufferPool()
+  const bytes = 3_000_000 // ten chunks of 300,000 bytes
+  const read = async (stopAfter?: number, size = bytes) => {
+    const { body } = await client.callStream(Download, { bytes: size }, { buffers })
+    let got = 0
+    let ok = true
+    let lent = 0
+    for await (const c of body) {
+      if (buffers.lent(c)) lent++
+      for (let i = 0; i < c.length; i += 4099) if (c[i] !== got % 251) ok = false
+      got += c.length
+      buffers.release(c)
+      if (got / 300_000 === stopAfter) {
+        // Let the rest arrive and queue up unread.
+        await new Promise((r) => setTimeout(r, 100))
+        t.ok(buffers.stats().outBytes > 0, 'chunks wait in pooled buffers, unread')
+        break
+      }
+    }
+    return { got, ok, lent }
+  }
+  const first = await read()
+  t.same(first, { got: bytes, ok: true, lent: 10 }, 'every chunk came in a pooled buffer, intact')
+  const after1 = buffers.stats()
+  t.equal(after1.outBytes, 0, 'all of them are back')
+  t.ok(after1.freeBytes > 0, 'and kept for the next read')
+  const second = await read()
+  t.same(second, { got: bytes, ok: true, lent: 10 }, 'a second read, intact')
+  const after2 = buffers.stats()
+  t.ok(after2.reused > after1.reused, `the second read reused buffers (${after2.reused})`)
+  t.equal(after2.outBytes, 0)
+
+  // A reader that stops early: what had arrived and was never read goes back too, whether
+  // the body had ended (all of it arrived) or not (the window holds the rest back).
+  for (const size of [bytes, 3 * BODY_WINDOW_BYTES]) {
+    const part = await read(2, size)
+    t.equal(part.got, 600_000)
+    await new Promise((r) => setTimeout(r, 100))
+    t.equal(buffers.stats().outBytes, 0, `the chunks queued for an abandoned body went back`)
+  }
+
+  // Small chunks are not worth a copy: they come as they are.
+  const { body } = await client.callStream(Download, { bytes: 1000 }, { buffers })
+  for await (const c of body) t.notOk(buffers.lent(c), 'a 1000-byte chunk is not pooled')
+  t.equal(client.inFlight, 0, 'no call is left pending')
 })
 
 t.test('a slow receiver bounds what the sender has in flight', async (t) => {

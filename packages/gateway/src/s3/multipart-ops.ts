@@ -183,7 +183,7 @@ export async function uploadPartCopy(ctx: S3Context, b: BucketRecord): Promise<v
       md5.update(c)
       yield c
     }
-  })(ctx.deps.objects.read(r, range, ctx.req.signal))
+  })(ctx.deps.objects.read(r, range, { signal: ctx.req.signal }))
   const part = await ctx.deps.multipart.uploadPart(
     up,
     n,

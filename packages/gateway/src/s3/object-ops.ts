@@ -239,7 +239,11 @@ export async function getObject(ctx: S3Context, b: BucketRecord, head: boolean):
   const onAbort = () => ac.abort()
   ctx.req.signal.addEventListener('abort', onAbort, { once: true })
   try {
-    await res.stream(ctx.deps.objects.read(r, want, ac.signal), want.end - want.start)
+    // res.stream writes each piece before it asks for the next: the read may reuse buffers.
+    await res.stream(
+      ctx.deps.objects.read(r, want, { signal: ac.signal, reuseBuffers: true }),
+      want.end - want.start,
+    )
   } catch (err) {
     // Headers are out: the connection was closed; log why.
     if (!res.aborted)
@@ -468,7 +472,7 @@ export async function copyObject(ctx: S3Context, b: BucketRecord): Promise<void>
       md5.update(c)
       yield c
     }
-  })(ctx.deps.objects.read(r, undefined, ctx.req.signal))
+  })(ctx.deps.objects.read(r, undefined, { signal: ctx.req.signal }))
   const rec = await ctx.deps.objects.put({
     bucket: b.name,
     key,

@@ -28,6 +28,8 @@ import {
   AbortWrite,
   type AclGrant,
   type AclOwner,
+  BufferPool,
+  type BufferPoolStats,
   CommitVersion,
   DeleteVersion,
   type DriveSlot,
@@ -110,6 +112,17 @@ export interface ByteRange {
   end: number
 }
 
+export interface ReadOptions {
+  signal?: AbortSignal
+  /**
+   * The caller is done with each piece when it asks for the next (an HTTP response writes a
+   * piece before it pulls another): the shard data then arrives in pooled buffers, reused by
+   * later reads instead of left to the garbage collector (see @tessera/protocol's BufferPool).
+   * A caller that keeps pieces (collects them, hands them on) must not set this.
+   */
+  reuseBuffers?: boolean
+}
+
 async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   yield bytes
 }
@@ -119,6 +132,8 @@ export class ObjectStore {
   #codec: BlockCodec
   #inline: BlockCodec
   #onMiss: (miss: ShardMiss) => void
+  /** Where reads with reuseBuffers receive their shard data. */
+  readonly #buffers = new BufferPool()
 
   constructor(init: ObjectStoreInit) {
     this.cluster = init.cluster
@@ -586,11 +601,16 @@ export class ObjectStore {
     return answered.length >= k ? undefined : 'unknown'
   }
 
+  /** What the read buffers hold (see ReadOptions.reuseBuffers), for metrics. */
+  readBuffers(): BufferPoolStats {
+    return this.#buffers.stats()
+  }
+
   /**
    * The bytes of a resolved version (or of `range` of it), streamed and verified, rebuilt
    * from parity where shards are missing or bad.
    */
-  async *read(r: Resolved, range?: ByteRange, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  async *read(r: Resolved, range?: ByteRange, opts: ReadOptions = {}): AsyncGenerator<Uint8Array> {
     const rec = r.record
     const want = range ?? { start: 0, end: rec.size }
     let partStart = 0
@@ -599,7 +619,7 @@ export class ObjectStore {
       const lo = Math.max(want.start, partStart)
       const hi = Math.min(want.end, partEnd)
       if (hi > lo)
-        yield* this.#readPart(r, part.number, part.size, lo - partStart, hi - partStart, signal)
+        yield* this.#readPart(r, part.number, part.size, lo - partStart, hi - partStart, opts)
       partStart = partEnd
       if (partStart >= want.end) break
     }
@@ -611,7 +631,7 @@ export class ObjectStore {
     partSize: number,
     start: number,
     end: number,
-    signal?: AbortSignal,
+    opts: ReadOptions,
   ): AsyncGenerator<Uint8Array> {
     const rec = r.record
     const layout = new ErasureLayout({
@@ -622,6 +642,8 @@ export class ObjectStore {
     const stride = 8 + layout.fullChunkBytes
     const inline = rec.inline !== undefined || rec.dataDir === undefined
     const codec = inline ? this.#inline : this.#codec
+    const { signal } = opts
+    const buffers = opts.reuseBuffers && !inline ? this.#buffers : undefined
     yield* decodeStream({
       layout,
       codec,
@@ -629,6 +651,7 @@ export class ObjectStore {
       range: { start, end },
       // A node checks every chunk it sends (readShardBlocks) and the channel authenticates it.
       sourcesVerify: !inline,
+      ...(buffers ? { recycle: (chunk: Uint8Array) => buffers.release(chunk) } : {}),
       onShardError: (shard, err) => {
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
         if (drive) this.#miss(rec, drive, err.message, 'read')
@@ -675,8 +698,12 @@ export class ObjectStore {
               firstBlock: Math.floor(span.offset / stride),
               lastBlock: Math.floor((span.offset + span.length - 1) / stride),
             },
-            signal ? { signal } : {},
+            { ...(signal ? { signal } : {}), ...(buffers ? { buffers } : {}) },
           )
+          if (buffers) {
+            yield* body
+            return
+          }
           // Each body chunk is a frame's own plaintext, used nowhere else: the codec may take it.
           for await (const chunk of body) {
             donateChunk(chunk)
