@@ -2,10 +2,10 @@
  * GETs receive shard data in pooled buffers that later GETs reuse (@tessera/protocol's
  * BufferPool, decodeStream's lent chunks). A buffer given back too early would be refilled by
  * another GET while its bytes still wait to be written, so this drives many GETs at once (whole
- * objects, ranges, a multipart object, clients that hang up midway, a node down so that blocks
- * are rebuilt from parity) over a real 4-node RS(2,2) cluster with 1 MiB blocks, checks every
- * byte, and reads the gateway's tessera_read_buffer_bytes gauge: everything lent comes back,
- * and buffers are kept for reuse.
+ * objects, ranges, a multipart object, clients that hang up midway, a node that dies midway so
+ * that blocks are rebuilt from parity) over a real 4-node RS(2,2) cluster with 1 MiB blocks,
+ * checks every byte, and reads the gateway's tessera_read_buffer_bytes gauge: everything lent
+ * comes back, and buffers are kept for reuse.
  */
 import type { Readable } from 'node:stream'
 import {
@@ -138,9 +138,13 @@ t.test('GETs reuse read buffers and never mix up bytes', async (t) => {
   await round('second round, on reused buffers')
   t.equal((await allBack(gw.endpoint)).lent, 0)
 
-  // With a node down, the blocks it held data chunks for are rebuilt from parity: the codec
-  // path, which must copy lent chunks before it hands them to a worker.
+  // A node dies while GETs stream from it: they go on from parity (the codec path, which must
+  // copy lent chunks before it hands them to a worker), and what its streams held comes back.
+  const dying = round('a node dies midway')
+  await new Promise((r) => setTimeout(r, 150))
   await c.stop('n1', 'SIGKILL')
+  await dying
+  t.equal((await allBack(gw.endpoint)).lent, 0, 'with a node gone midway, everything came back')
   await round('a node down')
   t.equal((await allBack(gw.endpoint)).lent, 0, 'with a node down too, everything came back')
 })

@@ -29,8 +29,7 @@
  * needs its bytes: a copied-out chunk at once, the chunks behind a block's views when the
  * consumer asks for the piece after that block's last one. So a consumer of a lending read
  * must be done with each piece when it asks for the next (an HTTP response that writes a
- * piece before it pulls another is). Chunks held when a read fails midway are not given back;
- * the garbage collector takes them.
+ * piece before it pulls another is). A read that fails gives back what it holds too.
  */
 import type { BlockCodec } from './block-codec.ts'
 import { CodecError, isCodecError } from './errors.ts'
@@ -415,7 +414,13 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     const length = layout.blockLength(size, block)
     let chunks: (ArrayBuffer | Uint8Array | null)[] = new Array(layout.n).fill(null)
     for (;;) {
-      await gather(block, chunks)
+      try {
+        await gather(block, chunks)
+      } catch (err) {
+        // Too few shards: the chunks that did arrive are of no use now.
+        giveBack(lentOf(chunks))
+        throw err
+      }
       if (init.sourcesVerify) {
         const views = fromDataChunks(chunks, length)
         if (views !== undefined) return { views, lent: lentOf(chunks) }

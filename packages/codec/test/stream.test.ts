@@ -476,7 +476,10 @@ t.test('lent chunks come back once each, only when nothing reads them any more',
 
   const read = async (
     name: string,
-    open: (shard: number, span: { offset: number; length: number }) => AsyncIterable<Uint8Array>,
+    open: (
+      shard: number,
+      span: { offset: number; length: number },
+    ) => AsyncIterable<Uint8Array> | undefined,
     opts: { range?: { start: number; end: number }; stopAfter?: number } = {},
   ) => {
     lent = new Map()
@@ -540,4 +543,18 @@ t.test('lent chunks come back once each, only when nothing reads them any more',
     stopAfter: 4,
   })
   t.ok(equalBytes(head, data.subarray(0, head.length)), 'a consumer that stops: what it got')
+  // Data shard 1 fails at block 2 and no parity can be opened: the read fails, and the chunks
+  // of shards 0 and 2 that arrived for block 2 (and the read ahead) come back all the same.
+  await t.rejects(
+    read('a failed read', (s, sp) =>
+      s < 3 ? framed(span(files[s]!, sp), 0, s === 1 ? 2 : undefined) : undefined,
+    ),
+    { code: 'TOO_FEW_SHARDS' },
+    'a failed read fails',
+  )
+  t.same(problems, [], 'a failed read: no chunk came back twice, unlent or to a worker')
+  t.ok(
+    [...lent.values()].every((n) => n === 1),
+    `a failed read: all ${lent.size} chunks the sources gave came back`,
+  )
 })
