@@ -111,7 +111,8 @@ export class Gateway {
           {
             bucket: m.bucket,
             key: m.key,
-            versionId: m.versionId,
+            ...(m.versionId !== undefined ? { versionId: m.versionId } : {}),
+            ...(m.upload ? { upload: m.upload } : {}),
             drive: `${m.drive.nodeId}:${m.drive.path}`,
             reason: m.reason,
           },
@@ -120,7 +121,8 @@ export class Gateway {
         heal.report(m.drive, {
           bucket: m.bucket,
           key: m.key,
-          versionId: m.versionId,
+          ...(m.versionId !== undefined ? { versionId: m.versionId } : {}),
+          ...(m.upload ? { upload: m.upload } : {}),
           reason: m.kind === 'write' ? 'write-miss' : 'read',
         })
       },

@@ -509,12 +509,16 @@ export class StorageNode {
     rpc.handle(CommitPart, async (req) => {
       const d = this.drive(req)
       const rec = req.record
-      if (req.tmpId !== undefined) {
-        const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir)
-        if (!moved)
-          throw new StoreError('INVALID_REQUEST', `nothing was written under tmp id ${req.tmpId}`)
-      }
-      await d.meta.putPart(rec)
+      // In the key's exclusive section, where a repair of the part moves its file and writes its
+      // record too: file and record always come from the same upload of the part.
+      await d.meta.exclusive(rec.bucket, rec.key, async () => {
+        if (req.tmpId !== undefined) {
+          const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir)
+          if (!moved)
+            throw new StoreError('INVALID_REQUEST', `nothing was written under tmp id ${req.tmpId}`)
+        }
+        await d.meta.putPart(rec)
+      })
       return {}
     })
     rpc.handle(ListParts, async (req) => {

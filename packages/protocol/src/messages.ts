@@ -241,6 +241,12 @@ export interface HealItem {
   key: string
   /** Absent: every version of the key. */
   versionId?: string
+  /**
+   * An upload in progress instead of a version: its record (a drive that missed the
+   * CreateMultipartUpload), and part `partNumber` when given (a drive that missed an
+   * UploadPart), rebuilt so that the drive counts when the upload is completed.
+   */
+  upload?: { uploadId: string; partNumber?: number }
   reason: HealReason
 }
 

@@ -25,7 +25,8 @@ const RETRY_MAX_MS = 30_000
 const RETRY_FOR_MS = 10 * 60_000
 
 /** One report per drive and version. */
-const itemId = (it: HealItem) => `${it.bucket}\0${it.key}\0${it.versionId ?? ''}`
+const itemId = (it: HealItem) =>
+  `${it.bucket}\0${it.key}\0${it.versionId ?? ''}\0${it.upload ? `${it.upload.uploadId}\0${it.upload.partNumber ?? ''}` : ''}`
 
 interface Pending {
   drive: DriveSlot

@@ -61,7 +61,9 @@ export interface ObjectStoreInit {
 export interface ShardMiss {
   bucket: string
   key: string
-  versionId: string
+  /** The version, or (`upload`) a part of an upload in progress. */
+  versionId?: string
+  upload?: { uploadId: string; partNumber?: number }
   drive: DriveSlot
   /** A write that did not reach the drive, or a read that found its shard missing or bad. */
   kind: 'write' | 'read'
@@ -482,6 +484,26 @@ export class ObjectStore {
   /** Tells the drive's node that it lacks `record` (a write that did not reach it). */
   missedWrite(record: VersionRecord, drive: DriveSlot, reason: string): void {
     this.#miss(record, drive, reason, 'write')
+  }
+
+  /**
+   * Reports a drive that missed part `partNumber` of an upload in progress, or (undefined) the
+   * upload's record, for healing.
+   */
+  missedPart(
+    up: { bucket: string; key: string; uploadId: string },
+    partNumber: number | undefined,
+    drive: DriveSlot,
+    reason: string,
+  ): void {
+    this.#onMiss({
+      bucket: up.bucket,
+      key: up.key,
+      upload: { uploadId: up.uploadId, ...(partNumber !== undefined ? { partNumber } : {}) },
+      drive,
+      kind: 'write',
+      reason,
+    })
   }
 
   #miss(record: VersionRecord, drive: DriveSlot, reason: string, kind: 'write' | 'read'): void {

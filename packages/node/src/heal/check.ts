@@ -19,7 +19,7 @@ export interface DataCheck {
   reason?: string
 }
 
-export function layoutOf(rec: VersionRecord): ErasureLayout {
+export function layoutOf(rec: Pick<VersionRecord, 'erasure'>): ErasureLayout {
   return new ErasureLayout({ k: rec.erasure.k, m: rec.erasure.m, blockSize: rec.erasure.blockSize })
 }
 

@@ -142,6 +142,8 @@ interface Item {
   bucket: string
   key: string
   versionId?: string
+  /** An upload in progress (its record, and a part when given), instead of versions. */
+  upload?: { uploadId: string; partNumber?: number }
   reason: HealReason
   deep: boolean
   urgent: boolean
@@ -167,8 +169,10 @@ interface DriveWork {
   }[]
 }
 
-const itemKey = (bucket: string, key: string, versionId?: string): string =>
-  `${bucket}\u0000${key}\u0000${versionId ?? '*'}`
+const itemKey = (item: Pick<Item, 'bucket' | 'key' | 'versionId' | 'upload'>): string =>
+  item.upload
+    ? `${item.bucket}\u0000${item.key}\u0000upload\u0000${item.upload.uploadId}\u0000${item.upload.partNumber ?? ''}`
+    : `${item.bucket}\u0000${item.key}\u0000${item.versionId ?? '*'}`
 
 const isUrgent = (r: HealReason): boolean => r === 'read' || r === 'write-miss'
 
@@ -287,10 +291,30 @@ export class Healer {
       if (typeof it?.bucket !== 'string' || typeof it.key !== 'string') {
         throw new StoreError('INVALID_REQUEST', 'a heal item needs a bucket and a key')
       }
+      const up = it.upload
+      if (
+        up !== undefined &&
+        (typeof up?.uploadId !== 'string' ||
+          (up.partNumber !== undefined &&
+            (!Number.isInteger(up.partNumber) || up.partNumber < 1 || up.partNumber > 10_000)))
+      ) {
+        throw new StoreError(
+          'INVALID_REQUEST',
+          'an upload heal item needs an uploadId (and a part number from 1 to 10,000, if any)',
+        )
+      }
       const added = this.#add(w, {
         bucket: it.bucket,
         key: it.key,
         ...(typeof it.versionId === 'string' ? { versionId: it.versionId } : {}),
+        ...(up
+          ? {
+              upload: {
+                uploadId: up.uploadId,
+                ...(up.partNumber !== undefined ? { partNumber: up.partNumber } : {}),
+              },
+            }
+          : {}),
         reason: it.reason,
         deep: it.reason === 'read',
         urgent: isUrgent(it.reason),
@@ -305,7 +329,7 @@ export class Healer {
 
   /** Adds an item, or merges it into a waiting one; false when the queue is full. */
   #add(w: DriveWork, item: Item): boolean {
-    const id = itemKey(item.bucket, item.key, item.versionId)
+    const id = itemKey(item)
     const waiting = w.urgent.get(id) ?? w.background.get(id)
     if (waiting !== undefined) {
       waiting.deep ||= item.deep
@@ -407,16 +431,22 @@ export class Healer {
     const s = w.status
     let outcome: RepairOutcome | undefined
     try {
-      outcome = await this.#repairer.repair(
-        w.drive,
-        {
-          bucket: item.bucket,
-          key: item.key,
-          ...(item.versionId !== undefined ? { versionId: item.versionId } : {}),
-          deep: item.deep,
-        },
-        signal,
-      )
+      outcome = item.upload
+        ? await this.#repairer.repairUploadPart(
+            w.drive,
+            { bucket: item.bucket, key: item.key, ...item.upload },
+            signal,
+          )
+        : await this.#repairer.repair(
+            w.drive,
+            {
+              bucket: item.bucket,
+              key: item.key,
+              ...(item.versionId !== undefined ? { versionId: item.versionId } : {}),
+              deep: item.deep,
+            },
+            signal,
+          )
     } catch (err) {
       if (!signal.aborted) {
         s.failed++
@@ -425,6 +455,7 @@ export class Healer {
             drive: w.drive.path,
             bucket: item.bucket,
             key: item.key,
+            ...(item.upload ? { upload: item.upload } : {}),
             reason: item.reason,
             err: (err as Error).message,
           },
@@ -444,6 +475,7 @@ export class Healer {
           drive: w.drive.path,
           bucket: item.bucket,
           key: item.key,
+          ...(item.upload ? { upload: item.upload } : {}),
           reason: item.reason,
           failed: outcome.failed,
           err: outcome.error,
@@ -457,6 +489,7 @@ export class Healer {
           bucket: item.bucket,
           key: item.key,
           versionId: item.versionId,
+          ...(item.upload ? { upload: item.upload } : {}),
           reason: item.reason,
           healed: outcome.healed,
           bytes: outcome.bytes,
@@ -467,7 +500,7 @@ export class Healer {
     if (
       outcome.undecided > 0 &&
       item.urgent &&
-      item.versionId !== undefined &&
+      (item.versionId !== undefined || item.upload !== undefined) &&
       item.attempts + 1 < URGENT_ATTEMPTS &&
       !this.#closed
     ) {

@@ -39,6 +39,7 @@ reported (`onBadShard`) so that its own node heals it.
 */
 import { randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
+import { rm } from 'node:fs/promises'
 import {
   type BlockCodec,
   type ChunkHasher,
@@ -48,13 +49,17 @@ import {
 } from '@tessera/codec'
 import {
   type DriveSlot,
+  GetUpload,
   hlcMillis,
+  ListParts,
   type PartInfo,
+  type PartRecord,
   StoreError,
+  type UploadRecord,
   type VersionRecord,
 } from '@tessera/protocol'
 import type { Drive } from '../drive.ts'
-import { rewriteShard } from '../shard-io.ts'
+import { commitShards, rewriteShard, writeShard } from '../shard-io.ts'
 import { checkData, isInline, layoutOf } from './check.ts'
 import type { SetAccess } from './set-access.ts'
 
@@ -107,6 +112,29 @@ export interface RepairerInit {
 interface Holder {
   drive: DriveSlot
   rec: VersionRecord
+}
+
+/** A drive to read a part's shard from: its shard index, and whom to tell when it is bad. */
+interface PartSource {
+  drive: DriveSlot
+  index: number
+  onBad?: (err: Error) => void
+}
+
+/** A part record as the version-shaped record the layout and data checks take. */
+function asVersion(p: PartRecord): VersionRecord {
+  return {
+    bucket: p.bucket,
+    key: p.key,
+    versionId: 'null',
+    modTime: p.modTime,
+    size: p.size,
+    etag: p.etag,
+    dataDir: p.dataDir,
+    erasure: p.erasure,
+    parts: [{ number: p.number, size: p.size, etag: p.etag }],
+    deleteMarker: false,
+  }
 }
 
 interface Group {
@@ -348,7 +376,18 @@ export class Repairer {
       } else if (!ref.deleteMarker) {
         for (const n of check.badParts) {
           const part = ref.parts.find((p) => p.number === n)!
-          out.bytes += await this.#rebuildPart(drive, ref, sources, part, idx, signal)
+          out.bytes += await this.#rebuildPart(
+            ref,
+            sources.map((h) => ({
+              drive: h.drive,
+              index: h.rec.erasure.index,
+              onBad: (err: Error) => this.#onBadShard(h.drive, h.rec, err),
+            })),
+            part,
+            idx,
+            signal,
+            (body, shard) => rewriteShard(drive, { ...drive.ref, ...shard }, body, randomUUID()),
+          )
           out.dataBytes += part.size
         }
       }
@@ -420,20 +459,23 @@ export class Repairer {
   }
 
   /**
-   * Rebuilds part `part` of shard `idx` into the drive's data folder, streaming from the
-   * holders; returns the bytes written.
+   * Rebuilds part `part` of shard `idx`, streaming from the sources (other drives' shards of
+   * it), and hands the framed shard to `write`; returns the bytes written.
    */
   async #rebuildPart(
-    drive: Drive,
-    ref: VersionRecord,
-    sources: Holder[],
-    part: PartInfo,
+    ref: Pick<VersionRecord, 'bucket' | 'key' | 'dataDir' | 'erasure'>,
+    sources: PartSource[],
+    part: Pick<PartInfo, 'number' | 'size'>,
     idx: number,
     signal: AbortSignal,
+    write: (
+      body: AsyncIterable<Uint8Array>,
+      shard: { bucket: string; key: string; dataDir: string; part: number; size: number },
+    ) => Promise<number>,
   ): Promise<number> {
     const layout = layoutOf(ref)
-    const byShard = new Map<number, Holder>()
-    for (const s of sources) if (s.rec.erasure.index !== idx) byShard.set(s.rec.erasure.index, s)
+    const byShard = new Map<number, PartSource>()
+    for (const s of sources) if (s.index !== idx) byShard.set(s.index, s)
     if (byShard.size < layout.k) {
       throw new StoreError(
         'QUORUM_FAILED',
@@ -475,31 +517,166 @@ export class Repairer {
           )
         },
         onShardError: (shard, err) => {
-          const h = byShard.get(shard)
           const code = (err as { code?: string }).code
-          if (h !== undefined && code !== undefined && BAD_SHARD_CODES.has(code))
-            this.#onBadShard(h.drive, h.rec, err)
+          if (code !== undefined && BAD_SHARD_CODES.has(code)) byShard.get(shard)?.onBad?.(err)
         },
       })
       body = shardFrames(encodeStream(data, { layout, codec }), idx)
     }
     try {
-      return await rewriteShard(
-        drive,
-        {
-          ...drive.ref,
-          bucket: ref.bucket,
-          key: ref.key,
-          dataDir: ref.dataDir!,
-          part: part.number,
-          size: layout.shardFileBytes(size),
-        },
-        body,
-        randomUUID(),
-      )
+      return await write(body, {
+        bucket: ref.bucket,
+        key: ref.key,
+        dataDir: ref.dataDir!,
+        part: part.number,
+        size: layout.shardFileBytes(size),
+      })
     } finally {
       signal.removeEventListener('abort', onAbort)
     }
+  }
+
+  /**
+   * Repairs an upload in progress on `drive` from the other drives of its set, so that the
+   * drive counts when the upload is completed: its record, when the drive missed the
+   * CreateMultipartUpload, and part `partNumber` when given (the drive missed an UploadPart).
+   * A record is restored only when at least k other drives hold it. The part the set agrees on
+   * is the newest (by modTime) that at least k drives hold; the drive's own copy is replaced
+   * only when it is missing, older, or its file is missing or the wrong size. The shard is
+   * written to tmp and moved into place with its record in the key's exclusive section, where
+   * a client's CommitPart runs too, and only if the drive has not meanwhile taken a newer
+   * upload of the part, nor lost the upload (completed or aborted): a late repair never
+   * overwrites what a client wrote.
+   */
+  async repairUploadPart(
+    drive: Drive,
+    req: { bucket: string; key: string; uploadId: string; partNumber?: number },
+    signal: AbortSignal,
+  ): Promise<RepairOutcome> {
+    const out = emptyOutcome()
+    out.versions = 1
+    const { bucket, key, uploadId, partNumber } = req
+    const cluster = this.#access.cluster
+    const partsQuery =
+      partNumber === undefined
+        ? undefined
+        : { bucket, key, uploadId, partNumberMarker: partNumber - 1, limit: 1 }
+    const [localUpload, local, answers] = await Promise.all([
+      drive.meta.getUpload(bucket, key, uploadId),
+      partsQuery === undefined
+        ? undefined
+        : drive.meta
+            .getParts(bucket, key, uploadId, partsQuery)
+            .then((r) => r.parts.find((p) => p.number === partNumber)),
+      Promise.all(
+        this.#access.othersOf(drive.ref).map(async (d) => {
+          try {
+            const [u, p] = await Promise.all([
+              cluster.call(d, GetUpload, { bucket, key, uploadId }),
+              partsQuery === undefined ? undefined : cluster.call(d, ListParts, partsQuery),
+            ])
+            return {
+              drive: d,
+              upload: u.record,
+              part: p?.parts.find((x) => x.number === partNumber),
+            }
+          } catch {
+            return undefined
+          }
+        }),
+      ),
+    ])
+    signal.throwIfAborted()
+    const answered = answers.filter((a) => a !== undefined)
+    const unknown = answers.length - answered.length
+    const k = this.#k
+    const withUpload = answered.filter((a) => a.upload !== undefined)
+    const uploadRec: UploadRecord | undefined =
+      localUpload ?? (withUpload.length >= k ? withUpload[0]!.upload : undefined)
+    if (uploadRec === undefined) {
+      // Too few drives hold it: completed or aborted since, or not known yet.
+      if (withUpload.length + unknown >= k) out.undecided++
+      return out
+    }
+    // Our shard index: our slot's position in the upload's distribution.
+    const index = uploadRec.erasure.distribution.indexOf(drive.ref.slot)
+    if (index < 0) {
+      out.failed++
+      out.error = `upload ${uploadId} does not place a shard on this drive's slot`
+      return out
+    }
+    const ownUpload: UploadRecord = { ...uploadRec, erasure: { ...uploadRec.erasure, index } }
+    if (partsQuery === undefined) {
+      if (localUpload !== undefined) return out
+      const restored = await drive.meta.exclusive(bucket, key, async () => {
+        if ((await drive.meta.getUpload(bucket, key, uploadId)) !== undefined) return false
+        await drive.meta.putUpload(ownUpload)
+        return true
+      })
+      if (restored) out.healed++
+      return out
+    }
+
+    const partId = (p: PartRecord) => `${p.etag}/${p.size}/${p.modTime}/${p.dataDir}`
+    const groups = new Map<string, { rec: PartRecord; holders: typeof answered }>()
+    for (const a of answered) {
+      if (a.part === undefined || a.part.inline !== undefined) continue
+      const id = partId(a.part)
+      const g = groups.get(id) ?? { rec: a.part, holders: [] }
+      g.holders.push(a)
+      groups.set(id, g)
+    }
+    let chosen: { rec: PartRecord; holders: typeof answered } | undefined
+    for (const g of groups.values()) {
+      const n = g.holders.length + (local !== undefined && partId(local) === partId(g.rec) ? 1 : 0)
+      if (n >= k && (chosen === undefined || g.rec.modTime > chosen.rec.modTime)) chosen = g
+    }
+    if (chosen === undefined) {
+      // Nothing k drives agree on: the part may still be committing, or the upload is gone.
+      if (answered.filter((a) => a.part !== undefined).length + unknown >= k) out.undecided++
+      return out
+    }
+    const rec = chosen.rec
+    if (local !== undefined && partId(local) === partId(rec)) {
+      const check = await checkData(drive, asVersion(rec), { deep: false, h64: this.#h64, signal })
+      if (check.badParts.length === 0 && localUpload !== undefined) return out
+    }
+    const tmpId = randomUUID()
+    try {
+      const written = await this.#rebuildPart(
+        rec,
+        chosen.holders.map((h) => ({ drive: h.drive, index: h.part!.erasure.index })),
+        { number: rec.number, size: rec.size },
+        index,
+        signal,
+        (body, shard) => writeShard(drive, { ...drive.ref, ...shard, tmpId }, body),
+      )
+      const ownPart: PartRecord = { ...rec, erasure: { ...rec.erasure, index } }
+      const done = await drive.meta.exclusive(bucket, key, async () => {
+        const [u, parts] = await Promise.all([
+          drive.meta.getUpload(bucket, key, uploadId),
+          drive.meta.getParts(bucket, key, uploadId, partsQuery),
+        ])
+        const now = parts.parts.find((x) => x.number === rec.number)
+        // Completed or aborted here meanwhile, or a newer upload of the part landed: leave it.
+        if (now !== undefined && now.modTime > rec.modTime) return false
+        if (u === undefined) {
+          if (localUpload !== undefined) return false
+          await drive.meta.putUpload(ownUpload)
+        }
+        if (!(await commitShards(drive, tmpId, bucket, key, rec.dataDir))) return false
+        await drive.meta.putPart(ownPart)
+        return true
+      })
+      if (done) {
+        out.healed++
+        out.bytes += written
+        out.dataBytes += rec.size
+      }
+    } finally {
+      await rm(drive.tmpPath(tmpId), { recursive: true, force: true })
+    }
+    return out
   }
 }
 
