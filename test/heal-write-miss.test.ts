@@ -13,7 +13,14 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
 import { objectHash } from '@tessera/node'
-import { GetUpload, ListParts, placeObject, ReadVersions } from '@tessera/protocol'
+import {
+  CommitPart,
+  GetUpload,
+  ListParts,
+  placeObject,
+  QueueHeal,
+  ReadVersions,
+} from '@tessera/protocol'
 import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client } from './harness/s3.ts'
@@ -220,4 +227,61 @@ t.test('drives that missed different parts get them back, and the upload complet
   } finally {
     await Promise.all(others.map((id) => c.start(id)))
   }
+})
+
+t.test('a repair of a part never replaces a newer upload of it', async (t) => {
+  const key = 'raced.bin'
+  const { c, s3, victim } = await setup(t, 'race', key, 0)
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'race', Key: key }))
+  for (const [n, size] of [
+    [1, 5 * 1024 * 1024],
+    [2, 300_000],
+  ] as const) {
+    await s3.send(
+      new UploadPartCommand({
+        Bucket: 'race',
+        Key: key,
+        UploadId,
+        PartNumber: n,
+        Body: bytes(size, 20 + n),
+      }),
+    )
+  }
+  const ref = { pool: victim.pool, set: victim.set, slot: victim.slot }
+  const partsOf = async () =>
+    (
+      await c.pool.call(c.peer(victim.nodeId), ListParts, {
+        ...ref,
+        bucket: 'race',
+        key,
+        uploadId: UploadId!,
+      })
+    ).parts
+  const [p1, p2] = await partsOf()
+  // As if a client's newer upload of part 1 had just landed on this drive alone (its CommitPart
+  // ahead of the others'): a repair from the set's older copy must leave it.
+  const newer = { ...p1!, etag: 'f'.repeat(32), modTime: p1!.modTime + 1_000_000 }
+  await c.pool.call(c.peer(victim.nodeId), CommitPart, { ...ref, record: newer })
+  // And part 2's file is gone: that repair is needed, and runs after part 1's (same key).
+  const hash = objectHash('race', key)
+  const file = join(victim.path, 'data', 'race', hash.slice(0, 2), hash, p2!.dataDir, 'part.2')
+  await rm(file)
+  await c.pool.call(c.peer(victim.nodeId), QueueHeal, {
+    ...ref,
+    items: [1, 2].map((partNumber) => ({
+      bucket: 'race',
+      key,
+      upload: { uploadId: UploadId!, partNumber },
+      reason: 'write-miss' as const,
+    })),
+  })
+  let back = false
+  for (let i = 0; i < 100 && !back; i++) {
+    back = (await stat(file).catch(() => undefined))?.isFile() === true
+    if (!back) await new Promise((r) => setTimeout(r, 100))
+  }
+  t.ok(back, "part 2's file was rebuilt")
+  const after = await partsOf()
+  t.equal(after[0]?.etag, newer.etag, 'part 1 is still the newer upload')
+  t.equal(after[1]?.etag, p2!.etag, 'part 2 is the one the set agrees on')
 })
