@@ -82,7 +82,7 @@ export class MultipartStore {
     }))
     this.#cluster.requireWriteQuorum(results, 'recorded the upload')
     for (const r of results)
-      if (!r.ok) this.#objects.missedPart(record, undefined, r.drive, r.error.message)
+      if (!r.ok) this.#objects.missedUpload(record, undefined, r.drive, r.error.message)
     return record
   }
 
@@ -165,9 +165,9 @@ export class MultipartStore {
     this.#cluster.requireWriteQuorum(results, `recorded part ${partNumber}`)
     // Drives that missed the part are rebuilt from the others, or the upload could not be
     // completed once drives that missed different parts add up.
-    for (const f of written.failed) this.#objects.missedPart(u, partNumber, f.drive, f.reason)
+    for (const f of written.failed) this.#objects.missedUpload(u, partNumber, f.drive, f.reason)
     for (const r of results)
-      if (!r.ok) this.#objects.missedPart(u, partNumber, r.drive, r.error.message)
+      if (!r.ok) this.#objects.missedUpload(u, partNumber, r.drive, r.error.message)
     return record
   }
 

@@ -487,10 +487,10 @@ export class ObjectStore {
   }
 
   /**
-   * Reports a drive that missed part `partNumber` of an upload in progress, or (undefined) the
-   * upload's record, for healing.
+   * Reports a drive that missed an upload in progress, for healing: its part `partNumber`, or
+   * with no part number the upload's record (CreateMultipartUpload).
    */
-  missedPart(
+  missedUpload(
     up: { bucket: string; key: string; uploadId: string },
     partNumber: number | undefined,
     drive: DriveSlot,
