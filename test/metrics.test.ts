@@ -266,7 +266,24 @@ t.test('gateway and node metrics, health and readiness', async (t) => {
     t.ok(sum(samples, 'tessera_drive_total_bytes', { node: node.id, drive }) > 0)
     t.ok(find(samples, 'process_resident_memory_bytes').length === 1, 'default process metrics')
 
-    // The cluster takes writes again through the gateway.
+    t.equal(
+      sum(samples, 'tessera_drive_direct_io', { node: node.id, drive }),
+      1,
+      'its shard files are written with O_DIRECT',
+    )
+
+    // The cluster takes writes again through the gateway; a shard write borrows an aligned
+    // buffer (allocated 8 at a time) and gives it back.
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'after', Body: bytes(50_000, 9) }))
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'after-big', Body: bytes(3 * 1024 * 1024, 10) }),
+    )
+    const after = (await scrape(`${node.metricsEndpoint}/metrics`)).samples
+    t.equal(
+      sum(after, 'tessera_direct_write_buffer_bytes', { state: 'allocated' }),
+      8 * 1024 * 1024,
+      'aligned buffers allocated',
+    )
+    t.equal(sum(after, 'tessera_direct_write_buffer_bytes', { state: 'lent' }), 0, 'and all back')
   })
 })

@@ -30,6 +30,7 @@ import {
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type DriveRef, StoreError } from '@tessera/protocol'
+import { type AlignedSlabs, type DirectSupport, probeDirectIo } from './direct-io.ts'
 import { FULL_HEAL_PENDING_KEY } from './heal/scanner.ts'
 import { MetaStore } from './meta-store.ts'
 
@@ -52,6 +53,8 @@ export interface DriveInit {
   path: string
   cluster: string
   ref: DriveRef
+  /** The node's aligned buffers for direct shard writes; without them shards are written buffered. */
+  slabs?: AlignedSlabs
 }
 
 const NAME = /^[a-z0-9][a-z0-9.-]{1,62}$/
@@ -117,6 +120,13 @@ export class Drive {
   readonly meta: MetaStore
   /** True when this open formatted the (empty) drive: healing then rebuilds its contents. */
   readonly formatted: boolean
+  /** Aligned buffers for writing shard files with O_DIRECT (shared by the node's drives). */
+  readonly slabs: AlignedSlabs | undefined
+  /**
+   * Whether shard files on this drive are written with O_DIRECT: its file system took a probe
+   * at open and has refused no write since (see direct-io.ts).
+   */
+  readonly directIo: DirectSupport = { direct: true }
   #trashTimer: NodeJS.Timeout | undefined
 
   private constructor(
@@ -124,8 +134,10 @@ export class Drive {
     ref: DriveRef,
     driveId: string,
     meta: MetaStore,
-    formatted = false,
+    formatted: boolean,
+    slabs: AlignedSlabs | undefined,
   ) {
+    this.slabs = slabs
     this.path = path
     this.ref = ref
     this.driveId = driveId
@@ -206,8 +218,13 @@ export class Drive {
     // Writes interrupted by a crash: nothing refers to them, they go.
     await rm(join(path, '.tessera', 'tmp'), { recursive: true, force: true })
     await mkdir(join(path, '.tessera', 'tmp'), { recursive: true })
+    const direct = init.slabs
+      ? await probeDirectIo(join(path, '.tessera', 'tmp'), init.slabs)
+      : false
     const meta = await MetaStore.open({ path: join(path, '.tessera', 'meta') })
-    return new Drive(path, ref, format.driveId, meta, formatted)
+    const drive = new Drive(path, ref, format.driveId, meta, formatted, init.slabs)
+    drive.directIo.direct = direct
+    return drive
   }
 
   tmpPath(tmpId: string): string {

@@ -11,6 +11,14 @@
  * ```
  */
 export { ConfigError, DEFAULTS, ENV, loadConfig, type NodeConfig } from './config.ts'
+export {
+  AlignedSlabs,
+  DEFAULT_DIRECT_WRITE_BYTES,
+  DIRECT_IO_SLAB_BYTES,
+  type DirectSupport,
+  probeDirectIo,
+  ShardFileWriter,
+} from './direct-io.ts'
 export { checkBucketName, Drive, type FormatFile, objectHash } from './drive.ts'
 export {
   type CommitStats,
@@ -21,6 +29,7 @@ export {
   MetaStore,
   MetaStoreError,
 } from './meta-store.ts'
+export { commitShards, readShardBlocks, writeShard } from './shard-io.ts'
 export {
   type Logger,
   StorageNode,

@@ -70,6 +70,7 @@ program
           graceMs: config.healGraceMs,
           concurrency: config.healConcurrency,
         },
+        directWriteBytes: config.directWriteBytes,
       },
       { logger, ...(metrics ? { metrics } : {}) },
     )

@@ -84,6 +84,7 @@ export class NodeMetrics {
   #serving = false
   #last: Sample | undefined
   #sampling: Promise<Sample> | undefined
+  #directWrites: (() => { allocatedBytes: number; lentBytes: number }) | undefined
 
   constructor(init: NodeMetricsInit) {
     this.nodeId = init.nodeId
@@ -142,6 +143,24 @@ export class NodeMetrics {
       'Bytes free on the file system holding the drive.',
       (d) => (d.online ? d.freeBytes : undefined),
     )
+    driveGauge(
+      'tessera_drive_direct_io',
+      "Whether the node writes the drive's shard files with O_DIRECT (1) or through the page cache (0).",
+      (d) => (d.online && d.directIo !== undefined ? (d.directIo ? 1 : 0) : undefined),
+    )
+    const slabs: Gauge<'state'> = new Gauge({
+      name: 'tessera_direct_write_buffer_bytes',
+      help:
+        'Bytes of the aligned buffers direct (O_DIRECT) shard writes go through: "allocated" so ' +
+        'far, and "lent" to writes in progress.',
+      labelNames: ['state'],
+      registers,
+      collect: () => {
+        const st = this.#directWrites?.()
+        slabs.set({ state: 'allocated' }, st?.allocatedBytes ?? 0)
+        slabs.set({ state: 'lent' }, st?.lentBytes ?? 0)
+      },
+    })
     driveGauge(
       'tessera_drive_used_bytes',
       'Bytes used on the file system holding the drive.',
@@ -212,6 +231,11 @@ export class NodeMetrics {
       }
       handle(def, this.#timed(def, fn))
     }
+  }
+
+  /** Reads the figures of `tessera_direct_write_buffer_bytes` from `stats` at each scrape. */
+  watchDirectWrites(stats: () => { allocatedBytes: number; lentBytes: number }): void {
+    this.#directWrites = stats
   }
 
   /** From now on, readiness may say ready (the node listens for RPCs). */

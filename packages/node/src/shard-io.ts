@@ -8,6 +8,7 @@ import { mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CHUNK_HASH_BYTES, type ChunkHasher, ErasureLayout } from '@tessera/codec'
 import { type ShardRef, StoreError, toStoreError } from '@tessera/protocol'
+import { ShardFileWriter } from './direct-io.ts'
 import { type Drive, syncDir } from './drive.ts'
 
 /** Bytes read from disk per read call when streaming a shard (whole chunks). */
@@ -41,7 +42,7 @@ export async function writeShard(
   let written = 0
   try {
     await mkdir(dir, { recursive: true })
-    const fh = await open(file, 'w')
+    const out = await ShardFileWriter.create(file, drive.slabs, drive.directIo)
     try {
       for await (const chunk of body) {
         if (written + chunk.length > req.size) {
@@ -51,11 +52,7 @@ export async function writeShard(
             { drive: drive.path },
           )
         }
-        let at = 0
-        while (at < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, at, chunk.length - at)
-          at += bytesWritten
-        }
+        await out.write(chunk)
         written += chunk.length
       }
       if (written !== req.size) {
@@ -65,9 +62,9 @@ export async function writeShard(
           { drive: drive.path },
         )
       }
-      await fh.sync()
+      await out.finish()
     } finally {
-      await fh.close()
+      await out.close()
     }
     return written
   } catch (err) {

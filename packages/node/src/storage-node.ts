@@ -48,6 +48,7 @@ import {
   type VersionRecord,
   withBody,
 } from '@tessera/protocol'
+import { AlignedSlabs, DEFAULT_DIRECT_WRITE_BYTES } from './direct-io.ts'
 import { Drive } from './drive.ts'
 import { GatewayStatsStore, registerGatewayStatsRpcs } from './gateway-stats.ts'
 import { checkData, type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
@@ -76,6 +77,12 @@ export interface StorageNodeInit {
   lifecycle?: Partial<LifecycleOptions>
   /** Healing and scanning settings (scan rate, intervals, grace period, repairs at once). */
   heal?: Partial<HealConfig>
+  /**
+   * Memory for the aligned buffers of direct (O_DIRECT) shard writes, shared by the node's
+   * drives: one MiB per shard being written; writes beyond it go through the page cache.
+   * Default {@link DEFAULT_DIRECT_WRITE_BYTES}; 0 writes every shard through the page cache.
+   */
+  directWriteBytes?: number
 }
 
 export interface StorageNodeComponents {
@@ -146,12 +153,15 @@ export class StorageNode {
     const layout = computeLayout(init.map)
     const slots = setsOfNode(layout, init.nodeId)
     const drives = new Map<string, Drive>()
+    const directBytes = init.directWriteBytes ?? DEFAULT_DIRECT_WRITE_BYTES
+    const slabs = directBytes > 0 ? new AlignedSlabs(directBytes) : undefined
     const opened = await Promise.allSettled(
       slots.map((s) =>
         Drive.open({
           path: s.path,
           cluster: init.map.cluster,
           ref: { pool: s.pool, set: s.set, slot: s.slot },
+          slabs,
         }),
       ),
     )
@@ -183,6 +193,19 @@ export class StorageNode {
         'drive offline: it failed to open; the node serves without it (replace the disk and restart the node to heal it)',
       )
     }
+    if (slabs !== undefined) {
+      for (const d of drives.values()) {
+        if (!d.directIo.direct) {
+          log.warn(
+            { drive: d.path, ...d.ref },
+            "the drive's file system refuses O_DIRECT: its shard files are written through the page cache",
+          )
+        }
+      }
+    }
+    components.metrics?.watchDirectWrites(
+      () => slabs?.stats() ?? { allocatedBytes: 0, lentBytes: 0 },
+    )
     const allowed = new Set([
       ...init.map.pools.flatMap((p) => p.nodes.map((n) => n.publicKey)),
       ...init.map.gateways,
@@ -309,6 +332,7 @@ export class StorageNode {
             path: d.path,
             driveId: d.driveId,
             online: true,
+            directIo: d.directIo.direct,
             ...(await d.usage()),
           })
         } catch (err) {

@@ -30,6 +30,8 @@ export interface DriveInfo extends DriveRef {
   totalBytes: number
   freeBytes: number
   usedBytes: number
+  /** Whether the node writes the drive's shard files with O_DIRECT (online drives). */
+  directIo?: boolean
   /** Why the drive is offline, when it is. */
   error?: string
 }
