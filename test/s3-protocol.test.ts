@@ -3,6 +3,7 @@
  * with a checksum trailer, as current SDKs send them), presigned URLs, raw signed requests
  * with malformed XML, truncated bodies on a raw socket, and the limits S3 sets.
  */
+import { createHash } from 'node:crypto'
 import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { Sha256 } from '@aws-crypto/sha256-js'
@@ -234,12 +235,13 @@ t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
       .send(new HeadObjectCommand({ Bucket: bucket, Key: 'sha-mismatch' }))
       .catch(s3Fault)
     t.equal((after as { status?: number }).status, 404, 'nothing stored')
-    // A body large enough for the digest thread: checked the same way.
-    const bigBody = Buffer.alloc(300 * 1024, 7)
+    // Bodies of 1 MiB and more have their hashes computed on the gateway's digest thread:
+    // checked the same way.
+    const bigBody = Buffer.alloc(1024 * 1024 + 300 * 1024, 7)
     const bigMismatch = await signedFetch(endpoint, {
       method: 'PUT',
       path: `/${bucket}/sha-mismatch-large`,
-      headers: { 'x-amz-content-sha256': sha256(Buffer.alloc(300 * 1024, 8)) },
+      headers: { 'x-amz-content-sha256': sha256(Buffer.alloc(1024 * 1024 + 300 * 1024, 8)) },
       body: bigBody,
     })
     t.equal(bigMismatch.status, 400)
@@ -255,6 +257,11 @@ t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
       body: bigBody,
     })
     t.equal(bigSigned.status, 200, 'large body with its right signed hash is stored')
+    t.equal(
+      bigSigned.headers.get('etag'),
+      `"${createHash('md5').update(bigBody).digest('hex')}"`,
+      'and its ETag is its MD5',
+    )
     const skewed = await fetch(`${endpoint}/${bucket}`, {
       headers: {
         'x-amz-date': '20200101T000000Z',

@@ -2,8 +2,8 @@
  * @packageDocumentation
  * `@tessera/codec`: Reed–Solomon erasure coding over GF(2^8), with a WebAssembly SIMD kernel
  * and a plain TypeScript reference; per-chunk xxh64 framing for shard files; a block
- * streaming encoder and reader; and a piscina worker pool that keeps this CPU work off the
- * event loop. Pure: no logging, no config files, no sockets.
+ * streaming encoder and reader; a piscina worker pool that keeps this CPU work off the
+ * event loop; and a digest thread for the running MD5 / SHA-256 of request bodies. Pure: no logging, no config files, no sockets.
  *
  * @example
  * ```ts
@@ -23,6 +23,12 @@ export {
 } from './block-codec.ts'
 export type { DecodeResult, EncodeResult } from './block-ops.ts'
 export { type ChunkHasher, loadChunkHasher } from './chunk-hash.ts'
+export {
+  DIGEST_MAX_PENDING_BYTES,
+  type DigestAlgorithm,
+  type DigestSession,
+  DigestThread,
+} from './digest-thread.ts'
 export { CODEC_ERROR_CODES, CodecError, type CodecErrorCode, isCodecError } from './errors.ts'
 export { cauchyEncodingMatrix, gfInv, gfMul } from './gf256.ts'
 export {

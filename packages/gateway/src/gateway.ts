@@ -2,7 +2,7 @@
  * A gateway: connections to the cluster's nodes, the object and bucket stores over them, and
  * the S3 API on a uWS server. Keeps no state of its own (caches only).
  */
-import { CodecPool, InlineCodec } from '@tessera/codec'
+import { CodecPool, DigestThread, InlineCodec } from '@tessera/codec'
 import type { ClusterMap, Identity } from '@tessera/protocol'
 import { ClusterAdmin } from './admin/cluster-admin.ts'
 import { RequestStatsReporter } from './admin/request-stats.ts'
@@ -61,6 +61,7 @@ export class Gateway {
   #http: HttpServer
   #cluster: Cluster
   #pool: CodecPool
+  #digests: DigestThread
   #iam: IamStore
   #heal: HealReporter
   /** Pushes this gateway's request counters to the nodes, for GET /requests on any gateway. */
@@ -74,6 +75,7 @@ export class Gateway {
     http: HttpServer,
     cluster: Cluster,
     pool: CodecPool,
+    digests: DigestThread,
     iam: IamStore,
     heal: HealReporter,
     log: Logger,
@@ -83,6 +85,7 @@ export class Gateway {
     this.#http = http
     this.#cluster = cluster
     this.#pool = pool
+    this.#digests = digests
     this.#iam = iam
     this.#heal = heal
     this.#log = log
@@ -100,6 +103,8 @@ export class Gateway {
     const pool = new CodecPool(
       init.codecThreads !== undefined ? { threads: init.codecThreads } : {},
     )
+    // MD5 (and SHA-256) of large request bodies, off the event loop.
+    const digests = new DigestThread()
     const heal = new HealReporter(cluster, log)
     const inlineCodec = await InlineCodec.create()
     const objects = new ObjectStore({
@@ -176,6 +181,7 @@ export class Gateway {
       region: init.region,
       log,
       metrics,
+      digests,
       ...(init.domain ? { domain: init.domain } : {}),
     })
     const http = await listenHttp({
@@ -191,7 +197,7 @@ export class Gateway {
       onError: (err) => log.error({ err: (err as Error).message }, 'request handler failed'),
     })
     log.info({ port: http.port, region: init.region }, 'gateway started')
-    const gateway = new Gateway(http.port, http, cluster, pool, store, heal, log, metrics)
+    const gateway = new Gateway(http.port, http, cluster, pool, digests, store, heal, log, metrics)
     gateway.#requestStats = new RequestStatsReporter({
       cluster,
       stats: () => metrics.requestStats(),
@@ -209,6 +215,7 @@ export class Gateway {
     this.#requestStats?.close()
     this.#cluster.close()
     await this.#pool.close()
+    await this.#digests.close()
     this.#log.info({}, 'gateway stopped')
   }
 }

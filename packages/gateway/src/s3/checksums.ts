@@ -463,16 +463,19 @@ export function parseChecksumHeaders(headers: Record<string, string>): ChecksumE
  */
 export class BodyDigests {
   readonly #exp: ChecksumExpectation
-  readonly #md5 = createMd5()
+  /** Undefined when the caller computes the MD5 elsewhere and hands it to finish(). */
+  readonly #md5: Md5 | undefined
   readonly #checksum: Hasher | undefined
 
-  constructor(exp: ChecksumExpectation) {
+  /** `opts.md5: false`: the MD5 is computed elsewhere (a digest thread) and given to finish(). */
+  constructor(exp: ChecksumExpectation, opts: { md5?: boolean } = {}) {
     this.#exp = exp
+    this.#md5 = opts.md5 === false ? undefined : createMd5()
     this.#checksum = exp.algorithm === undefined ? undefined : createChecksum(exp.algorithm)
   }
 
   update(chunk: Uint8Array): void {
-    this.#md5.update(chunk)
+    this.#md5?.update(chunk)
     this.#checksum?.update(chunk)
   }
 
@@ -490,7 +493,10 @@ export class BodyDigests {
    *   what we received." with ExpectedDigest and CalculatedDigest (base64).
    * Gives the MD5 and the flexible checksum to store with the object (base64).
    */
-  finish(trailers?: Readonly<Record<string, string>>): {
+  finish(
+    trailers?: Readonly<Record<string, string>>,
+    md5Elsewhere?: Buffer,
+  ): {
     md5: Buffer
     checksums: Partial<Record<ChecksumAlgorithm, string>>
   } {
@@ -517,7 +523,8 @@ export class BodyDigests {
       }
       checksums[exp.algorithm] = got
     }
-    const md5 = this.#md5.digest()
+    const md5 = this.#md5?.digest() ?? md5Elsewhere
+    if (md5 === undefined) throw new Error('BodyDigests.finish: no MD5 given')
     if (exp.contentMd5 !== undefined && !md5.equals(exp.contentMd5)) {
       throw new S3Error(
         'BadDigest',

@@ -5,6 +5,7 @@
  * the way through).
  */
 import { createHash } from 'node:crypto'
+import type { DigestThread } from '@tessera/codec'
 import type { AclOwner } from '@tessera/protocol'
 import type { AccessControl, Authenticated, Principal, RequestFacts } from '../auth/access.ts'
 import { AwsChunkedDecoder } from '../auth/aws-chunked.ts'
@@ -33,7 +34,15 @@ export interface S3Deps {
   iam: Iam
   region: string
   log: Logger
+  /**
+   * The thread that computes the MD5 (and a signed payload's SHA-256) of large bodies; without
+   * it they are computed on the event loop.
+   */
+  digests?: DigestThread
 }
+
+/** Bodies from this size up have their MD5 and SHA-256 computed on the digest thread. */
+export const DIGEST_THREAD_MIN_BYTES = 1024 * 1024
 
 export interface S3Context {
   req: Request
@@ -115,7 +124,13 @@ export function openPayload(ctx: S3Context, maxBytes = MAX_PUT_BYTES): Payload {
     ctx.req.body.stripes(layout.blockSize, layout.stripeBytes)
   }
   const expect = parseChecksumHeaders(h)
-  const digests = new BodyDigests(expect)
+  // Large bodies: MD5 and SHA-256 on the digest thread, off the event loop (see digest-thread.ts).
+  const signed = auth?.payloadSha256
+  const thread =
+    ctx.deps.digests !== undefined && size >= DIGEST_THREAD_MIN_BYTES
+      ? ctx.deps.digests.session(signed !== undefined ? ['md5', 'sha256'] : ['md5'])
+      : undefined
+  const digests = new BodyDigests(expect, { md5: thread === undefined })
   let decoder: AwsChunkedDecoder | undefined
   let source: AsyncIterable<Uint8Array> = ctx.req.body
   if (streaming && auth) {
@@ -128,39 +143,47 @@ export function openPayload(ctx: S3Context, maxBytes = MAX_PUT_BYTES): Payload {
     })
     source = decoder.decode(ctx.req.body)
   }
-  const sha = auth?.payloadSha256 !== undefined ? createHash('sha256') : undefined
+  const sha = signed !== undefined && thread === undefined ? createHash('sha256') : undefined
   let received = 0
+  let threadDigests: Record<string, Buffer> | undefined
   async function* tap(): AsyncGenerator<Uint8Array> {
-    for await (const c of source) {
-      received += c.length
-      if (received > size) {
-        throw new S3Error('InvalidRequest', `the body is longer than the declared ${size} bytes`)
+    try {
+      for await (const c of source) {
+        received += c.length
+        if (received > size) {
+          throw new S3Error('InvalidRequest', `the body is longer than the declared ${size} bytes`)
+        }
+        digests.update(c)
+        sha?.update(c)
+        if (thread && !thread.update(c)) await thread.caughtUp()
+        yield c
       }
-      digests.update(c)
-      sha?.update(c)
-      yield c
-    }
-    if (received < size) {
-      throw new S3Error(
-        'IncompleteBody',
-        `You did not provide the number of bytes specified by the Content-Length HTTP header: got ${received} of ${size}.`,
-      )
+      if (received < size) {
+        throw new S3Error(
+          'IncompleteBody',
+          `You did not provide the number of bytes specified by the Content-Length HTTP header: got ${received} of ${size}.`,
+        )
+      }
+      // Before the stream ends, so that finish() (called after it) stays synchronous.
+      if (thread) threadDigests = await thread.digest()
+    } finally {
+      thread?.drop()
     }
   }
   return {
     size,
     stream: tap(),
     finish() {
-      if (sha && auth?.payloadSha256 !== undefined) {
-        const got = sha.digest('hex')
-        if (got !== auth.payloadSha256) {
+      if (signed !== undefined) {
+        const got = threadDigests?.sha256?.toString('hex') ?? sha?.digest('hex')
+        if (got !== signed) {
           throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
-            ClientComputedContentSHA256: auth.payloadSha256,
-            S3ComputedContentSHA256: got,
+            ClientComputedContentSHA256: signed,
+            S3ComputedContentSHA256: got ?? '',
           })
         }
       }
-      const r = digests.finish(decoder?.trailers)
+      const r = digests.finish(decoder?.trailers, threadDigests?.md5)
       return { md5: r.md5.toString('hex'), checksums: r.checksums }
     },
   }
