@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import {
   AlignedSlabs,
   DIRECT_IO_SLAB_BYTES,
@@ -57,6 +57,28 @@ function cachedBytes(path: string): number {
 }
 
 const asRoot = process.getuid?.() === 0
+
+/** Part 1 of an object on drive 0/0/0. */
+const SHARD = {
+  pool: 0,
+  set: 0,
+  slot: 0,
+  bucket: 'bucket-1',
+  key: 'k',
+  dataDir: 'dd-0123456789',
+  part: 1,
+}
+
+/** A fresh file system of `type` mounted on a new folder (outside tap's), gone after `t`. */
+function mountFs(t: Test, type: string, options: string[] = []): string {
+  const dir = mkdtempSync(join(tmpdir(), `tessera-${type}-`))
+  execFileSync('mount', ['-t', type, ...options, type, dir], { stdio: 'ignore' })
+  t.teardown(() => {
+    execFileSync('umount', ['-l', dir], { stdio: 'ignore' })
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return dir
+}
 
 t.test('aligned slabs: handed out up to the limit, taken back, counted', async (t) => {
   t.throws(() => new AlignedSlabs(-1), RangeError)
@@ -122,12 +144,7 @@ t.test(
   },
   async (t) => {
     // ramfs has no direct I/O at all: open with O_DIRECT fails with EINVAL.
-    const dir = mkdtempSync(join(tmpdir(), 'tessera-ramfs-'))
-    execFileSync('mount', ['-t', 'ramfs', 'ramfs', dir], { stdio: 'ignore' })
-    t.teardown(() => {
-      execFileSync('umount', ['-l', dir], { stdio: 'ignore' })
-      rmSync(dir, { recursive: true, force: true })
-    })
+    const dir = mountFs(t, 'ramfs')
     const slabs = new AlignedSlabs(8 * MiB)
     t.equal(await probeDirectIo(dir, slabs), false, 'the probe finds out')
     // A writer told the drive takes O_DIRECT learns otherwise at its open, and says so.
@@ -151,15 +168,7 @@ t.test(
     })
     t.teardown(() => drive.close())
     t.equal(drive.directIo.direct, false)
-    const ref = {
-      pool: 0,
-      set: 0,
-      slot: 0,
-      bucket: 'bucket-1',
-      key: 'k',
-      dataDir: 'dd-0123456789',
-      part: 1,
-    }
+    const ref = SHARD
     t.equal(
       await writeShard(drive, { ...ref, tmpId: 'tmp-0123456789', size: data.length }, body(data)),
       data.length,
@@ -204,15 +213,7 @@ t.test('a failed shard write leaves nothing in tmp and gives its buffer back', a
   const slabs = new AlignedSlabs(8 * MiB)
   d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 }, slabs })
   t.ok(d.directIo.direct)
-  const ref = {
-    pool: 0,
-    set: 0,
-    slot: 0,
-    bucket: 'bucket-1',
-    key: 'k',
-    dataDir: 'dd-0123456789',
-    part: 1,
-  }
+  const ref = SHARD
   const data = pattern(3 * MiB, 3)
   await t.rejects(
     writeShard(d, { ...ref, tmpId: 'tmp-long-000001', size: data.length - 1 }, body(data)),
@@ -238,25 +239,12 @@ t.test(
   },
   async (t) => {
     // tmpfs takes O_DIRECT since Linux 6.6; 2 MiB fill up with the drive's own files and one shard.
-    const dir = mkdtempSync(join(tmpdir(), 'tessera-full-'))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'ignore' })
+    const dir = mountFs(t, 'tmpfs', ['-o', 'size=2m'])
     let d: Drive | undefined
-    t.teardown(async () => {
-      await d?.close()
-      execFileSync('umount', ['-l', dir], { stdio: 'ignore' })
-      rmSync(dir, { recursive: true, force: true })
-    })
+    t.teardown(() => d?.close())
     const slabs = new AlignedSlabs(8 * MiB)
     d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 }, slabs })
-    const ref = {
-      pool: 0,
-      set: 0,
-      slot: 0,
-      bucket: 'bucket-1',
-      key: 'k',
-      dataDir: 'dd-0123456789',
-      part: 1,
-    }
+    const ref = SHARD
     const data = pattern(4 * MiB, 4)
     await t.rejects(
       writeShard(d, { ...ref, tmpId: 'tmp-full-000001', size: data.length }, body(data)),
