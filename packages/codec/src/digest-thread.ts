@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads'
 export type DigestAlgorithm = 'md5' | 'sha1' | 'sha256'
 
 /** Bytes a session may have sent and not yet seen hashed before `update` waits. */
-export const DIGEST_MAX_PENDING_BYTES = 8 * 1024 * 1024
+export const DIGEST_MAX_PENDING_BYTES = 2 * 1024 * 1024
 
 const WORKER_URL = new URL('./digest-worker.js', import.meta.url)
 
