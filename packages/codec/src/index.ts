@@ -24,7 +24,7 @@ export {
 export type { DecodeResult, EncodeResult } from './block-ops.ts'
 export { type ChunkHasher, loadChunkHasher } from './chunk-hash.ts'
 export {
-  DIGEST_MAX_PENDING_BYTES,
+  DIGEST_RING_BYTES,
   type DigestAlgorithm,
   type DigestSession,
   DigestThread,

@@ -155,7 +155,9 @@ export function openPayload(ctx: S3Context, maxBytes = MAX_PUT_BYTES): Payload {
         }
         digests.update(c)
         sha?.update(c)
-        if (thread && !thread.update(c)) await thread.caughtUp()
+        // Waits only when the thread's ring is full: the body then goes at the thread's pace.
+        const copied = thread?.update(c)
+        if (copied !== undefined) await copied
         yield c
       }
       if (received < size) {
