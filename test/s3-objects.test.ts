@@ -606,6 +606,34 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
     const data = bytes(300_000, 11)
     await a.send(new PutObjectCommand({ Bucket: bucket, Key: 'durable', Body: data }))
     await a.send(new PutObjectCommand({ Bucket: bucket, Key: 'durable-small', Body: 'tiny' }))
+    // An upload whose parts are all in, to be completed while the nodes are down.
+    const late = 'mp/below-quorum'
+    const lateParts = [bytes(5 * 1024 * 1024, 12), bytes(70_000, 13)]
+    const { UploadId: lateId } = await a.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: late }),
+    )
+    const lateEtags: { PartNumber: number; ETag: string }[] = []
+    for (const [i, body] of lateParts.entries()) {
+      const r = await a.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: late,
+          UploadId: lateId,
+          PartNumber: i + 1,
+          Body: body,
+        }),
+      )
+      lateEtags.push({ PartNumber: i + 1, ETag: r.ETag! })
+    }
+    const completeLate = () =>
+      b.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: late,
+          UploadId: lateId,
+          MultipartUpload: { Parts: lateEtags },
+        }),
+      )
     await c.stop('n1', 'SIGKILL')
     await c.stop('n2', 'SIGKILL')
     const got = await b.send(new GetObjectCommand({ Bucket: bucket, Key: 'durable' }))
@@ -626,11 +654,33 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
       .send(new PutObjectCommand({ Bucket: bucket, Key: 'no-quorum', Body: data }))
       .catch(s3Fault)
     t.match(w, { code: 'ServiceUnavailable', status: 503 }, 'a write below quorum is refused')
+    // Two drives of four could complete the upload, and three must: refused before any drive
+    // turns it into a version, so nothing is readable and the upload stays as it was.
+    const refused = await completeLate().catch(s3Fault)
+    t.match(refused, { code: 'ServiceUnavailable', status: 503 }, 'Complete below quorum: 503')
+    const notYet = await a.send(new HeadObjectCommand({ Bucket: bucket, Key: late })).catch(s3Fault)
+    t.equal((notYet as { status?: number }).status, 404, 'no object from the refused Complete')
     await c.start('n1')
     await c.start('n2')
     const absent = await b
       .send(new HeadObjectCommand({ Bucket: bucket, Key: 'no-quorum' }))
       .catch(s3Fault)
     t.equal((absent as { status?: number }).status, 404, 'no half object after the failed write')
+    const stillThere = await a.send(
+      new ListPartsCommand({ Bucket: bucket, Key: late, UploadId: lateId }),
+    )
+    t.same(
+      stillThere.Parts?.map((p) => p.PartNumber),
+      [1, 2],
+      'the upload and its parts survive the refused Complete',
+    )
+    const done = await completeLate()
+    t.match(done.ETag, /-2"$/, 'with the nodes back, the same Complete succeeds')
+    const whole = await a.send(new GetObjectCommand({ Bucket: bucket, Key: late }))
+    t.equal(
+      sha256(await bodyBytes(whole.Body)),
+      sha256(Buffer.concat(lateParts)),
+      'and the object is the parts, intact',
+    )
   })
 })

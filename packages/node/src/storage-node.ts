@@ -10,6 +10,7 @@ import type { Server } from 'node:net'
 import { ErasureLayout, loadChunkHasher } from '@tessera/codec'
 import {
   AbortWrite,
+  CheckUpload,
   type ClusterMap,
   CommitPart,
   CommitVersion,
@@ -33,6 +34,7 @@ import {
   ListSystem,
   ListUploads,
   listenSecure,
+  type PartRecord,
   PROTOCOL_VERSION,
   PutBucket,
   PutShard,
@@ -553,8 +555,12 @@ export class StorageNode {
       return { parts: r.parts, isTruncated: r.isTruncated }
     })
 
-    rpc.handle(CompleteUpload, async (req) => {
-      const d = this.drive(req)
+    // CheckUpload and CompleteUpload check alike: the gateway asks every drive first, and
+    // completes only when a write quorum of them can (see CheckUpload).
+    const checkCompletion = async (
+      d: Drive,
+      req: { uploadId: string; record: VersionRecord },
+    ): Promise<PartRecord[]> => {
       const rec = req.record
       const up = await d.meta.getUpload(rec.bucket, rec.key, req.uploadId)
       if (up === undefined) {
@@ -597,6 +603,16 @@ export class StorageNode {
           { drive: d.path },
         )
       }
+      return parts
+    }
+    rpc.handle(CheckUpload, async (req) => {
+      await checkCompletion(this.drive(req), req)
+      return {}
+    })
+    rpc.handle(CompleteUpload, async (req) => {
+      const d = this.drive(req)
+      const rec = req.record
+      const parts = await checkCompletion(d, req)
       // Decided and written in the key's exclusive section, as CommitVersion is: a completion
       // that arrives late must not undo a newer 'null' write or bring back a deleted version.
       // Then the upload still goes (the client completed it) but no version appears.

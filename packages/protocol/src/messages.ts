@@ -218,6 +218,20 @@ export const CompleteUpload = defineRpc<
   }
 >({ id: 0x0307, name: 'CompleteUpload' })
 
+/**
+ * Asks whether the drive could complete the upload with `record` (CompleteUpload's own checks:
+ * the upload is there, and every chosen part, as chosen, with its files) without changing
+ * anything. A gateway asks every drive first and completes only once a write quorum can: a
+ * completion refused below quorum then leaves no version behind and the upload as it was.
+ */
+export const CheckUpload = defineRpc<
+  DriveRef & { uploadId: string; record: VersionRecord },
+  Record<string, never>
+>({
+  id: 0x0308,
+  name: 'CheckUpload',
+})
+
 // Healing --------------------------------------------------------------------------------------
 
 /** Raw bytes of a shard file, unverified (healing verifies with the codec). */
@@ -403,6 +417,7 @@ export const ALL_RPCS = [
   CommitPart,
   ListParts,
   CompleteUpload,
+  CheckUpload,
   ReadRaw,
   RewriteShard,
   QueueHeal,

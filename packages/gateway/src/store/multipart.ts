@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import {
   type AclOwner,
+  CheckUpload,
   CommitPart,
   CompleteUpload,
   DeleteUpload,
@@ -251,14 +252,26 @@ export class MultipartStore {
       deleteMarker: false,
     }
     const drives = up.placement.distribution.map((slot) => up.placement.set.drives[slot]!)
-    const results = await this.#cluster.callAll(drives, CompleteUpload, (_d, shard) => ({
+    const request = (shard: number) => ({
       uploadId: u.uploadId,
       record: { ...record, erasure: { ...record.erasure, index: shard } },
-    }))
-    const notFound = results.filter((r) => !r.ok && r.error.code === 'UPLOAD_NOT_FOUND').length
+    })
+    // First every drive is asked whether it could complete it, changing nothing: below a write
+    // quorum the completion is refused with the upload as it was, and no drive holds a version
+    // (completing on the drives that could, then failing, would leave an object readable from
+    // them and an upload that no retry can complete).
+    const checked = await this.#cluster.callAll(drives, CheckUpload, (_d, shard) => request(shard))
+    const notFound = checked.filter((r) => !r.ok && r.error.code === 'UPLOAD_NOT_FOUND').length
     if (notFound >= this.#cluster.readQuorum) {
       throw new StoreError('UPLOAD_NOT_FOUND', `no upload ${u.uploadId} of ${u.bucket}/${u.key}`)
     }
+    this.#cluster.requireWriteQuorum(checked, 'could complete the upload')
+    // Then those that can complete it. Shard i stays shard i: the others are skipped.
+    const results = await Promise.all(
+      checked.map(async (c, shard) =>
+        c.ok ? (await this.#cluster.callAll([c.drive], CompleteUpload, request(shard)))[0]! : c,
+      ),
+    )
     this.#cluster.requireWriteQuorum(results, 'completed the upload')
     // Drives that lack the upload or one of its parts (away while it was uploaded) hold no
     // version: their nodes rebuild it from the others.
