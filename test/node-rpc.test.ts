@@ -437,6 +437,68 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
       uploadId,
     })
     t.same(again.parts, [], 'parts went with the upload')
+    // A drive that missed the CreateMultipartUpload and then got a part: the abort still
+    // takes the part and its folder.
+    const strayId = randomUUID()
+    const strayDir = randomUUID()
+    const tmpId = randomUUID()
+    const shard = randomBytes(1500)
+    await c.pool.call(
+      peer,
+      PutShard,
+      {
+        ...ref(d),
+        bucket: 'photos',
+        key: 'big.iso',
+        dataDir: strayDir,
+        part: 1,
+        tmpId,
+        size: 1500,
+      },
+      {
+        body: (async function* () {
+          yield shard
+        })(),
+      },
+    )
+    await c.pool.call(peer, CommitPart, {
+      ...ref(d),
+      tmpId,
+      record: {
+        bucket: 'photos',
+        key: 'big.iso',
+        uploadId: strayId,
+        number: 1,
+        size: 3000,
+        etag: 'e1',
+        modTime: Date.now() * 4096,
+        dataDir: strayDir,
+        erasure,
+      },
+    })
+    const strayFolders = async () =>
+      (await readdir(join(d.path, 'data', 'photos'), { recursive: true })).filter((e) =>
+        e.endsWith(strayDir),
+      )
+    t.equal((await strayFolders()).length, 1, 'the part of the unknown upload is on disk')
+    t.same(
+      await c.pool.call(peer, DeleteUpload, {
+        ...ref(d),
+        bucket: 'photos',
+        key: 'big.iso',
+        uploadId: strayId,
+      }),
+      { existed: false },
+      'the drive had no record of the upload',
+    )
+    const strayLeft = await c.pool.call(peer, ListParts, {
+      ...ref(d),
+      bucket: 'photos',
+      key: 'big.iso',
+      uploadId: strayId,
+    })
+    t.same(strayLeft.parts, [], 'but its part went')
+    t.same(await strayFolders(), [], 'with its folder')
   })
 
   t.test('a late multipart completion never undoes a newer write or a delete', async (t) => {

@@ -29,7 +29,7 @@ import {
   writeFile,
 } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type DriveRef, StoreError } from '@tessera/protocol'
+import { type DriveRef, HLC_COUNTER_SPAN, StoreError } from '@tessera/protocol'
 import { type AlignedSlabs, type DirectSupport, probeDirectIo } from './direct-io.ts'
 import { FULL_HEAL_PENDING_KEY } from './heal/scanner.ts'
 import { MetaStore } from './meta-store.ts'
@@ -89,6 +89,11 @@ export interface OrphanSweep {
   folders: number
   /** Data folders no record names, moved to trash. */
   removed: number
+  /**
+   * Uploads whose part records were dropped: parts older than the minimum age, of an upload
+   * this drive has no record of (see MetaStore.strayUploads). Their folders go in the same sweep.
+   */
+  strayUploads: number
   /** The sweep did not run: a whole-drive heal is under way. */
   skipped?: true
 }
@@ -288,8 +293,9 @@ export class Drive {
   }
 
   /**
-   * Moves to trash every data folder under data/ that no record on this drive names and that
-   * is older than `minAgeMs` (see the design notes). A folder counts as unnamed only when the
+   * Drops the part records of uploads this drive has no record of, when older than `minAgeMs`,
+   * then moves to trash every data folder under data/ that no record on this drive names and
+   * that is older than `minAgeMs` (see the design notes). A folder counts as unnamed only when the
    * records read before the walk and those read after it both leave it out: a commit or a
    * repair that names it meanwhile keeps it.
    */
@@ -297,9 +303,21 @@ export class Drive {
     // A whole-drive heal under way may yet name folders it finds whole (and spare rebuilding
     // them): no sweep until it is done.
     if ((await this.meta.getSystem(FULL_HEAL_PENDING_KEY)) !== undefined)
-      return { folders: 0, removed: 0, skipped: true }
-    const before = await this.meta.dataDirsInUse()
+      return { folders: 0, removed: 0, strayUploads: 0, skipped: true }
     const oldest = Date.now() - minAgeMs
+    // Part records of an upload this drive never got the record of would name their folder
+    // for ever (no Abort or Complete reaches them: both go by the upload record).
+    let strayUploads = 0
+    for (const u of await this.meta.strayUploads(oldest * HLC_COUNTER_SPAN)) {
+      const dropped = await this.meta.exclusive(u.bucket, u.key, async () => {
+        // A repair may have brought the record back since the scan.
+        if ((await this.meta.getUpload(u.bucket, u.key, u.uploadId)) !== undefined) return false
+        await this.meta.deleteUpload(u.bucket, u.key, u.uploadId)
+        return true
+      })
+      if (dropped) strayUploads++
+    }
+    const before = await this.meta.dataDirsInUse()
     const data = join(this.path, 'data')
     const candidates: { path: string; dataDir: string }[] = []
     let folders = 0
@@ -324,7 +342,7 @@ export class Drive {
         if (!after.has(dataDir) && (await this.trash(path))) removed++
       }
     }
-    return { folders, removed }
+    return { folders, removed, strayUploads }
   }
 
   /**

@@ -863,6 +863,34 @@ export class MetaStore {
     return out
   }
 
+  /**
+   * Uploads this drive holds parts of but no upload record for, whose newest part is older than
+   * `before` (an HLC): a drive that missed a CreateMultipartUpload and then got parts, when
+   * the repair of the record never came (its report expired, or the upload was aborted or
+   * completed meanwhile). One pass over the part records, for the orphan sweep.
+   */
+  async strayUploads(before: Hlc): Promise<{ bucket: string; key: string; uploadId: string }[]> {
+    const newest = new Map<string, { bucket: string; key: string; uploadId: string; t: Hlc }>()
+    const { gte, lt } = namespaceRange(NAMESPACE.part)
+    await this.#scan('list part records', gte, lt, async (scan) => {
+      for (let e = await scan.next(); e !== undefined; e = await scan.next()) {
+        const p = unpack<PartRecord>(e[1])
+        const id = `${p.bucket}\u0000${p.key}\u0000${p.uploadId}`
+        const cur = newest.get(id)
+        if (cur === undefined) {
+          newest.set(id, { bucket: p.bucket, key: p.key, uploadId: p.uploadId, t: p.modTime })
+        } else if (p.modTime > cur.t) cur.t = p.modTime
+      }
+    })
+    const out: { bucket: string; key: string; uploadId: string }[] = []
+    for (const u of newest.values()) {
+      if (u.t >= before) continue
+      if ((await this.getUpload(u.bucket, u.key, u.uploadId)) !== undefined) continue
+      out.push({ bucket: u.bucket, key: u.key, uploadId: u.uploadId })
+    }
+    return out
+  }
+
   /** True when the bucket holds any version record (delete markers too): BucketNotEmpty. */
   async bucketHasVersions(name: string): Promise<boolean> {
     const prefix = versionScanPrefix(name)

@@ -266,7 +266,7 @@ export class StorageNode {
         (err) =>
           log.warn({ drive: d.path, err: (err as Error).message }, 'background cleanup failed'),
         (sweep) => {
-          if (sweep.removed > 0)
+          if (sweep.removed > 0 || sweep.strayUploads > 0)
             log.info({ drive: d.path, ...sweep }, 'data folders no record names moved to trash')
         },
       )
@@ -521,12 +521,14 @@ export class StorageNode {
     rpc.handle(DeleteUpload, async (req) => {
       const d = this.drive(req)
       const up = await d.meta.getUpload(req.bucket, req.key, req.uploadId)
-      if (up === undefined) return { existed: false }
+      // Parts go even without the record: a drive that missed the CreateMultipartUpload and
+      // then got parts would otherwise keep them (and their folder) after the abort.
       const parts = await d.meta.getParts(req.bucket, req.key, req.uploadId, {})
+      if (up === undefined && parts.parts.length === 0) return { existed: false }
       await d.meta.deleteUpload(req.bucket, req.key, req.uploadId)
       const dirs = new Set(parts.parts.map((p) => p.dataDir))
       for (const dir of dirs) await d.trash(d.dataPath(req.bucket, req.key, dir))
-      return { existed: true }
+      return { existed: up !== undefined }
     })
     rpc.handle(ListUploads, async (req) => {
       const r = await this.drive(req).meta.listUploads(req)

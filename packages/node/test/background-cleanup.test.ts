@@ -106,7 +106,11 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
   const orphan = await folder('named', 'dir-orphan', true)
   const otherKey = await folder('gone', 'dir-gone', true)
   const young = await folder('new', 'dir-young', false)
-  t.same(await d.sweepOrphans(), { folders: 6, removed: 2 }, 'six folders, two orphans')
+  t.same(
+    await d.sweepOrphans(),
+    { folders: 6, removed: 2, strayUploads: 0 },
+    'six folders, two orphans',
+  )
   await t.rejects(stat(orphan), 'an old folder beside a named one goes')
   await t.rejects(stat(otherKey), 'an old folder of a key without records goes')
   for (const [p, what] of [
@@ -118,11 +122,81 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
     t.ok((await stat(p)).isDirectory(), `stays: ${what}`)
   }
   t.equal((await readdir(join(dir, '.tessera', 'trash'))).length, 2, 'the orphans are in trash')
-  t.same(await d.sweepOrphans(), { folders: 4, removed: 0 }, 'a second sweep finds nothing')
+  t.same(
+    await d.sweepOrphans(),
+    { folders: 4, removed: 0, strayUploads: 0 },
+    'a second sweep finds nothing',
+  )
   // While a whole-drive heal is under way, what it has not reached yet is left to it.
   await folder('later', 'dir-later', true)
   await d.meta.putSystem(FULL_HEAL_PENDING_KEY, { since: Date.now() })
-  t.same(await d.sweepOrphans(), { folders: 0, removed: 0, skipped: true }, 'no sweep mid-heal')
+  t.same(
+    await d.sweepOrphans(),
+    { folders: 0, removed: 0, strayUploads: 0, skipped: true },
+    'no sweep mid-heal',
+  )
   await d.meta.deleteSystem(FULL_HEAL_PENDING_KEY)
-  t.same(await d.sweepOrphans(), { folders: 5, removed: 1 }, 'the heal done, the sweep resumes')
+  t.same(
+    await d.sweepOrphans(),
+    { folders: 5, removed: 1, strayUploads: 0 },
+    'the heal done, the sweep resumes',
+  )
 })
+
+t.test(
+  'parts of an upload the drive has no record of go once old, with their folders',
+  async (t) => {
+    let d: Drive | undefined
+    t.teardown(() => d?.close())
+    const dir = t.testdir()
+    d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
+    const erasure = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+    const old = Date.now() - ORPHAN_MIN_AGE_MS - 60_000
+    const part = (uploadId: string, number: number, ms: number, dataDir: string): PartRecord => ({
+      bucket: 'bkt',
+      key: 'k',
+      uploadId,
+      number,
+      size: 10,
+      etag: `p${number}`,
+      modTime: ms * HLC_COUNTER_SPAN,
+      dataDir,
+      erasure,
+    })
+    // stray: old parts, no upload record (the drive missed the CreateMultipartUpload).
+    await d.meta.putPart(part('stray', 1, old, 'dir-stray'))
+    await d.meta.putPart(part('stray', 2, old - 1000, 'dir-stray'))
+    // young: no record either, but a part written lately (its record may yet be repaired).
+    await d.meta.putPart(part('young', 1, old, 'dir-young'))
+    await d.meta.putPart(part('young', 2, Date.now(), 'dir-young'))
+    // kept: old parts of an upload the drive has.
+    await d.meta.putUpload({ ...upload('k', old), uploadId: 'kept', dataDir: 'dir-kept' })
+    await d.meta.putPart(part('kept', 1, old, 'dir-kept'))
+    const past = new Date(old)
+    for (const f of ['dir-stray', 'dir-young', 'dir-kept']) {
+      const p = d.dataPath('bkt', 'k', f)
+      await mkdir(p, { recursive: true })
+      await writeFile(join(p, 'part.1'), 'x')
+      await utimes(p, past, past)
+    }
+    t.same(
+      await d.sweepOrphans(),
+      { folders: 3, removed: 1, strayUploads: 1 },
+      'one stray upload, and its folder',
+    )
+    t.same((await d.meta.getParts('bkt', 'k', 'stray')).parts, [], 'its part records are gone')
+    await t.rejects(stat(d.dataPath('bkt', 'k', 'dir-stray')), 'its folder is in trash')
+    t.same(
+      (await d.meta.getParts('bkt', 'k', 'young')).parts.map((p) => p.number),
+      [1, 2],
+      'a stray upload with a recent part stays',
+    )
+    t.same(
+      (await d.meta.getParts('bkt', 'k', 'kept')).parts.map((p) => p.number),
+      [1],
+      'parts of an upload the drive has stay',
+    )
+    for (const f of ['dir-young', 'dir-kept'])
+      t.ok((await stat(d.dataPath('bkt', 'k', f))).isDirectory(), `${f} stays`)
+  },
+)

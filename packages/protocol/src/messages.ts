@@ -166,7 +166,11 @@ export const GetUpload = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string },
   { record?: UploadRecord }
 >({ id: 0x0302, name: 'GetUpload' })
-/** Removes an upload, its part records and their data (to trash). */
+/**
+ * Removes an upload, its part records and their data (to trash); the parts go even when the
+ * drive has no record of the upload (it missed the CreateMultipartUpload). `existed`: the
+ * upload record was there.
+ */
 export const DeleteUpload = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string },
   { existed: boolean }
