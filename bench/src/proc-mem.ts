@@ -1,5 +1,6 @@
 /**
- * Peak resident memory of processes (Linux), for the benchmarks' "peak RSS per process" columns.
+ * Peak resident memory and CPU time of processes (Linux), for the benchmarks' "peak RSS per
+ * process" and CPU columns.
  * The kernel's own high-water mark (VmHWM in /proc/<pid>/status) is exact where sampling VmRSS
  * would miss a short spike; VmRSS is sampled as well, for processes whose status we can no
  * longer read at the end (they have exited).
@@ -61,6 +62,25 @@ export function sampleRss(
       return Object.fromEntries(peak)
     },
   }
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux Node runs on). */
+const USER_HZ = 100
+
+/**
+ * CPU time a process has used so far, user and system, all its threads, in seconds; undefined
+ * once it is gone.
+ */
+export function readCpuSeconds(pid: number): number | undefined {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+  } catch {
+    return undefined
+  }
+  // Fields after the command (which may hold spaces): state is the 3rd, utime the 14th.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / USER_HZ
 }
 
 /** A `Vm…:   1234 kB` line of /proc/<pid>/status, in bytes (0 if absent). */

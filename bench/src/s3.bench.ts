@@ -11,6 +11,11 @@
 // prepared set round-robin. Each object size gets a fresh cluster whose drive folders are
 // deleted afterwards (configs and logs stay), so the disk holds one size's objects at most.
 //
+// CPU: the CPU time of every process over each run (/proc/<pid>/stat), as cores busy (CPU
+// seconds per second of the run, the load generator included: 2.0 is all of a 2-core machine)
+// and as CPU milliseconds per operation of the gateway, the nodes (together) and the load
+// generator; on a machine this small the stack's CPU per byte, not one thread, sets its MB/s.
+//
 // Prints a table and the issue's targets, met or not; writes results/s3.json (rows, peakRss,
 // targets, errors) and results/s3.run.json (every run). `--quick` (or BENCH_QUICK=1, what CI
 // runs): 4 KiB and 1 MiB at concurrency 1 and 8, 0.5 s per run, once; writes
@@ -32,7 +37,7 @@ import {
   startBenchCluster,
 } from './local-cluster.ts'
 import { machine, median, printTable, writeResults } from './measure.ts'
-import { sampleRss } from './proc-mem.ts'
+import { readCpuSeconds, sampleRss } from './proc-mem.ts'
 import { createBucket, type LoadResult, prepareObjects, runLoad, type Target } from './s3-load.ts'
 
 const KiB = 1024
@@ -89,11 +94,18 @@ interface Summary {
   firstError?: string
 }
 
+/** CPU seconds each process used over one run, and the run's wall time (warm-up included). */
+interface RunCpu {
+  seconds: number
+  byProcess: Record<string, number>
+}
+
 interface Case {
   op: Op
   size: number
   concurrency: number
   runs: Record<Who, LoadResult[]>
+  cpu: Record<Who, RunCpu[]>
   /** Peak RSS (bytes) of each process during this case's runs: gateway, n1…, ceiling, client. */
   peak: Record<string, number>
 }
@@ -130,13 +142,17 @@ function progress(line: string): void {
   process.stderr.write(`${line}\n`)
 }
 
-/** One run of one target, with the peak RSS of `pids` (name → pid) over it. */
+/** One run of one target, with the peak RSS and the CPU time of `pids` (name → pid) over it. */
 async function measure(
   target: Target,
   pids: Record<string, number>,
   load: { op: Op; size: number; concurrency: number; keyPrefix: string; objects?: number },
-): Promise<{ result: LoadResult; peak: Record<string, number> }> {
+): Promise<{ result: LoadResult; peak: Record<string, number>; cpu: RunCpu }> {
   const all = { ...pids, client: process.pid }
+  const cpuAt = () =>
+    Object.fromEntries(Object.entries(all).map(([name, pid]) => [name, readCpuSeconds(pid)]))
+  const cpuBefore = cpuAt()
+  const t0 = performance.now()
   const mem = sampleRss(Object.values(all), RSS_EVERY_MS, { resetPeak: true })
   let byPid: Record<number, number> = {}
   let result: LoadResult
@@ -149,9 +165,47 @@ async function measure(
   } finally {
     byPid = mem.stop()
   }
+  const cpuAfter = cpuAt()
+  const cpu: RunCpu = { seconds: (performance.now() - t0) / 1000, byProcess: {} }
+  for (const name of Object.keys(all)) {
+    const a = cpuBefore[name]
+    const b = cpuAfter[name]
+    if (a !== undefined && b !== undefined) cpu.byProcess[name] = b - a
+  }
   const peak: Record<string, number> = {}
   for (const [name, pid] of Object.entries(all)) peak[name] = byPid[pid] ?? 0
-  return { result, peak }
+  return { result, peak, cpu }
+}
+
+/** CPU figures of one target's runs (medians): cores busy, and CPU ms per operation by role. */
+interface CpuSummary {
+  cores: number
+  msPerOp: Record<string, number>
+}
+
+/** Roles: the gateway, the nodes together, the ceiling, the load generator (client). */
+function roleOf(name: string): string {
+  return /^n\d+$/.test(name) ? 'nodes' : name
+}
+
+function summarizeCpu(runs: readonly LoadResult[], cpu: readonly RunCpu[]): CpuSummary {
+  const cores: number[] = []
+  const perOp: Record<string, number[]> = {}
+  for (const [i, c] of cpu.entries()) {
+    const total = Object.values(c.byProcess).reduce((a, b) => a + b, 0)
+    cores.push(total / c.seconds)
+    const rate = runs[i]!.opsPerSec
+    const byRole: Record<string, number> = {}
+    for (const [name, s] of Object.entries(c.byProcess))
+      byRole[roleOf(name)] = (byRole[roleOf(name)] ?? 0) + s
+    // The run's CPU covers its warm-up too: per operation is cores busy over operations/s.
+    for (const [role, s] of Object.entries(byRole))
+      (perOp[role] ??= []).push(rate > 0 ? ((s / c.seconds) * 1000) / rate : Number.NaN)
+  }
+  return {
+    cores: round(medianOf(cores), 2),
+    msPerOp: Object.fromEntries(Object.entries(perOp).map(([r, v]) => [r, round(medianOf(v))])),
+  }
 }
 
 function maxInto(into: Record<string, number>, from: Record<string, number>): void {
@@ -184,7 +238,14 @@ async function runSize(
         await prepareObjects({ ...tessera, size, count: objects, keyPrefix: 'obj' })
       }
       for (const concurrency of CONCURRENCY) {
-        const c: Case = { op, size, concurrency, runs: { ceiling: [], tessera: [] }, peak: {} }
+        const c: Case = {
+          op,
+          size,
+          concurrency,
+          runs: { ceiling: [], tessera: [] },
+          cpu: { ceiling: [], tessera: [] },
+          peak: {},
+        }
         for (let rep = 1; rep <= REPEATS; rep++) {
           const load = {
             op,
@@ -201,6 +262,8 @@ async function runSize(
           const b = await measure(tessera, pids, load)
           c.runs.ceiling.push(a.result)
           c.runs.tessera.push(b.result)
+          c.cpu.ceiling.push(a.cpu)
+          c.cpu.tessera.push(b.cpu)
           maxInto(c.peak, { ceiling: a.peak.ceiling ?? 0 })
           maxInto(c.peak, b.peak)
           maxInto(c.peak, { client: Math.max(a.peak.client ?? 0, b.peak.client ?? 0) })
@@ -258,8 +321,10 @@ async function main(): Promise<void> {
     const ceil = summarize(c.runs.ceiling)
     const tess = summarize(c.runs.tessera)
     const vs = tess.mbps / ceil.mbps
+    const ceilCpu = summarizeCpu(c.runs.ceiling, c.cpu.ceiling)
+    const tessCpu = summarizeCpu(c.runs.tessera, c.cpu.tessera)
     const key = { op: c.op, size: c.size, concurrency: c.concurrency }
-    const row = (target: Who, s: Summary, vsCeiling: number) => ({
+    const row = (target: Who, s: Summary, vsCeiling: number, cpu: CpuSummary) => ({
       target,
       ...key,
       opsPerSec: round(s.opsPerSec, 1),
@@ -267,8 +332,9 @@ async function main(): Promise<void> {
       p50ms: round(s.p50ms),
       p99ms: round(s.p99ms),
       vsCeiling: round(vsCeiling),
+      cpu,
     })
-    rows.push(row('ceiling', ceil, 1), row('tessera', tess, vs))
+    rows.push(row('ceiling', ceil, 1, ceilCpu), row('tessera', tess, vs, tessCpu))
     for (const [who, s] of [
       ['ceiling', ceil],
       ['tessera', tess],
@@ -299,6 +365,11 @@ async function main(): Promise<void> {
       'gw MiB': Math.round((c.peak.gateway ?? 0) / MiB),
       'node MiB': Math.round(nodeMax / MiB),
       'ceil MiB': Math.round((c.peak.ceiling ?? 0) / MiB),
+      'ceil cores': ceilCpu.cores,
+      'tes cores': tessCpu.cores,
+      'gw ms/op': tessCpu.msPerOp.gateway,
+      'nodes ms/op': tessCpu.msPerOp.nodes,
+      'client ms/op': tessCpu.msPerOp.client,
     })
   }
 
@@ -320,6 +391,11 @@ async function main(): Promise<void> {
     'gw MiB',
     'node MiB',
     'ceil MiB',
+    'ceil cores',
+    'tes cores',
+    'gw ms/op',
+    'nodes ms/op',
+    'client ms/op',
   ])
   console.log('')
   printTable(
@@ -383,6 +459,7 @@ async function main(): Promise<void> {
       concurrency: c.concurrency,
       peak: c.peak,
       runs: c.runs,
+      cpu: c.cpu,
     })),
   }
   const name = custom ? 's3.custom' : quick ? 's3.quick' : 's3'
