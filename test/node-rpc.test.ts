@@ -369,8 +369,8 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
 
   t.test('multipart uploads and parts', async (t) => {
     const { d, peer, uploadId, erasure } = await newUpload('big.iso')
-    const dataDir = randomUUID()
-    for (const number of [1, 2]) {
+    // A part's shard written to tmp, then committed under `uploadId`.
+    const putPart = async (id: string, number: number, dataDir: string) => {
       const tmpId = randomUUID()
       const shard = randomBytes(1000 + number)
       await c.pool.call(
@@ -397,7 +397,7 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
         record: {
           bucket: 'photos',
           key: 'big.iso',
-          uploadId,
+          uploadId: id,
           number,
           size: 4000,
           etag: `e${number}`,
@@ -407,6 +407,8 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
         },
       })
     }
+    const dataDir = randomUUID()
+    for (const number of [1, 2]) await putPart(uploadId, number, dataDir)
     const { parts } = await c.pool.call(peer, ListParts, {
       ...ref(d),
       bucket: 'photos',
@@ -441,41 +443,7 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     // takes the part and its folder.
     const strayId = randomUUID()
     const strayDir = randomUUID()
-    const tmpId = randomUUID()
-    const shard = randomBytes(1500)
-    await c.pool.call(
-      peer,
-      PutShard,
-      {
-        ...ref(d),
-        bucket: 'photos',
-        key: 'big.iso',
-        dataDir: strayDir,
-        part: 1,
-        tmpId,
-        size: 1500,
-      },
-      {
-        body: (async function* () {
-          yield shard
-        })(),
-      },
-    )
-    await c.pool.call(peer, CommitPart, {
-      ...ref(d),
-      tmpId,
-      record: {
-        bucket: 'photos',
-        key: 'big.iso',
-        uploadId: strayId,
-        number: 1,
-        size: 3000,
-        etag: 'e1',
-        modTime: Date.now() * 4096,
-        dataDir: strayDir,
-        erasure,
-      },
-    })
+    await putPart(strayId, 1, strayDir)
     const strayFolders = async () =>
       (await readdir(join(d.path, 'data', 'photos'), { recursive: true })).filter((e) =>
         e.endsWith(strayDir),
