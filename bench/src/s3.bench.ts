@@ -199,8 +199,11 @@ function summarizeCpu(runs: readonly LoadResult[], cpu: readonly RunCpu[]): CpuS
     for (const [name, s] of Object.entries(c.byProcess))
       byRole[roleOf(name)] = (byRole[roleOf(name)] ?? 0) + s
     // The run's CPU covers its warm-up too: per operation is cores busy over operations/s.
-    for (const [role, s] of Object.entries(byRole))
-      (perOp[role] ??= []).push(rate > 0 ? ((s / c.seconds) * 1000) / rate : Number.NaN)
+    for (const [role, s] of Object.entries(byRole)) {
+      const list = perOp[role] ?? []
+      list.push(rate > 0 ? ((s / c.seconds) * 1000) / rate : Number.NaN)
+      perOp[role] = list
+    }
   }
   return {
     cores: round(medianOf(cores), 2),
