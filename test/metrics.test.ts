@@ -117,6 +117,11 @@ t.test('gateway and node metrics, health and readiness', async (t) => {
   t.ok(deniedId, 'the denied answer carries a request id')
 
   await t.test('gateway /_tessera/metrics', async (t) => {
+    // A body of 1 MiB or more: its MD5 is computed on the digest thread.
+    const large = 1536 * 1024
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'secret-key-name-large', Body: bytes(large, 7) }),
+    )
     const { samples, text, type } = await scrape(`${base}/metrics`)
     t.match(type, /^text\/plain/, 'Prometheus text')
     const put = { operation: 's3:PutObject', status: '200' }
@@ -169,6 +174,11 @@ t.test('gateway and node metrics, health and readiness', async (t) => {
     }
     t.ok(sum(samples, 'tessera_codec_pool_threads') >= 1, 'codec threads')
     t.equal(find(samples, 'tessera_codec_pool_queue_size').length, 1, 'codec queue')
+    // The large body went through the digest thread; the smaller ones did not.
+    t.equal(sum(samples, 'tessera_digest_bytes_total'), large, 'digest thread bytes')
+    t.equal(sum(samples, 'tessera_digest_backlog_bytes'), 0, 'digest backlog drained')
+    t.equal(sum(samples, 'tessera_digest_waiting_pieces'), 0, 'no body waits for it now')
+    t.equal(find(samples, 'tessera_digest_waits_total').length, 1, 'digest waits counted')
     const util = sum(samples, 'tessera_codec_pool_utilization')
     t.ok(util >= 0 && util <= 1, 'codec utilization is a fraction')
     t.ok(find(samples, 'process_cpu_user_seconds_total').length === 1, 'default process metrics')

@@ -85,6 +85,18 @@ interface Running {
   written: number
 }
 
+/** What a {@link DigestThread} has done and holds, for metrics. */
+export interface DigestStats {
+  /** Bytes copied into the ring and not yet hashed. */
+  backlogBytes: number
+  /** Pieces waiting for room in the ring (each pauses its body). */
+  waiting: number
+  /** Bytes copied into the ring since the DigestThread was made. */
+  bytes: number
+  /** Updates that had to wait for room since the DigestThread was made. */
+  waits: number
+}
+
 /** One running digest of one body; see {@link DigestThread.session}. */
 export interface DigestSession {
   /**
@@ -108,6 +120,8 @@ export class DigestThread {
   #waiting: Waiting[] = []
   #next = 1
   #closed = false
+  #bytes = 0
+  #waits = 0
 
   /** `ringBytes` (default {@link DIGEST_RING_BYTES}) bounds the bytes not yet hashed. */
   constructor(opts: { ringBytes?: number } = {}) {
@@ -196,6 +210,7 @@ export class DigestThread {
       run.ring.set(chunk.subarray(at, at + first), pos)
       if (first < n) run.ring.set(chunk.subarray(at + first, at + n), 0)
       run.written += n
+      this.#bytes += n
       at += n
       run.worker.postMessage({ op: 'update', id: s.id, bytes: n } satisfies DigestRequest)
     }
@@ -245,6 +260,7 @@ export class DigestThread {
         if (chunk.length === 0) return undefined
         const at = this.#waiting.length === 0 ? this.#copyIn(run, s, chunk, 0) : 0
         if (at === chunk.length) return undefined
+        this.#waits++
         const tail = new Promise<void>((resolve, reject) => {
           this.#waiting.push({ s, chunk, at, resolve, reject })
         })
@@ -285,12 +301,12 @@ export class DigestThread {
     return this.#sessions.size
   }
 
-  /** Bytes in the ring not yet hashed, and pieces waiting for room. */
-  get backlog(): { bytes: number; waiting: number } {
+  /** The backlog now, and the bytes and waits so far. */
+  get stats(): DigestStats {
     const run = this.#run
-    const bytes =
+    const backlogBytes =
       run === undefined ? 0 : ((run.written >>> 0) - Atomics.load(run.control, CONSUMED)) >>> 0
-    return { bytes, waiting: this.#waiting.length }
+    return { backlogBytes, waiting: this.#waiting.length, bytes: this.#bytes, waits: this.#waits }
   }
 
   /** Stops the thread; sessions in progress fail. */

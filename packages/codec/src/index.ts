@@ -27,6 +27,7 @@ export {
   DIGEST_RING_BYTES,
   type DigestAlgorithm,
   type DigestSession,
+  type DigestStats,
   DigestThread,
 } from './digest-thread.ts'
 export { CODEC_ERROR_CODES, CodecError, type CodecErrorCode, isCodecError } from './errors.ts'

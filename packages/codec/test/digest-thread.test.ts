@@ -84,7 +84,7 @@ t.test(
       for (let i = 0; i < 48; i++) {
         const wait = s.update(piece)
         hash.update(piece)
-        maxBacklog = Math.max(maxBacklog, thread.backlog.bytes)
+        maxBacklog = Math.max(maxBacklog, thread.stats.backlogBytes)
         if (wait !== undefined) {
           waited++
           await wait
@@ -95,7 +95,11 @@ t.test(
     t.same(await Promise.all(sends), [true, true, true], 'every body hashed right')
     t.ok(waited > 0, `the senders waited ${waited} times`)
     t.ok(maxBacklog <= DIGEST_RING_BYTES, `never more than the ring behind (${maxBacklog} B)`)
-    t.same(thread.backlog, { bytes: 0, waiting: 0 })
+    t.same(
+      thread.stats,
+      { backlogBytes: 0, waiting: 0, bytes: 3 * 48 * piece.length, waits: waited },
+      'the stats count every byte and every wait',
+    )
   },
 )
 
@@ -141,7 +145,7 @@ t.test('a dropped session with pieces waiting lets the others through', async (t
   await waitA
   await waitB
   t.equal((await b.digest()).md5.toString('hex'), createHash('md5').update(small).digest('hex'))
-  t.same(thread.backlog.waiting, 0)
+  t.same(thread.stats.waiting, 0)
 })
 
 t.test('dropped and closed sessions', async (t) => {

@@ -137,6 +137,7 @@ export class Gateway {
       codec: pool,
       healReports: heal,
       readBuffers: () => objects.readBuffers(),
+      digests: () => digests.stats,
     })
     const buckets = new BucketStore(cluster)
     const sealer = new Sealer(init.masterKey)

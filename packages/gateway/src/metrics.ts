@@ -21,8 +21,9 @@ Where the numbers come from:
   node per second. The drive gauges always show the last probe's answers.
 - Healing: HealStatus every 10 s. A node that fails it (down, or a release that does not
   implement it and answers UNKNOWN_RPC) gives no heal data; that is not counted as an error.
-- Codec pool: read from the CodecPool at scrape time.
+- Codec pool and digest thread: read from them at scrape time.
 */
+import type { DigestStats } from '@tessera/codec'
 import {
   asStoreError,
   Cluster,
@@ -158,6 +159,7 @@ export class GatewayMetrics {
   #codec: CodecPoolStats | undefined
   #healReports: { readonly pending: number } | undefined
   #readBuffers: (() => { outBytes: number; freeBytes: number }) | undefined
+  #digests: (() => DigestStats) | undefined
   /** Busy worker-seconds at the last utilization reading, and the value then. */
   #util = { at: performance.now(), busy: 0, value: 0 }
   #last: DriveProbe | undefined
@@ -300,6 +302,44 @@ export class GatewayMetrics {
         buffers.set({ state: 'free' }, st?.freeBytes ?? 0)
       },
     })
+    const digestBacklog: Gauge = new Gauge({
+      name: 'tessera_digest_backlog_bytes',
+      help:
+        'Bytes of request bodies copied to the digest thread (MD5, SHA-256 of bodies of 1 MiB ' +
+        'and more) and not yet hashed; at most its 8 MiB ring.',
+      registers,
+      collect: () => {
+        digestBacklog.set(this.#digests?.().backlogBytes ?? 0)
+      },
+    })
+    const digestWaiting: Gauge = new Gauge({
+      name: 'tessera_digest_waiting_pieces',
+      help: 'Body pieces waiting for room in the digest thread’s ring: bodies it slows down.',
+      registers,
+      collect: () => {
+        digestWaiting.set(this.#digests?.().waiting ?? 0)
+      },
+    })
+    const digestBytes: Counter = new Counter({
+      name: 'tessera_digest_bytes_total',
+      help: 'Bytes of request bodies hashed on the digest thread since the gateway started.',
+      registers,
+      collect: () => {
+        digestBytes.reset()
+        digestBytes.inc(this.#digests?.().bytes ?? 0)
+      },
+    })
+    const digestWaits: Counter = new Counter({
+      name: 'tessera_digest_waits_total',
+      help:
+        'Times a body waited for the digest thread to catch up since the gateway started: ' +
+        'its rate is how often MD5 limits large PUTs.',
+      registers,
+      collect: () => {
+        digestWaits.reset()
+        digestWaits.inc(this.#digests?.().waits ?? 0)
+      },
+    })
     const util: Gauge = new Gauge({
       name: 'tessera_codec_pool_utilization',
       help: "Fraction of the codec workers' time with work (0..1) since the previous scrape.",
@@ -320,9 +360,11 @@ export class GatewayMetrics {
     codec?: CodecPoolStats
     healReports?: { readonly pending: number }
     readBuffers?: () => { outBytes: number; freeBytes: number }
+    digests?: () => DigestStats
   }): void {
     this.#cluster = init.cluster
     if (init.healReports) this.#healReports = init.healReports
+    if (init.digests) this.#digests = init.digests
     if (init.readBuffers) this.#readBuffers = init.readBuffers
     if (init.codec) {
       this.#codec = init.codec
