@@ -254,41 +254,31 @@ export class GatewayMetrics {
       labelNames: ['node', 'drive', 'pool', 'set'],
       registers,
     })
-    const threads: Gauge = new Gauge({
-      name: 'tessera_codec_pool_threads',
-      help: 'Worker threads of the erasure codec pool.',
+    gaugeAtScrape(
       registers,
-      collect: () => {
-        threads.set(this.#codec?.threads ?? 0)
-      },
-    })
-    const queue: Gauge = new Gauge({
-      name: 'tessera_codec_pool_queue_size',
-      help: 'Codec tasks (encode, decode, hash) waiting for a worker.',
+      'tessera_codec_pool_threads',
+      'Worker threads of the erasure codec pool.',
+      () => this.#codec?.threads ?? 0,
+    )
+    gaugeAtScrape(
       registers,
-      collect: () => {
-        queue.set(this.#codec?.queueSize ?? 0)
-      },
-    })
-    const busy: Counter = new Counter({
-      name: 'tessera_codec_pool_busy_seconds_total',
-      help: 'Worker-seconds the codec pool has had work since the gateway started.',
+      'tessera_codec_pool_queue_size',
+      'Codec tasks (encode, decode, hash) waiting for a worker.',
+      () => this.#codec?.queueSize ?? 0,
+    )
+    counterAtScrape(
       registers,
-      collect: () => {
-        busy.reset()
-        busy.inc(this.#codec?.busySeconds ?? 0)
-      },
-    })
-    const reports: Gauge = new Gauge({
-      name: 'tessera_heal_reports_pending',
-      help:
-        'Repairs this gateway holds for nodes that could not take them yet (missed writes, bad ' +
+      'tessera_codec_pool_busy_seconds_total',
+      'Worker-seconds the codec pool has had work since the gateway started.',
+      () => this.#codec?.busySeconds ?? 0,
+    )
+    gaugeAtScrape(
+      registers,
+      'tessera_heal_reports_pending',
+      'Repairs this gateway holds for nodes that could not take them yet (missed writes, bad ' +
         'shards found by reads); sent again with back-off for 10 minutes.',
-      registers,
-      collect: () => {
-        reports.set(this.#healReports?.pending ?? 0)
-      },
-    })
+      () => this.#healReports?.pending ?? 0,
+    )
     const buffers: Gauge<'state'> = new Gauge({
       name: 'tessera_read_buffer_bytes',
       help:
@@ -302,52 +292,38 @@ export class GatewayMetrics {
         buffers.set({ state: 'free' }, st?.freeBytes ?? 0)
       },
     })
-    const digestBacklog: Gauge = new Gauge({
-      name: 'tessera_digest_backlog_bytes',
-      help:
-        'Bytes of request bodies copied to the digest thread (MD5, SHA-256 of bodies of 1 MiB ' +
+    gaugeAtScrape(
+      registers,
+      'tessera_digest_backlog_bytes',
+      'Bytes of request bodies copied to the digest thread (MD5, SHA-256 of bodies of 1 MiB ' +
         'and more) and not yet hashed; at most its 8 MiB ring.',
+      () => this.#digests?.().backlogBytes ?? 0,
+    )
+    gaugeAtScrape(
       registers,
-      collect: () => {
-        digestBacklog.set(this.#digests?.().backlogBytes ?? 0)
-      },
-    })
-    const digestWaiting: Gauge = new Gauge({
-      name: 'tessera_digest_waiting_pieces',
-      help: 'Body pieces waiting for room in the digest thread’s ring: bodies it slows down.',
+      'tessera_digest_waiting_pieces',
+      'Body pieces waiting for room in the digest thread’s ring: bodies it slows down.',
+      () => this.#digests?.().waiting ?? 0,
+    )
+    counterAtScrape(
       registers,
-      collect: () => {
-        digestWaiting.set(this.#digests?.().waiting ?? 0)
-      },
-    })
-    const digestBytes: Counter = new Counter({
-      name: 'tessera_digest_bytes_total',
-      help: 'Bytes of request bodies hashed on the digest thread since the gateway started.',
+      'tessera_digest_bytes_total',
+      'Bytes of request bodies hashed on the digest thread since the gateway started.',
+      () => this.#digests?.().bytes ?? 0,
+    )
+    counterAtScrape(
       registers,
-      collect: () => {
-        digestBytes.reset()
-        digestBytes.inc(this.#digests?.().bytes ?? 0)
-      },
-    })
-    const digestWaits: Counter = new Counter({
-      name: 'tessera_digest_waits_total',
-      help:
-        'Times a body waited for the digest thread to catch up since the gateway started: ' +
+      'tessera_digest_waits_total',
+      'Times a body waited for the digest thread to catch up since the gateway started: ' +
         'its rate is how often MD5 limits large PUTs.',
+      () => this.#digests?.().waits ?? 0,
+    )
+    gaugeAtScrape(
       registers,
-      collect: () => {
-        digestWaits.reset()
-        digestWaits.inc(this.#digests?.().waits ?? 0)
-      },
-    })
-    const util: Gauge = new Gauge({
-      name: 'tessera_codec_pool_utilization',
-      help: "Fraction of the codec workers' time with work (0..1) since the previous scrape.",
-      registers,
-      collect: () => {
-        util.set(this.#utilization())
-      },
-    })
+      'tessera_codec_pool_utilization',
+      "Fraction of the codec workers' time with work (0..1) since the previous scrape.",
+      () => this.#utilization(),
+    )
   }
 
   /**
@@ -683,4 +659,39 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   // The loser settles later; its rejection is expected.
   p.catch(() => {})
   return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
+
+/** A gauge whose value is read from `read` at each scrape. */
+function gaugeAtScrape(
+  registers: Registry[],
+  name: string,
+  help: string,
+  read: () => number,
+): void {
+  const g: Gauge = new Gauge({
+    name,
+    help,
+    registers,
+    collect: () => {
+      g.set(read())
+    },
+  })
+}
+
+/** A counter whose total (kept elsewhere, never decreasing) is read from `read` at each scrape. */
+function counterAtScrape(
+  registers: Registry[],
+  name: string,
+  help: string,
+  read: () => number,
+): void {
+  const c: Counter = new Counter({
+    name,
+    help,
+    registers,
+    collect: () => {
+      c.reset()
+      c.inc(read())
+    },
+  })
 }
