@@ -69,6 +69,12 @@ const SHARD = {
   part: 1,
 }
 
+/** Writes `data` as SHARD under `tmpId` on `drive`, and checks the whole of it landed. */
+async function writesWhole(t: Test, drive: Drive, tmpId: string, data: Buffer): Promise<void> {
+  t.equal(await writeShard(drive, { ...SHARD, tmpId, size: data.length }, body(data)), data.length)
+  t.ok((await readFile(join(drive.tmpPath(tmpId), 'part.1'))).equals(data), `${tmpId} is whole`)
+}
+
 /** A fresh file system of `type` mounted on a new folder (outside tap's), gone after `t`. */
 function mountFs(t: Test, type: string, options: string[] = []): string {
   const dir = mkdtempSync(join(tmpdir(), `tessera-${type}-`))
@@ -168,12 +174,7 @@ t.test(
     })
     t.teardown(() => drive.close())
     t.equal(drive.directIo.direct, false)
-    const ref = SHARD
-    t.equal(
-      await writeShard(drive, { ...ref, tmpId: 'tmp-0123456789', size: data.length }, body(data)),
-      data.length,
-    )
-    t.ok((await readFile(join(drive.tmpPath('tmp-0123456789'), 'part.1'))).equals(data))
+    await writesWhole(t, drive, 'tmp-0123456789', data)
   },
 )
 
@@ -225,11 +226,7 @@ t.test('a failed shard write leaves nothing in tmp and gives its buffer back', a
   )
   t.same(await readdir(join(dir, '.tessera', 'tmp')), [], 'nothing left in tmp')
   t.equal(slabs.stats().lentBytes, 0, 'every buffer went back')
-  t.equal(
-    await writeShard(d, { ...ref, tmpId: 'tmp-good-000001', size: data.length }, body(data)),
-    data.length,
-  )
-  t.ok((await readFile(join(d.tmpPath('tmp-good-000001'), 'part.1'))).equals(data))
+  await writesWhole(t, d, 'tmp-good-000001', data)
 })
 
 t.test(
