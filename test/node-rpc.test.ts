@@ -11,6 +11,7 @@ import {
   DeleteSystem,
   DeleteUpload,
   DeleteVersion,
+  FinishUpload,
   GetBucket,
   GetDriveInfo,
   GetSystem,
@@ -20,6 +21,7 @@ import {
   ListParts,
   ListRange,
   ListSystem,
+  ListUploads,
   PutBucket,
   PutShard,
   PutSystem,
@@ -28,6 +30,7 @@ import {
   ReadShard,
   ReadVersions,
   RewriteShard,
+  UndoCompletion,
 } from '@tessera/protocol'
 import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
@@ -469,24 +472,27 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     t.same(await strayFolders(), [], 'with its folder')
   })
 
-  t.test('a late multipart completion never undoes a newer write or a delete', async (t) => {
-    // An upload with one part on one drive, completed there only after the key moved on.
-    const upload = async (key: string, versionId: string) => {
-      const { p, d, peer, uploadId, erasure } = await newUpload(key)
-      const dataDir = randomUUID()
+  /**
+   * An upload of photos/`key` on one drive with `parts` parts of 6000 B (ETags e1, e2, …), and
+   * its completion there with the first `chosen` of them (as `versionId`, at `modTime`).
+   */
+  const partedUpload = async (key: string, versionId: string, parts = 1) => {
+    const { p, d, peer, uploadId, erasure } = await newUpload(key)
+    const dataDir = randomUUID()
+    const modTime = Date.now() * 4096
+    for (let number = 1; number <= parts; number++) {
       const tmpId = randomUUID()
       const shard = (await shardFilesOf(p.layout, randomBytes(6000)))[0]!
       await c.pool.call(
         peer,
         PutShard,
-        { ...ref(d), bucket: 'photos', key, dataDir, part: 1, tmpId, size: shard.length },
+        { ...ref(d), bucket: 'photos', key, dataDir, part: number, tmpId, size: shard.length },
         {
           body: (async function* () {
             yield shard
           })(),
         },
       )
-      const modTime = Date.now() * 4096
       await c.pool.call(peer, CommitPart, {
         ...ref(d),
         tmpId,
@@ -494,36 +500,73 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
           bucket: 'photos',
           key,
           uploadId,
-          number: 1,
+          number,
           size: 6000,
-          etag: 'e1',
+          etag: `e${number}`,
           modTime,
           dataDir,
           erasure,
         },
       })
-      const complete = () =>
-        c.pool.call(peer, CompleteUpload, {
-          ...ref(d),
-          uploadId,
-          record: {
-            bucket: 'photos',
-            key,
-            versionId,
-            modTime,
-            size: 6000,
-            etag: 'mp-2',
-            erasure,
-            parts: [{ number: 1, size: 6000, etag: 'e1' }],
-            dataDir,
-            deleteMarker: false,
-          },
-        })
-      const h = objectHash('photos', key)
-      const objectDir = join(d.path, 'data', 'photos', h.slice(0, 2), h)
-      const folder = async (): Promise<string[]> => readdir(objectDir).catch(() => [])
-      return { d, peer, uploadId, modTime, dataDir, complete, folder, objectDir }
     }
+    const complete = (o: { chosen?: number; modTime?: number; versionId?: string } = {}) => {
+      const chosen = Array.from({ length: o.chosen ?? 1 }, (_, i) => ({
+        number: i + 1,
+        size: 6000,
+        etag: `e${i + 1}`,
+      }))
+      return c.pool.call(peer, CompleteUpload, {
+        ...ref(d),
+        uploadId,
+        record: {
+          bucket: 'photos',
+          key,
+          versionId: o.versionId ?? versionId,
+          modTime: o.modTime ?? modTime,
+          size: 6000 * chosen.length,
+          etag: `mp-${chosen.length}`,
+          erasure,
+          parts: chosen,
+          dataDir,
+          deleteMarker: false,
+        },
+      })
+    }
+    const ids = { ...ref(d), bucket: 'photos', key, uploadId }
+    const finish = (at = modTime) => c.pool.call(peer, FinishUpload, { ...ids, modTime: at })
+    const undo = (at = modTime, vid = versionId) =>
+      c.pool.call(peer, UndoCompletion, { ...ids, modTime: at, versionId: vid })
+    const upload = async () => (await c.pool.call(peer, GetUpload, ids)).record
+    const partNumbers = async () =>
+      (await c.pool.call(peer, ListParts, ids)).parts.map((x) => x.number)
+    const versions = async () =>
+      (await c.pool.call(peer, ReadVersions, { ...ref(d), bucket: 'photos', key })).versions
+    const h = objectHash('photos', key)
+    const objectDir = join(d.path, 'data', 'photos', h.slice(0, 2), h)
+    const folder = async (): Promise<string[]> => readdir(objectDir).catch(() => [])
+    const files = async (): Promise<string[]> =>
+      (await readdir(join(objectDir, dataDir)).catch(() => [])).sort()
+    return {
+      d,
+      peer,
+      uploadId,
+      modTime,
+      dataDir,
+      complete,
+      finish,
+      undo,
+      upload,
+      partNumbers,
+      versions,
+      folder,
+      files,
+      objectDir,
+    }
+  }
+
+  t.test('a late multipart completion never undoes a newer write or a delete', async (t) => {
+    // An upload with one part on one drive, completed there only after the key moved on.
+    const upload = partedUpload
 
     // A newer 'null' write landed first: it stays, the upload goes with its files.
     const u = await upload('mp-late.bin', 'null')
@@ -547,7 +590,8 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
       key: 'mp-late.bin',
       uploadId: u.uploadId,
     })
-    t.equal(gone, undefined, 'the upload is gone')
+    t.equal(gone, undefined, 'the upload is no longer in progress')
+    t.same(await u.finish(), { finished: true }, 'the gateway settles the completion')
     t.notOk((await u.folder()).includes(u.dataDir), "the upload's folder went to trash")
 
     // The version was deleted on the drive before its completion arrived.
@@ -628,7 +672,92 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     // In time, the completion writes the version and keeps the part files.
     const w = await upload('mp-ok.bin', 'null')
     t.same(await w.complete(), {}, 'an ordinary completion')
+    t.same(await w.finish(), { finished: true }, 'settled')
     t.ok((await w.folder()).includes(w.dataDir), 'its folder stays')
+    t.same(await w.files(), ['part.1'], 'with its part file')
+  })
+
+  t.test('a completion waits for the gateway to settle it or take it back', async (t) => {
+    const u = await partedUpload('mp-settle.bin', 'null', 2)
+    t.same(await u.complete(), {}, 'completed with part 1 of 2')
+    t.equal(await u.upload(), undefined, 'the upload is no longer in progress')
+    const listed = await c.pool.call(u.peer, ListUploads, {
+      ...ref(u.d),
+      bucket: 'photos',
+      prefix: 'mp-settle',
+      limit: 10,
+    })
+    t.same(listed.uploads, [], 'nor listed')
+    t.same(await u.partNumbers(), [1, 2], 'its part records wait for the settlement')
+    t.same(await u.files(), ['part.1', 'part.2'], 'and so do their files')
+    t.equal((await u.versions()).length, 1, 'the version is there')
+
+    // The completion missed its write quorum elsewhere: taken back whole.
+    t.same(await u.undo(), { undone: true }, 'taken back')
+    t.same(await u.versions(), [], 'no version on the drive')
+    t.equal((await u.upload())?.uploadId, u.uploadId, 'the upload is in progress again')
+    t.same(await u.partNumbers(), [1, 2], 'with both parts')
+    t.same(await u.files(), ['part.1', 'part.2'], 'and their files')
+    await t.rejects(
+      u.complete(),
+      { code: 'CANCELLED', message: /undid this completion/ },
+      'the undone completion, arriving again, is refused',
+    )
+    t.same(await u.versions(), [], 'and writes nothing')
+
+    // The client retries: a new completion, settled this time.
+    const retry = u.modTime + 4096
+    t.same(await u.complete({ modTime: retry }), {}, 'the retry completes')
+    t.same(await u.finish(u.modTime), { finished: false }, 'only the completion named is settled')
+    t.same(await u.files(), ['part.1', 'part.2'], 'so nothing went')
+    t.same(await u.finish(retry), { finished: true }, 'settled')
+    t.same(await u.finish(retry), { finished: false }, 'once')
+    t.same(await u.partNumbers(), [], 'the part records went')
+    t.same(await u.files(), ['part.1'], 'the unchosen part went to trash, the chosen one stays')
+    t.same(
+      (await u.versions()).map((v) => v.modTime),
+      [retry],
+      'the version of the retry',
+    )
+
+    // An undo that arrives before its completion: the completion is refused when it comes.
+    const e = await partedUpload('mp-early.bin', randomUUID())
+    t.same(await e.undo(), { undone: false }, 'nothing to take back yet')
+    await t.rejects(e.complete(), { code: 'CANCELLED' }, 'the late completion is refused')
+    t.same(await e.versions(), [], 'no version')
+    t.equal((await e.upload())?.uploadId, e.uploadId, 'the upload is in progress')
+
+    // A failed completion whose undo never came here, then the client's retry (versioned):
+    // the first attempt's version goes, the retry's stays.
+    const first = randomUUID()
+    const r = await partedUpload('mp-retry.bin', first, 2)
+    await r.complete()
+    const second = randomUUID()
+    await r.complete({ versionId: second, modTime: r.modTime + 4096, chosen: 2 })
+    t.same(
+      (await r.versions()).map((v) => v.versionId),
+      [second],
+      "the earlier attempt's version went",
+    )
+    t.same(await r.finish(r.modTime + 4096), { finished: true })
+    t.same(await r.files(), ['part.1', 'part.2'], 'both parts are the version')
+
+    // An Abort that raced a Complete: the version and the files it uses stay.
+    const a = await partedUpload('mp-abort.bin', 'null', 2)
+    await a.complete()
+    t.same(
+      await c.pool.call(a.peer, DeleteUpload, {
+        ...ref(a.d),
+        bucket: 'photos',
+        key: 'mp-abort.bin',
+        uploadId: a.uploadId,
+      }),
+      { existed: false },
+      'a completed upload is no longer there to abort',
+    )
+    t.equal((await a.versions()).length, 1, 'the version stays')
+    t.same(await a.files(), ['part.1'], 'with its part; the unchosen one went')
+    t.same(await a.partNumbers(), [], 'the records went')
   })
 
   t.test('system records', async (t) => {

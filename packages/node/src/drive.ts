@@ -29,7 +29,7 @@ import {
   writeFile,
 } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type DriveRef, HLC_COUNTER_SPAN, StoreError } from '@tessera/protocol'
+import { type DriveRef, HLC_COUNTER_SPAN, type Hlc, StoreError } from '@tessera/protocol'
 import { type AlignedSlabs, type DirectSupport, probeDirectIo } from './direct-io.ts'
 import { FULL_HEAL_PENDING_KEY } from './heal/scanner.ts'
 import { MetaStore } from './meta-store.ts'
@@ -94,6 +94,12 @@ export interface OrphanSweep {
    * this drive has no record of (see MetaStore.strayUploads). Their folders go in the same sweep.
    */
   strayUploads: number
+  /**
+   * Completions older than the minimum age that no FinishUpload or UndoCompletion settled (the
+   * gateway died in between), finished here: the upload's records go, and the part files the
+   * version does not use.
+   */
+  finishedUploads: number
   /** The sweep did not run: a whole-drive heal is under way. */
   skipped?: true
 }
@@ -303,7 +309,7 @@ export class Drive {
     // A whole-drive heal under way may yet name folders it finds whole (and spare rebuilding
     // them): no sweep until it is done.
     if ((await this.meta.getSystem(FULL_HEAL_PENDING_KEY)) !== undefined)
-      return { folders: 0, removed: 0, strayUploads: 0, skipped: true }
+      return { folders: 0, removed: 0, strayUploads: 0, finishedUploads: 0, skipped: true }
     const oldest = Date.now() - minAgeMs
     // Part records of an upload this drive never got the record of would name their folder
     // for ever (no Abort or Complete reaches them: both go by the upload record).
@@ -316,6 +322,11 @@ export class Drive {
         return true
       })
       if (dropped) strayUploads++
+    }
+    let finishedUploads = 0
+    for (const u of await this.meta.completingUploads(oldest * HLC_COUNTER_SPAN)) {
+      if (await this.finishUpload(u.bucket, u.key, u.uploadId, u.completing!.modTime))
+        finishedUploads++
     }
     const before = await this.meta.dataDirsInUse()
     const data = join(this.path, 'data')
@@ -342,7 +353,56 @@ export class Drive {
         if (!after.has(dataDir) && (await this.trash(path))) removed++
       }
     }
-    return { folders, removed, strayUploads }
+    return { folders, removed, strayUploads, finishedUploads }
+  }
+
+  /**
+   * Settles a completion that reached its write quorum (see UploadRecord.completing): the
+   * upload and its part records go, and the part files its version does not use. Only the
+   * completion of `modTime`: false when the drive's upload is not marked with it.
+   */
+  async finishUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    modTime: Hlc,
+  ): Promise<boolean> {
+    return this.meta.exclusive(bucket, key, async () => {
+      const up = await this.meta.getUpload(bucket, key, uploadId)
+      if (up?.completing?.modTime !== modTime) return false
+      await this.dropUpload(bucket, key, uploadId)
+      return true
+    })
+  }
+
+  /**
+   * Drops an upload's records and moves its part files to trash, except those a version of the
+   * key on this drive uses: a folder no version names goes whole; of one a version names (the
+   * upload's own completion, or a version healed into the folder), only the parts the version
+   * does not list. The caller holds the key's exclusive section. True when the upload record
+   * existed.
+   */
+  async dropUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
+    const { parts } = await this.meta.getParts(bucket, key, uploadId, {})
+    const existed = await this.meta.deleteUpload(bucket, key, uploadId)
+    const used = new Map<string, Set<number>>()
+    if (parts.length > 0) {
+      for (const v of await this.meta.getVersions(bucket, key)) {
+        if (v.dataDir !== undefined) used.set(v.dataDir, new Set(v.parts.map((p) => p.number)))
+      }
+    }
+    for (const dir of new Set(parts.map((p) => p.dataDir))) {
+      const kept = used.get(dir)
+      if (kept === undefined) {
+        await this.trash(this.dataPath(bucket, key, dir))
+        continue
+      }
+      for (const p of parts) {
+        if (p.dataDir === dir && !kept.has(p.number))
+          await this.trash(this.shardPath(bucket, key, dir, p.number))
+      }
+    }
+    return existed
   }
 
   /**

@@ -891,6 +891,67 @@ export class MetaStore {
     return out
   }
 
+  /**
+   * Uploads a completion marked (`completing`) before `before` (an HLC) and that no
+   * FinishUpload or UndoCompletion has settled since: the gateway died in between. One pass
+   * over the upload records, for the orphan sweep.
+   */
+  async completingUploads(before: Hlc): Promise<UploadRecord[]> {
+    const out: UploadRecord[] = []
+    const { gte, lt } = namespaceRange(NAMESPACE.upload)
+    await this.#scan('list upload records', gte, lt, async (scan) => {
+      for (let e = await scan.next(); e !== undefined; e = await scan.next()) {
+        const u = unpack<UploadRecord>(e[1])
+        if (u.completing !== undefined && u.completing.modTime < before) out.push(u)
+      }
+    })
+    return out
+  }
+
+  /**
+   * A gateway's undo of a completion (versionId, modTime) that missed its write quorum, in the
+   * key's exclusive section: that version record goes, if it is that write (its data stays: it
+   * is the upload's part files), with a tombstone as for any undone write (see removeVersion),
+   * and the upload is in progress again. The upload remembers the undone completion, so that
+   * it is refused should it arrive after this. True when a version was taken back.
+   */
+  async undoCompletion(u: {
+    bucket: string
+    key: string
+    uploadId: string
+    versionId: string
+    modTime: Hlc
+  }): Promise<boolean> {
+    return this.exclusive(u.bucket, u.key, async () => {
+      const [up, v] = await Promise.all([
+        this.getUpload(u.bucket, u.key, u.uploadId),
+        this.getVersion(u.bucket, u.key, u.versionId),
+      ])
+      const ops: MetaOp[] = []
+      const removed = v?.modTime === u.modTime
+      if (removed) {
+        ops.push(
+          { type: 'deleteVersion', bucket: u.bucket, key: u.key, versionId: u.versionId },
+          {
+            type: 'putSystem',
+            key: tombstoneKey(u.bucket, u.key, u.versionId),
+            value: { at: Date.now(), modTime: u.modTime, leftover: true } satisfies Tombstone,
+          },
+        )
+      }
+      // A later completion of the upload marked here stays marked (its own gateway settles it).
+      if (
+        up !== undefined &&
+        (up.completing === undefined || up.completing.modTime === u.modTime)
+      ) {
+        const { completing: _, ...open } = up
+        ops.push({ type: 'putUpload', record: { ...open, undone: u.modTime } })
+      }
+      if (ops.length > 0) await this.#submit(ops)
+      return removed
+    })
+  }
+
   /** True when the bucket holds any version record (delete markers too): BucketNotEmpty. */
   async bucketHasVersions(name: string): Promise<boolean> {
     const prefix = versionScanPrefix(name)
@@ -920,7 +981,10 @@ export class MetaStore {
     return existed === true
   }
 
-  /** Uploads in progress, in key order then upload id order, with S3 marker semantics. */
+  /**
+   * Uploads in progress, in key order then upload id order, with S3 marker semantics. Uploads
+   * a completion has marked (`completing`) are no longer in progress and are left out.
+   */
   async listUploads(options: ListUploadsOptions): Promise<ListUploadsResult> {
     const { bucket, keyMarker, uploadIdMarker, limit } = options
     checkLimit(limit)
@@ -938,6 +1002,7 @@ export class MetaStore {
       from,
       endOf(scanPrefix),
       limit,
+      (u) => u.completing === undefined,
     )
     const result: ListUploadsResult = { uploads, isTruncated }
     const last = uploads.at(-1)
@@ -1056,17 +1121,20 @@ export class MetaStore {
     gte: Uint8Array,
     lt: Uint8Array,
     limit: number,
+    keep?: (item: T) => boolean,
   ): Promise<{ items: T[]; isTruncated: boolean }> {
     const items: T[] = []
     let isTruncated = false
     await this.#scan(doing, gte, lt, async (scan) => {
       const wanted = () => limit - items.length + 1
       for (let e = await scan.next(wanted()); e !== undefined; e = await scan.next(wanted())) {
+        const item = unpack<T>(e[1])
+        if (keep !== undefined && !keep(item)) continue
         if (items.length >= limit) {
           isTruncated = true
           return
         }
-        items.push(unpack<T>(e[1]))
+        items.push(item)
       }
     })
     return { items, isTruncated }

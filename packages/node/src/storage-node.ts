@@ -22,6 +22,7 @@ import {
   DeleteVersion,
   type DriveInfo,
   type DriveRef,
+  FinishUpload,
   GetBucket,
   GetDriveInfo,
   GetSystem,
@@ -47,6 +48,7 @@ import {
   RpcServer,
   StoreError,
   setsOfNode,
+  UndoCompletion,
   type VersionRecord,
   withBody,
 } from '@tessera/protocol'
@@ -55,6 +57,7 @@ import { Drive } from './drive.ts'
 import { GatewayStatsStore, registerGatewayStatsRpcs } from './gateway-stats.ts'
 import { checkData, type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
 import { type LifecycleOptions, LifecycleWorker } from './lifecycle/lifecycle-worker.ts'
+import type { MetaOp } from './meta-store.ts'
 import type { NodeMetrics } from './metrics.ts'
 import { commitShards, readRaw, readShardBlocks, rewriteShard, writeShard } from './shard-io.ts'
 
@@ -266,7 +269,7 @@ export class StorageNode {
         (err) =>
           log.warn({ drive: d.path, err: (err as Error).message }, 'background cleanup failed'),
         (sweep) => {
-          if (sweep.removed > 0 || sweep.strayUploads > 0)
+          if (sweep.removed > 0 || sweep.strayUploads > 0 || sweep.finishedUploads > 0)
             log.info({ drive: d.path, ...sweep }, 'data folders no record names moved to trash')
         },
       )
@@ -515,20 +518,22 @@ export class StorageNode {
       await d.meta.putUpload(req.record)
       return {}
     })
-    rpc.handle(GetUpload, async (req) => ({
-      record: await this.drive(req).meta.getUpload(req.bucket, req.key, req.uploadId),
-    }))
+    rpc.handle(GetUpload, async (req) => {
+      const up = await this.drive(req).meta.getUpload(req.bucket, req.key, req.uploadId)
+      // A completed upload (its completion not settled yet) is no longer in progress.
+      return { record: up?.completing === undefined ? up : undefined }
+    })
     rpc.handle(DeleteUpload, async (req) => {
       const d = this.drive(req)
-      const up = await d.meta.getUpload(req.bucket, req.key, req.uploadId)
       // Parts go even without the record: a drive that missed the CreateMultipartUpload and
-      // then got parts would otherwise keep them (and their folder) after the abort.
-      const parts = await d.meta.getParts(req.bucket, req.key, req.uploadId, {})
-      if (up === undefined && parts.parts.length === 0) return { existed: false }
-      await d.meta.deleteUpload(req.bucket, req.key, req.uploadId)
-      const dirs = new Set(parts.parts.map((p) => p.dataDir))
-      for (const dir of dirs) await d.trash(d.dataPath(req.bucket, req.key, dir))
-      return { existed: up !== undefined }
+      // then got parts would otherwise keep them (and their folder) after the abort. The files
+      // of a version in the upload's folder stay: a completion not settled yet (an Abort that
+      // raced the Complete) or a version healed into it.
+      return d.meta.exclusive(req.bucket, req.key, async () => {
+        const up = await d.meta.getUpload(req.bucket, req.key, req.uploadId)
+        await d.dropUpload(req.bucket, req.key, req.uploadId)
+        return { existed: up !== undefined && up.completing === undefined }
+      })
     })
     rpc.handle(ListUploads, async (req) => {
       const r = await this.drive(req).meta.listUploads(req)
@@ -614,40 +619,68 @@ export class StorageNode {
     rpc.handle(CompleteUpload, async (req) => {
       const d = this.drive(req)
       const rec = req.record
-      const parts = await checkCompletion(d, req)
+      await checkCompletion(d, req)
       // Decided and written in the key's exclusive section, as CommitVersion is: a completion
       // that arrives late must not undo a newer 'null' write or bring back a deleted version.
-      // Then the upload still goes (the client completed it) but no version appears.
+      // Then the upload is still marked (the client completed it) but no version appears.
       const done = await d.meta.exclusive(rec.bucket, rec.key, async () => {
+        const up = await d.meta.getUpload(rec.bucket, rec.key, req.uploadId)
+        if (up === undefined) {
+          throw new StoreError(
+            'UPLOAD_NOT_FOUND',
+            `upload ${req.uploadId} of ${rec.bucket}/${rec.key} went from drive ${d.path} while it was checked`,
+          )
+        }
+        if (up.undone === rec.modTime) {
+          throw new StoreError(
+            'CANCELLED',
+            `the gateway undid this completion of upload ${req.uploadId} before it reached drive ${d.path}`,
+          )
+        }
         const old =
           rec.versionId === 'null'
             ? await d.meta.getVersion(rec.bucket, rec.key, 'null')
             : undefined
         const superseded =
           (old !== undefined && old.modTime > rec.modTime) || (await d.meta.deletedBefore(rec))
-        // One batch: the version appears and the upload disappears together.
-        await d.meta.batch([
-          ...(superseded ? [] : [{ type: 'putVersion' as const, record: rec }]),
-          { type: 'deleteUpload', bucket: rec.bucket, key: rec.key, uploadId: req.uploadId },
-        ])
+        const ops: MetaOp[] = superseded ? [] : [{ type: 'putVersion', record: rec }]
+        // An earlier completion of this upload that failed and whose undo never came here: its
+        // version record goes (the retry's names the same files).
+        const prev = up.completing
+        if (prev !== undefined && prev.versionId !== rec.versionId) {
+          const v = await d.meta.getVersion(rec.bucket, rec.key, prev.versionId)
+          if (v?.modTime === prev.modTime) {
+            ops.push({
+              type: 'deleteVersion',
+              bucket: rec.bucket,
+              key: rec.key,
+              versionId: prev.versionId,
+            })
+          }
+        }
+        // One batch: the version appears and the upload is marked together. The upload, its
+        // parts and their files stay until the gateway settles the completion (FinishUpload
+        // or UndoCompletion), so that one below quorum can be taken back whole.
+        ops.push({
+          type: 'putUpload',
+          record: { ...up, completing: { versionId: rec.versionId, modTime: rec.modTime } },
+        })
+        await d.meta.batch(ops)
         return { old, superseded }
       })
-      const used = new Set(done.superseded ? [] : rec.parts.map((p) => p.number))
-      for (const p of parts) {
-        if (used.has(p.number) && p.dataDir === rec.dataDir) continue
-        await d.trash(d.shardPath(rec.bucket, rec.key, p.dataDir, p.number))
-      }
-      if (done.superseded) {
-        if (rec.dataDir !== undefined && rec.dataDir !== done.old?.dataDir)
-          await d.trash(d.dataPath(rec.bucket, rec.key, rec.dataDir))
-        return { superseded: true }
-      }
+      if (done.superseded) return { superseded: true }
       const { old } = done
       if (old?.dataDir !== undefined && old.dataDir !== rec.dataDir) {
         await d.trash(d.dataPath(rec.bucket, rec.key, old.dataDir))
       }
       return old?.dataDir !== undefined ? { replaced: old.dataDir } : {}
     })
+    rpc.handle(FinishUpload, async (req) => ({
+      finished: await this.drive(req).finishUpload(req.bucket, req.key, req.uploadId, req.modTime),
+    }))
+    rpc.handle(UndoCompletion, async (req) => ({
+      undone: await this.drive(req).meta.undoCompletion(req),
+    }))
 
     rpc.handle(ReadRaw, async (req) =>
       withBody({ bytes: req.length }, readRaw(this.drive(req), req)),

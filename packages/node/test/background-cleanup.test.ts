@@ -108,7 +108,7 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
   const young = await folder('new', 'dir-young', false)
   t.same(
     await d.sweepOrphans(),
-    { folders: 6, removed: 2, strayUploads: 0 },
+    { folders: 6, removed: 2, strayUploads: 0, finishedUploads: 0 },
     'six folders, two orphans',
   )
   await t.rejects(stat(orphan), 'an old folder beside a named one goes')
@@ -124,7 +124,7 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
   t.equal((await readdir(join(dir, '.tessera', 'trash'))).length, 2, 'the orphans are in trash')
   t.same(
     await d.sweepOrphans(),
-    { folders: 4, removed: 0, strayUploads: 0 },
+    { folders: 4, removed: 0, strayUploads: 0, finishedUploads: 0 },
     'a second sweep finds nothing',
   )
   // While a whole-drive heal is under way, what it has not reached yet is left to it.
@@ -132,13 +132,13 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
   await d.meta.putSystem(FULL_HEAL_PENDING_KEY, { since: Date.now() })
   t.same(
     await d.sweepOrphans(),
-    { folders: 0, removed: 0, strayUploads: 0, skipped: true },
+    { folders: 0, removed: 0, strayUploads: 0, finishedUploads: 0, skipped: true },
     'no sweep mid-heal',
   )
   await d.meta.deleteSystem(FULL_HEAL_PENDING_KEY)
   t.same(
     await d.sweepOrphans(),
-    { folders: 5, removed: 1, strayUploads: 0 },
+    { folders: 5, removed: 1, strayUploads: 0, finishedUploads: 0 },
     'the heal done, the sweep resumes',
   )
 })
@@ -181,7 +181,7 @@ t.test(
     }
     t.same(
       await d.sweepOrphans(),
-      { folders: 3, removed: 1, strayUploads: 1 },
+      { folders: 3, removed: 1, strayUploads: 1, finishedUploads: 0 },
       'one stray upload, and its folder',
     )
     t.same((await d.meta.getParts('bkt', 'k', 'stray')).parts, [], 'its part records are gone')
@@ -200,3 +200,66 @@ t.test(
       t.ok((await stat(d.dataPath('bkt', 'k', f))).isDirectory(), `${f} stays`)
   },
 )
+
+t.test('a completion no gateway settled is finished once old; a recent one waits', async (t) => {
+  let d: Drive | undefined
+  t.teardown(() => d?.close())
+  const dir = t.testdir()
+  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
+  const erasure = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+  const old = Date.now() - ORPHAN_MIN_AGE_MS - 60_000
+  /** An upload of bkt/<key> with parts 1 and 2, completed at `ms` with part 1 only. */
+  const completed = async (key: string, ms: number) => {
+    const modTime = ms * HLC_COUNTER_SPAN
+    const dataDir = `dir-${key}`
+    await d!.meta.putUpload({
+      ...upload(key, ms),
+      uploadId: 'u1',
+      dataDir,
+      completing: { versionId: 'null', modTime },
+    })
+    for (const number of [1, 2]) {
+      await d!.meta.putPart({
+        bucket: 'bkt',
+        key,
+        uploadId: 'u1',
+        number,
+        size: 10,
+        etag: `p${number}`,
+        modTime,
+        dataDir,
+        erasure,
+      })
+      await mkdir(d!.dataPath('bkt', key, dataDir), { recursive: true })
+      await writeFile(d!.shardPath('bkt', key, dataDir, number), 'x')
+    }
+    const version: VersionRecord = {
+      bucket: 'bkt',
+      key,
+      versionId: 'null',
+      modTime,
+      size: 10,
+      etag: 'mp-1',
+      erasure,
+      parts: [{ number: 1, size: 10, etag: 'p1' }],
+      dataDir,
+      deleteMarker: false,
+    }
+    await d!.meta.putVersion(version)
+    return dataDir
+  }
+  const stale = await completed('stale', old)
+  const fresh = await completed('fresh', Date.now())
+  const sweep = await d.sweepOrphans()
+  t.equal(sweep.finishedUploads, 1, 'one completion finished')
+  t.equal(sweep.removed, 0, 'no folder went: versions name both')
+  t.equal(await d.meta.getUpload('bkt', 'stale', 'u1'), undefined, 'its upload record went')
+  t.same((await d.meta.getParts('bkt', 'stale', 'u1')).parts, [], 'with its part records')
+  t.same(
+    await readdir(d.dataPath('bkt', 'stale', stale)),
+    ['part.1'],
+    'the unchosen part went to trash, the version keeps its own',
+  )
+  t.ok((await d.meta.getUpload('bkt', 'fresh', 'u1'))?.completing, 'a recent completion waits')
+  t.same((await readdir(d.dataPath('bkt', 'fresh', fresh))).sort(), ['part.1', 'part.2'])
+})

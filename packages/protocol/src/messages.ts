@@ -206,9 +206,12 @@ export const ListParts = defineRpc<
 
 /**
  * Turns an upload into an object version without copying data: writes `record` (whose parts
- * and dataDir name the upload's part files), drops the upload and its part records, and moves
- * the part files the record does not use to trash. Replaces an existing 'null' version unless
- * that one is newer (by modTime).
+ * and dataDir name the upload's part files) and marks the upload `completing`, keeping it, its
+ * part records and files until the gateway says FinishUpload (the completion reached its write
+ * quorum) or UndoCompletion (it did not). Replaces an existing 'null' version unless that one is
+ * newer (by modTime). A completion of the same upload that came earlier and was never undone
+ * here loses its version record (the data is the same). Refused when the gateway already undid
+ * this completion (UndoCompletion arrived first).
  */
 export const CompleteUpload = defineRpc<
   DriveRef & { uploadId: string; record: VersionRecord },
@@ -216,7 +219,7 @@ export const CompleteUpload = defineRpc<
     replaced?: string
     /**
      * The drive already holds something newer (a later 'null' version) or a client deleted
-     * this very version: the upload was dropped with its files, and no version written.
+     * this very version: no version was written (FinishUpload then drops the upload's files).
      */
     superseded?: boolean
   }
@@ -235,6 +238,27 @@ export const CheckUpload = defineRpc<
   id: 0x0308,
   name: 'CheckUpload',
 })
+
+/**
+ * Ends a completion (its modTime) that reached its write quorum: the upload and its part
+ * records go, and the part files its version does not use. Nothing happens when the drive's
+ * upload is not marked with that completion. Idempotent; a node also does it on its own, a day
+ * later, for completions no FinishUpload reached (the gateway died).
+ */
+export const FinishUpload = defineRpc<
+  DriveRef & { bucket: string; key: string; uploadId: string; modTime: Hlc },
+  { finished: boolean }
+>({ id: 0x0309, name: 'FinishUpload' })
+
+/**
+ * Takes back a completion (versionId, modTime) that missed its write quorum: that version
+ * record goes (its data stays: it is the upload's parts) and the upload is in progress again,
+ * every part as it was. A completion that has not arrived yet is refused when it does.
+ */
+export const UndoCompletion = defineRpc<
+  DriveRef & { bucket: string; key: string; uploadId: string; versionId: string; modTime: Hlc },
+  { undone: boolean }
+>({ id: 0x030a, name: 'UndoCompletion' })
 
 // Healing --------------------------------------------------------------------------------------
 
@@ -422,6 +446,8 @@ export const ALL_RPCS = [
   ListParts,
   CompleteUpload,
   CheckUpload,
+  FinishUpload,
+  UndoCompletion,
   ReadRaw,
   RewriteShard,
   QueueHeal,

@@ -117,6 +117,15 @@ export interface UploadRecord {
   /** The completed object's owner and ACL, as for {@link VersionRecord}. */
   owner?: AclOwner
   acl?: AclGrant[]
+  /**
+   * Set by CompleteUpload: this drive wrote the version of that completion and keeps the
+   * upload, its part records and files until the gateway knows whether the completion reached
+   * its write quorum (FinishUpload drops them, UndoCompletion takes the version back). Such an
+   * upload is no longer in progress: GetUpload and ListUploads leave it out.
+   */
+  completing?: { versionId: string; modTime: Hlc }
+  /** A completion (its modTime) a gateway undid: should it arrive late, it is refused. */
+  undone?: Hlc
 }
 
 export interface PartRecord {

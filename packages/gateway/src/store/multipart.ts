@@ -11,12 +11,14 @@ import {
   CommitPart,
   CompleteUpload,
   DeleteUpload,
+  FinishUpload,
   GetUpload,
   ListParts,
   ListUploads,
   type PartRecord,
   PutUpload,
   StoreError,
+  UndoCompletion,
   type UploadRecord,
   type VersionRecord,
 } from '@tessera/protocol'
@@ -272,7 +274,22 @@ export class MultipartStore {
         c.ok ? (await this.#cluster.callAll([c.drive], CompleteUpload, request(shard)))[0]! : c,
       ),
     )
-    this.#cluster.requireWriteQuorum(results, 'completed the upload')
+    const completed = results.filter((r) => r.ok).map((r) => r.drive)
+    const ids = { bucket: u.bucket, key: u.key, uploadId: u.uploadId }
+    if (completed.length < this.#cluster.writeQuorum) {
+      // A drive failed between its check and its completion (its node died): the others take
+      // the completion back, and the upload is as it was, every part kept, for a retry. Those
+      // asked to complete that did not answer are told too, without waiting (they may be away),
+      // so that the completion is refused should it arrive late.
+      const undo = { ...ids, versionId: record.versionId, modTime: record.modTime }
+      const late = results.filter((r, i) => !r.ok && checked[i]!.ok).map((r) => r.drive)
+      if (late.length > 0) void this.#cluster.callAll(late, UndoCompletion, undo).catch(() => {})
+      await this.#cluster.callAll(completed, UndoCompletion, undo)
+      this.#cluster.requireWriteQuorum(results, 'completed the upload')
+    }
+    // Settled: the upload's records and unused part files go. A drive this does not reach
+    // settles it itself in its daily sweep; until then its upload is hidden.
+    await this.#cluster.callAll(completed, FinishUpload, { ...ids, modTime: record.modTime })
     // Drives that lack the upload or one of its parts (away while it was uploaded) hold no
     // version: their nodes rebuild it from the others.
     for (const r of results) {
