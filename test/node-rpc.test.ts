@@ -712,6 +712,17 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     t.same(await u.files(), ['part.1', 'part.2'], 'so nothing went')
     t.same(await u.finish(retry), { finished: true }, 'settled')
     t.same(await u.finish(retry), { finished: false }, 'once')
+    const settled = await c.pool.call(u.peer, GetUpload, {
+      ...ref(u.d),
+      bucket: 'photos',
+      key: 'mp-settle.bin',
+      uploadId: u.uploadId,
+    })
+    t.same(
+      settled,
+      { completed: { versionId: 'null', modTime: retry, etag: 'mp-1' } },
+      'the drive remembers what the upload was completed as, for a retried Complete',
+    )
     t.same(await u.partNumbers(), [], 'the part records went')
     t.same(await u.files(), ['part.1'], 'the unchosen part went to trash, the chosen one stays')
     t.same(

@@ -409,6 +409,40 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
       .send(new ListPartsCommand({ Bucket: bucket, Key: 'mp/manual', UploadId: id }))
       .catch(s3Fault)
     t.match(gone, { code: 'NoSuchUpload', status: 404 })
+    // The client retries the Complete (its answer was lost): the same answer, through either
+    // gateway; with other parts, there is no such upload any more.
+    const retried = await a.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: 'mp/manual',
+        UploadId: id,
+        MultipartUpload: { Parts: [{ PartNumber: 2, ETag: p2.ETag }] },
+      }),
+    )
+    t.equal(retried.ETag, one.ETag, 'a retried Complete gets the same ETag')
+    t.equal(retried.VersionId, one.VersionId, 'and version id')
+    t.equal(retried.Key, 'mp/manual')
+    const otherParts = await b
+      .send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: 'mp/manual',
+          UploadId: id,
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: small.ETag }] },
+        }),
+      )
+      .catch(s3Fault)
+    t.match(otherParts, { code: 'NoSuchUpload', status: 404 }, 'other parts: NoSuchUpload')
+    const abortDone = await a
+      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'mp/manual', UploadId: id }))
+      .catch(s3Fault)
+    t.match(
+      abortDone,
+      { code: 'NoSuchUpload', status: 404 },
+      'a completed upload cannot be aborted',
+    )
+    const still = await a.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp/manual' }))
+    t.equal(sha256(await bodyBytes(still.Body)), sha256(bytes(1000, 2)), 'the object is intact')
     const ab = await a.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mp/aborted' }))
     await a.send(
       new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'mp/aborted', UploadId: ab.UploadId }),

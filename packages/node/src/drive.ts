@@ -29,7 +29,13 @@ import {
   writeFile,
 } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type DriveRef, HLC_COUNTER_SPAN, type Hlc, StoreError } from '@tessera/protocol'
+import {
+  type DriveRef,
+  HLC_COUNTER_SPAN,
+  type Hlc,
+  StoreError,
+  type UploadRecord,
+} from '@tessera/protocol'
 import { type AlignedSlabs, type DirectSupport, probeDirectIo } from './direct-io.ts'
 import { FULL_HEAL_PENDING_KEY } from './heal/scanner.ts'
 import { MetaStore } from './meta-store.ts'
@@ -323,10 +329,20 @@ export class Drive {
       })
       if (dropped) strayUploads++
     }
+    // Completions no gateway settled are settled here; settled ones, kept a day for a retried
+    // Complete, go.
     let finishedUploads = 0
-    for (const u of await this.meta.completingUploads(oldest * HLC_COUNTER_SPAN)) {
-      if (await this.finishUpload(u.bucket, u.key, u.uploadId, u.completing!.modTime))
-        finishedUploads++
+    const settleBefore = oldest * HLC_COUNTER_SPAN
+    for (const u of await this.meta.completedUploads(settleBefore)) {
+      if (u.completing !== undefined) {
+        if (await this.finishUpload(u.bucket, u.key, u.uploadId, u.completing.modTime))
+          finishedUploads++
+      }
+      await this.meta.exclusive(u.bucket, u.key, async () => {
+        const now = await this.meta.getUpload(u.bucket, u.key, u.uploadId)
+        if (now?.completed !== undefined && now.completed.modTime < settleBefore)
+          await this.meta.deleteUpload(u.bucket, u.key, u.uploadId)
+      })
     }
     const before = await this.meta.dataDirsInUse()
     const data = join(this.path, 'data')
@@ -357,9 +373,10 @@ export class Drive {
   }
 
   /**
-   * Settles a completion that reached its write quorum (see UploadRecord.completing): the
-   * upload and its part records go, and the part files its version does not use. Only the
-   * completion of `modTime`: false when the drive's upload is not marked with it.
+   * Settles a completion that reached its write quorum (see UploadRecord.completing): the part
+   * records go, and the part files its version does not use; the upload record stays as
+   * `completed` (for a retried Complete) if the version was written. Only the completion of
+   * `modTime`: false when the drive's upload is not marked with it.
    */
   async finishUpload(
     bucket: string,
@@ -369,8 +386,26 @@ export class Drive {
   ): Promise<boolean> {
     return this.meta.exclusive(bucket, key, async () => {
       const up = await this.meta.getUpload(bucket, key, uploadId)
-      if (up?.completing?.modTime !== modTime) return false
-      await this.dropUpload(bucket, key, uploadId)
+      const c = up?.completing
+      if (up === undefined || c?.modTime !== modTime) return false
+      const v = await this.meta.getVersion(bucket, key, c.versionId)
+      const { completing: _, ...rest } = up
+      await this.dropUpload(
+        bucket,
+        key,
+        uploadId,
+        v?.modTime === c.modTime
+          ? {
+              ...rest,
+              completed: {
+                versionId: v.versionId,
+                modTime: v.modTime,
+                etag: v.etag,
+                ...(v.checksums ? { checksums: v.checksums } : {}),
+              },
+            }
+          : undefined,
+      )
       return true
     })
   }
@@ -379,12 +414,20 @@ export class Drive {
    * Drops an upload's records and moves its part files to trash, except those a version of the
    * key on this drive uses: a folder no version names goes whole; of one a version names (the
    * upload's own completion, or a version healed into the folder), only the parts the version
-   * does not list. The caller holds the key's exclusive section. True when the upload record
-   * existed.
+   * does not list. With `keep`, the upload record is replaced by it (in the same batch) instead.
+   * The caller holds the key's exclusive section. True when the upload record existed.
    */
-  async dropUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
+  async dropUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    keep?: UploadRecord,
+  ): Promise<boolean> {
     const { parts } = await this.meta.getParts(bucket, key, uploadId, {})
-    const existed = await this.meta.deleteUpload(bucket, key, uploadId)
+    const existed =
+      keep === undefined
+        ? await this.meta.deleteUpload(bucket, key, uploadId)
+        : await this.meta.replaceUpload(keep)
     const used = new Map<string, Set<number>>()
     if (parts.length > 0) {
       for (const v of await this.meta.getVersions(bucket, key)) {

@@ -892,17 +892,19 @@ export class MetaStore {
   }
 
   /**
-   * Uploads a completion marked (`completing`) before `before` (an HLC) and that no
-   * FinishUpload or UndoCompletion has settled since: the gateway died in between. One pass
-   * over the upload records, for the orphan sweep.
+   * Uploads completed before `before` (an HLC): marked `completing` and never settled by
+   * FinishUpload or UndoCompletion (the gateway died in between), or settled (`completed`) and
+   * kept long enough for a retried Complete. One pass over the upload records, for the orphan
+   * sweep.
    */
-  async completingUploads(before: Hlc): Promise<UploadRecord[]> {
+  async completedUploads(before: Hlc): Promise<UploadRecord[]> {
     const out: UploadRecord[] = []
     const { gte, lt } = namespaceRange(NAMESPACE.upload)
     await this.#scan('list upload records', gte, lt, async (scan) => {
       for (let e = await scan.next(); e !== undefined; e = await scan.next()) {
         const u = unpack<UploadRecord>(e[1])
-        if (u.completing !== undefined && u.completing.modTime < before) out.push(u)
+        const at = u.completing?.modTime ?? u.completed?.modTime
+        if (at !== undefined && at < before) out.push(u)
       }
     })
     return out
@@ -982,6 +984,19 @@ export class MetaStore {
   }
 
   /**
+   * Deletes an upload's part records and replaces its record with `record` (same upload id),
+   * in one batch; resolves true when the upload existed.
+   */
+  async replaceUpload(record: UploadRecord): Promise<boolean> {
+    const { bucket, key, uploadId } = record
+    const [existed] = await this.#submit([
+      { type: 'deleteUpload', bucket, key, uploadId },
+      { type: 'putUpload', record },
+    ])
+    return existed === true
+  }
+
+  /**
    * Uploads in progress, in key order then upload id order, with S3 marker semantics. Uploads
    * a completion has marked (`completing`) are no longer in progress and are left out.
    */
@@ -1002,7 +1017,7 @@ export class MetaStore {
       from,
       endOf(scanPrefix),
       limit,
-      (u) => u.completing === undefined,
+      (u) => u.completing === undefined && u.completed === undefined,
     )
     const result: ListUploadsResult = { uploads, isTruncated }
     const last = uploads.at(-1)

@@ -520,8 +520,9 @@ export class StorageNode {
     })
     rpc.handle(GetUpload, async (req) => {
       const up = await this.drive(req).meta.getUpload(req.bucket, req.key, req.uploadId)
-      // A completed upload (its completion not settled yet) is no longer in progress.
-      return { record: up?.completing === undefined ? up : undefined }
+      // A completed upload is no longer in progress; once settled, it says as what.
+      if (up?.completed !== undefined) return { completed: up.completed }
+      return up === undefined || up.completing !== undefined ? {} : { record: up }
     })
     rpc.handle(DeleteUpload, async (req) => {
       const d = this.drive(req)
@@ -532,7 +533,9 @@ export class StorageNode {
       return d.meta.exclusive(req.bucket, req.key, async () => {
         const up = await d.meta.getUpload(req.bucket, req.key, req.uploadId)
         await d.dropUpload(req.bucket, req.key, req.uploadId)
-        return { existed: up !== undefined && up.completing === undefined }
+        return {
+          existed: up !== undefined && up.completing === undefined && up.completed === undefined,
+        }
       })
     })
     rpc.handle(ListUploads, async (req) => {

@@ -261,5 +261,15 @@ t.test('a completion no gateway settled is finished once old; a recent one waits
     'the unchosen part went to trash, the version keeps its own',
   )
   t.ok((await d.meta.getUpload('bkt', 'fresh', 'u1'))?.completing, 'a recent completion waits')
+  // Settled completions are kept a day for a retried Complete, then go.
+  const settled = (key: string, ms: number): UploadRecord => ({
+    ...upload(key, ms),
+    completed: { versionId: 'null', modTime: ms * HLC_COUNTER_SPAN, etag: 'mp-1' },
+  })
+  await d.meta.putUpload(settled('done-old', old))
+  await d.meta.putUpload(settled('done-new', Date.now()))
+  await d.sweepOrphans()
+  t.equal(await d.meta.getUpload('bkt', 'done-old', 'u1'), undefined, 'an old settled one goes')
+  t.ok((await d.meta.getUpload('bkt', 'done-new', 'u1'))?.completed, 'a recent one stays')
   t.same((await readdir(d.dataPath('bkt', 'fresh', fresh))).sort(), ['part.1', 'part.2'])
 })

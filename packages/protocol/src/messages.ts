@@ -162,9 +162,13 @@ export const PutUpload = defineRpc<DriveRef & { record: UploadRecord }, Record<s
   id: 0x0301,
   name: 'PutUpload',
 })
+/**
+ * The upload while it is in progress (`record`). Once completed and settled, `completed` says
+ * as what (for a retried CompleteMultipartUpload); while a completion is unsettled, neither.
+ */
 export const GetUpload = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string },
-  { record?: UploadRecord }
+  { record?: UploadRecord; completed?: NonNullable<UploadRecord['completed']> }
 >({ id: 0x0302, name: 'GetUpload' })
 /**
  * Removes an upload, its part records and their data (to trash); the parts go even when the
@@ -240,10 +244,11 @@ export const CheckUpload = defineRpc<
 })
 
 /**
- * Ends a completion (its modTime) that reached its write quorum: the upload and its part
- * records go, and the part files its version does not use. Nothing happens when the drive's
- * upload is not marked with that completion. Idempotent; a node also does it on its own, a day
- * later, for completions no FinishUpload reached (the gateway died).
+ * Ends a completion (its modTime) that reached its write quorum: the part records go, and the
+ * part files its version does not use; the upload record stays a day as `completed` (for a
+ * retried Complete). Nothing happens when the drive's upload is not marked with that
+ * completion. Idempotent; a node also does it on its own, a day later, for completions no
+ * FinishUpload reached (the gateway died).
  */
 export const FinishUpload = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string; modTime: Hlc },

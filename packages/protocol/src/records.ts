@@ -126,6 +126,12 @@ export interface UploadRecord {
   completing?: { versionId: string; modTime: Hlc }
   /** A completion (its modTime) a gateway undid: should it arrive late, it is refused. */
   undone?: Hlc
+  /**
+   * Set by FinishUpload: the upload was completed as this version (its part records are gone).
+   * Kept for a day, so that a client retrying its CompleteMultipartUpload (its answer was lost)
+   * gets the same answer, as from S3, not NoSuchUpload.
+   */
+  completed?: { versionId: string; modTime: Hlc; etag: string; checksums?: Record<string, string> }
 }
 
 export interface PartRecord {

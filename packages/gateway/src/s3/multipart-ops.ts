@@ -204,7 +204,14 @@ function normEtag(e: string): string {
 }
 
 export async function completeMultipartUpload(ctx: S3Context, b: BucketRecord): Promise<void> {
-  const up = await getUpload(ctx, b)
+  const uploadId = ctx.params.get('uploadId') ?? ''
+  const found = await ctx.deps.multipart
+    .lookup(b.name, ctx.key!, uploadId)
+    .catch((err: { code?: string }) => {
+      if (err.code === 'UPLOAD_NOT_FOUND' || err.code === 'INVALID_REQUEST')
+        throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId })
+      throw err
+    })
   const body = await readSmallBody(ctx, 2 * 1024 * 1024)
   const req = parseCompleteMultipartUpload(body)
   if (req.parts.length > MAX_PARTS)
@@ -212,6 +219,16 @@ export async function completeMultipartUpload(ctx: S3Context, b: BucketRecord): 
       'InvalidPart',
       'You have attempted to complete an upload with more than 10,000 parts.',
     )
+  if ('completed' in found) {
+    // A retry of a Complete that succeeded (its answer was lost): the same answer, as S3 gives,
+    // when it names the same parts (their ETags make the object's); otherwise there is no such
+    // upload any more.
+    const c = found.completed
+    if (multipartEtag(req.parts.map((p) => normEtag(p.etag))) !== c.etag)
+      throw new S3Error('NoSuchUpload', undefined, { UploadId: uploadId })
+    return answerCompleted(ctx, b, ctx.key!, c)
+  }
+  const up = found
   const { parts: stored } = await ctx.deps.multipart.listParts(up)
   const byNumber = new Map(stored.map((p) => [p.number, p]))
   const chosen: PartRecord[] = []
@@ -267,15 +284,28 @@ export async function completeMultipartUpload(ctx: S3Context, b: BucketRecord): 
     ...(checksums ? { checksums } : {}),
     ...(up.record.checksumType ? { checksumType: up.record.checksumType } : {}),
   })
-  if (b.versioning !== 'unversioned') ctx.res.header('x-amz-version-id', rec.versionId)
+  answerCompleted(ctx, b, rec.key, {
+    versionId: rec.versionId,
+    etag,
+    ...(checksums ? { checksums } : {}),
+  })
+}
+
+function answerCompleted(
+  ctx: S3Context,
+  b: BucketRecord,
+  key: string,
+  c: { versionId: string; etag: string; checksums?: Record<string, string> },
+): void {
+  if (b.versioning !== 'unversioned') ctx.res.header('x-amz-version-id', c.versionId)
   const host = ctx.req.headers.host ?? 'localhost'
   ctx.res.header('Content-Type', 'application/xml').end(
     completeMultipartUploadXml({
-      location: `http://${host}/${b.name}/${encodeURIComponent(rec.key)}`,
+      location: `http://${host}/${b.name}/${encodeURIComponent(key)}`,
       bucket: b.name,
-      key: rec.key,
-      etag,
-      ...(checksums ? { checksums } : {}),
+      key,
+      etag: c.etag,
+      ...(c.checksums ? { checksums: c.checksums } : {}),
     }),
   )
 }

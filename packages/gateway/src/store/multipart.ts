@@ -32,6 +32,11 @@ export interface Upload {
   placement: Placement
 }
 
+/** An upload completed lately, and as what (see MultipartStore.lookup). */
+export interface Completed {
+  completed: NonNullable<UploadRecord['completed']>
+}
+
 export class MultipartStore {
   #objects: ObjectStore
 
@@ -91,6 +96,20 @@ export class MultipartStore {
 
   /** The upload as a read quorum of its set knows it; UPLOAD_NOT_FOUND otherwise. */
   async get(bucket: string, key: string, uploadId: string): Promise<Upload> {
+    const found = await this.lookup(bucket, key, uploadId)
+    if ('completed' in found)
+      throw new StoreError(
+        'UPLOAD_NOT_FOUND',
+        `upload ${uploadId} of ${bucket}/${key} is completed`,
+      )
+    return found
+  }
+
+  /**
+   * The upload in progress, or what it was completed as (a read quorum of its set agreeing, in
+   * the day the drives keep that: see UploadRecord.completed); UPLOAD_NOT_FOUND otherwise.
+   */
+  async lookup(bucket: string, key: string, uploadId: string): Promise<Upload | Completed> {
     let unknown = false
     for (const pool of this.#cluster.layout.pools) {
       const placement = this.#cluster.place(pool.index, bucket, key)
@@ -106,6 +125,16 @@ export class MultipartStore {
           record: found[0]!,
           placement: { ...placement, distribution: found[0]!.erasure.distribution },
         }
+      }
+      const completed = new Map<string, { c: Completed['completed']; n: number }>()
+      for (const r of answered) {
+        const c = r.ok ? r.value.completed : undefined
+        if (c === undefined) continue
+        const id = `${c.versionId}/${c.modTime}`
+        const e = completed.get(id) ?? { c, n: 0 }
+        e.n++
+        completed.set(id, e)
+        if (e.n >= this.#cluster.readQuorum) return { completed: c }
       }
       if (answered.length < this.#cluster.readQuorum) unknown = true
     }
