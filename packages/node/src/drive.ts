@@ -405,6 +405,8 @@ export class Drive {
               },
             }
           : undefined,
+        // A crash may lose it: the upload is then still marked, and the daily sweep settles it.
+        { lazy: true },
       )
       return true
     })
@@ -415,19 +417,21 @@ export class Drive {
    * key on this drive uses: a folder no version names goes whole; of one a version names (the
    * upload's own completion, or a version healed into the folder), only the parts the version
    * does not list. With `keep`, the upload record is replaced by it (in the same batch) instead.
-   * The caller holds the key's exclusive section. True when the upload record existed.
+   * `lazy`: the records' change is not flushed on its own (see MetaStore.deleteUpload). The
+   * caller holds the key's exclusive section. True when the upload record existed.
    */
   async dropUpload(
     bucket: string,
     key: string,
     uploadId: string,
     keep?: UploadRecord,
+    options: { lazy?: boolean } = {},
   ): Promise<boolean> {
     const { parts } = await this.meta.getParts(bucket, key, uploadId, {})
     const existed =
       keep === undefined
-        ? await this.meta.deleteUpload(bucket, key, uploadId)
-        : await this.meta.replaceUpload(keep)
+        ? await this.meta.deleteUpload(bucket, key, uploadId, options)
+        : await this.meta.replaceUpload(keep, options)
     const used = new Map<string, Set<number>>()
     if (parts.length > 0) {
       for (const v of await this.meta.getVersions(bucket, key)) {

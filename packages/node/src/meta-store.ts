@@ -4,7 +4,9 @@ One LevelDB (classic-level) per drive holds the drive's metadata: object version
 multipart uploads and parts, and system records. Keys are built by meta-keys.ts so that byte
 order is listing order; values are msgpack.
 
-Writes. Every write is acknowledged only once it is on disk (`sync: true`). A sync costs a
+Writes. Every write is acknowledged only once it is on disk (`sync: true`), except the few
+cleanups marked lazy (settling a completed upload), which a crash may lose because they are
+redone later; a group is flushed unless all its writes are lazy. A sync costs a
 device flush, so concurrent writes share one: a GroupCommitter runs at most one LevelDB batch
 at a time, and whatever arrives meanwhile goes, all together, into the next one. A lone writer
 still gets one batch (one flush) per write, without waiting. The committer is also the only
@@ -139,6 +141,12 @@ function causeChain(err: unknown): string {
     }
   }
   return parts.join(' <- ')
+}
+
+/** One write to the committer: its ops, and whether it may skip the disk flush (`lazy`). */
+interface GroupWrite {
+  ops: Prepared[]
+  lazy: boolean
 }
 
 /** Counters of a {@link GroupCommitter}. */
@@ -377,7 +385,7 @@ export class MetaStore {
   /** The store's directory. */
   readonly path: string
   readonly #level: Level
-  readonly #committer: GroupCommitter<Prepared[], boolean[]>
+  readonly #committer: GroupCommitter<GroupWrite, boolean[]>
   #closing: Promise<void> | undefined
   #lastScanSteps = 0
   /**
@@ -977,22 +985,37 @@ export class MetaStore {
     return this.#getValue<UploadRecord>(uploadKey(bucket, key, uploadId), 'read an upload')
   }
 
-  /** Deletes an upload and all its parts in one batch; resolves true when the upload existed. */
-  async deleteUpload(bucket: string, key: string, uploadId: string): Promise<boolean> {
-    const [existed] = await this.#submit([{ type: 'deleteUpload', bucket, key, uploadId }])
+  /**
+   * Deletes an upload and all its parts in one batch; resolves true when the upload existed.
+   * `lazy`: acknowledged without its own disk flush (the next synced write, or the OS, makes
+   * it durable), for a cleanup that a crash may lose because it is redone later.
+   */
+  async deleteUpload(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    options: { lazy?: boolean } = {},
+  ): Promise<boolean> {
+    const [existed] = await this.#submit(
+      [{ type: 'deleteUpload', bucket, key, uploadId }],
+      options.lazy,
+    )
     return existed === true
   }
 
   /**
    * Deletes an upload's part records and replaces its record with `record` (same upload id),
-   * in one batch; resolves true when the upload existed.
+   * in one batch; resolves true when the upload existed. `lazy`: see {@link deleteUpload}.
    */
-  async replaceUpload(record: UploadRecord): Promise<boolean> {
+  async replaceUpload(record: UploadRecord, options: { lazy?: boolean } = {}): Promise<boolean> {
     const { bucket, key, uploadId } = record
-    const [existed] = await this.#submit([
-      { type: 'deleteUpload', bucket, key, uploadId },
-      { type: 'putUpload', record },
-    ])
+    const [existed] = await this.#submit(
+      [
+        { type: 'deleteUpload', bucket, key, uploadId },
+        { type: 'putUpload', record },
+      ],
+      options.lazy,
+    )
     return existed === true
   }
 
@@ -1106,10 +1129,9 @@ export class MetaStore {
     return this.#level
   }
 
-  async #submit(ops: readonly MetaOp[]): Promise<boolean[]> {
+  async #submit(ops: readonly MetaOp[], lazy = false): Promise<boolean[]> {
     if (this.#closing !== undefined) throw MetaStoreError.CLOSED(this.path)
-    const prepared = ops.map(prepare)
-    return this.#committer.submit(prepared)
+    return this.#committer.submit({ ops: ops.map(prepare), lazy })
   }
 
   async #read<T>(doing: string, fn: () => Promise<T>): Promise<T> {
@@ -1175,7 +1197,8 @@ export class MetaStore {
   }
 
   /** Commits one group: reads what its ops depend on, resolves them in order, writes once. */
-  async #commitGroup(writes: Prepared[][]): Promise<boolean[][]> {
+  async #commitGroup(group: GroupWrite[]): Promise<boolean[][]> {
+    const writes = group.map((w) => w.ops)
     try {
       const db = this.#level
       // Reads first: no other batch runs while this one is prepared (the committer is the
@@ -1221,7 +1244,8 @@ export class MetaStore {
         }
         if (heads.length > 0) this.#forgetNewest(heads)
         try {
-          await chained.write({ sync: true })
+          // One flush for the group, unless every write in it may wait for a later one.
+          await chained.write({ sync: group.some((w) => !w.lazy) })
         } finally {
           if (heads.length > 0) this.#forgetNewest(heads)
         }

@@ -591,6 +591,33 @@ t.test('uploads and parts; deleting an upload removes its parts', async (t) => {
   ])
   t.equal((await store.getVersion('b', 'z/1', 'v1'))?.etag, 'etag-v1')
   t.equal(await store.getUpload('b', 'z/1', 'u4'), undefined)
+
+  // Settling a completion: the parts go and the record becomes `completed`, in one lazy batch
+  // (no flush of its own); completed and completing uploads are not listed as in progress.
+  await store.putUpload({ ...upload('c', 'k', 'u6'), completing: { versionId: 'v', modTime: 5 } })
+  for (const n of [1, 2]) await store.putPart(part('c', 'k', 'u6', n))
+  await store.putUpload({ ...upload('c', 'k', 'u7'), completing: { versionId: 'v', modTime: 6 } })
+  const before = store.commitStats
+  t.equal(
+    await store.replaceUpload(
+      { ...upload('c', 'k', 'u6'), completed: { versionId: 'v', modTime: 5, etag: 'e-2' } },
+      { lazy: true },
+    ),
+    true,
+  )
+  t.equal(store.commitStats.batches, before.batches + 1, 'one batch')
+  t.strictSame((await store.getParts('c', 'k', 'u6')).parts, [], 'the parts went')
+  t.equal((await store.getUpload('c', 'k', 'u6'))?.completed?.etag, 'e-2', 'the record stays')
+  t.strictSame(
+    (await store.listUploads({ bucket: 'c', limit: 10 })).uploads.map((u) => u.uploadId),
+    ['u5'],
+    'only the upload in progress is listed',
+  )
+  t.strictSame(
+    (await store.completedUploads(6)).map((u) => u.uploadId),
+    ['u6'],
+    'completedUploads: those completed before the time given',
+  )
 })
 
 t.test('buckets and system records', async (t) => {
