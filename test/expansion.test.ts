@@ -12,10 +12,8 @@
  * machine would be the same folders, so the pool is appended with the protocol's own
  * parse/stringify, as add-pool does.
  */
-import { execFile } from 'node:child_process'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
@@ -44,8 +42,7 @@ import { freePort, type LocalClusterOptions, startLocalCluster } from '@tessera/
 import t from 'tap'
 import { ROOT, TestCluster } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256 } from './harness/s3.ts'
-
-const run = promisify(execFile)
+import { mountTmpfs, unmountTmpfs } from './harness/tmpfs.ts'
 
 const BUCKET = 'expansion'
 const OLD_OBJECTS = 40
@@ -64,23 +61,6 @@ function client(c: TestCluster): S3Client {
   return s3Client(c.gateways[0]!.endpoint, {
     requestHandler: { requestTimeout: 60_000 } as never,
   })
-}
-
-/** Mounts a tmpfs of `mib` MiB at `path`; the reason when it cannot. */
-async function mountTmpfs(path: string, mib: number): Promise<string | undefined> {
-  if (process.platform !== 'linux') return `tmpfs needs Linux, not ${process.platform}`
-  if (process.getuid?.() !== 0) return 'mounting a tmpfs needs root'
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0700`, 'tmpfs', path])
-    return undefined
-  } catch (err) {
-    const e = err as { stderr?: string; message: string }
-    return (e.stderr || e.message).trim().split('\n')[0]
-  }
-}
-
-async function unmount(path: string): Promise<void> {
-  await run('umount', [path]).catch(() => run('umount', ['-l', path]))
 }
 
 /** Free bytes of each pool's online drives, as the nodes report them (what gateways weigh by). */
@@ -199,7 +179,7 @@ t.test('a cluster grows by a pool', { timeout: 200_000 }, async (t) => {
   // processes must be stopped and the mounts in it gone by then.
   t.teardown(async () => {
     await c?.close()
-    for (const m of mounted) await unmount(m)
+    for (const m of mounted) await unmountTmpfs(m)
   })
   const dir = t.testdir()
   const poolDirs = [join(dir, 'pool0'), join(dir, 'pool1')]
@@ -212,7 +192,7 @@ t.test('a cluster grows by a pool', { timeout: 200_000 }, async (t) => {
   if (tmpfsProblem !== undefined) {
     // Both on tmpfs or neither: one pool on a small tmpfs beside one on the disk would take
     // hardly any new object.
-    for (const m of mounted.splice(0)) await unmount(m)
+    for (const m of mounted.splice(0)) await unmountTmpfs(m)
     t.comment(`no tmpfs (${tmpfsProblem}): both pools share one filesystem`)
   }
 

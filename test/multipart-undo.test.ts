@@ -4,11 +4,8 @@
 // complete where three must. The gateway takes the completion back on those two: the client gets
 // 503, no object appears, the upload and all its parts stay, and the same Complete succeeds once
 // the drives have room again.
-import { execFile } from 'node:child_process'
-import { mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, rm, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
@@ -25,8 +22,7 @@ import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
-
-const run = promisify(execFile)
+import { tmpfsFolder } from './harness/tmpfs.ts'
 
 /** Fills the file system at `dir` to the last page; the filler's path. */
 async function fill(dir: string): Promise<string> {
@@ -41,18 +37,7 @@ t.test('a Complete that fails after its checks is taken back whole', async (t) =
     t.pass('skipped: mounting a tmpfs needs root')
     return
   }
-  const small: string[] = []
-  for (let i = 0; i < 2; i++) {
-    const dir = await mkdtemp(join(tmpdir(), 'tessera-undo-'))
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', dir])
-    small.push(dir)
-  }
-  t.teardown(async () => {
-    for (const dir of small) {
-      await run('umount', ['-l', dir]).catch(() => {})
-      await rm(dir, { recursive: true, force: true })
-    }
-  })
+  const small = [await tmpfsFolder(t, 24), await tmpfsFolder(t, 24)]
   const c = await startCluster(t, {
     nodes: 4,
     drivesPerNode: 1,

@@ -1,26 +1,16 @@
 // A full drive: one drive of the node is a 2 MiB tmpfs mounted by the test. Writes to it fail
 // with the typed DRIVE_FULL error, leave nothing behind, and everything stored before stays
 // readable and verified.
-import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
 import { getObject, place, putObject, shardDrive } from './harness/object-io.ts'
-
-const run = promisify(execFile)
+import { tmpfsFolder } from './harness/tmpfs.ts'
 
 t.test('a full drive answers DRIVE_FULL and keeps what it stored', async (t) => {
-  const small = await mkdtemp(join(tmpdir(), 'tessera-full-'))
-  await mkdir(small, { recursive: true })
-  await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small])
-  t.teardown(async () => {
-    await run('umount', ['-l', small]).catch(() => {})
-    await rm(small, { recursive: true, force: true })
-  })
+  const small = await tmpfsFolder(t, 2)
   const c = await startCluster(t, {
     nodes: 1,
     drivesPerNode: 3,

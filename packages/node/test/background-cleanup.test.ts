@@ -11,17 +11,29 @@ import {
   type UploadRecord,
   type VersionRecord,
 } from '@tessera/protocol'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Drive, ORPHAN_MIN_AGE_MS, TMP_MAX_AGE_MS } from '../src/drive.ts'
 import { FULL_HEAL_PENDING_KEY } from '../src/heal/scanner.ts'
 import { DAY_MS, type LifecycleRule, uploadDue } from '../src/lifecycle/rules.ts'
+
+const ERASURE = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+
+/** A drive in the test's folder, closed before tap removes the folder. */
+async function openDrive(t: Test): Promise<{ d: Drive; dir: string }> {
+  let d: Drive | undefined
+  // Before t.testdir(), so tap removes the folder only after the drive's store is closed.
+  t.teardown(() => d?.close())
+  const dir = t.testdir()
+  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
+  return { d, dir }
+}
 
 const upload = (key: string, initiatedMs: number): UploadRecord => ({
   bucket: 'bkt',
   key,
   uploadId: 'u1',
   initiated: initiatedMs * HLC_COUNTER_SPAN,
-  erasure: { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 },
+  erasure: ERASURE,
 })
 
 t.test('abandoned uploads: the deployment default and the rules', async (t) => {
@@ -45,11 +57,7 @@ t.test('abandoned uploads: the deployment default and the rules', async (t) => {
 })
 
 t.test('tmp/: old abandoned writes go, recent ones stay', async (t) => {
-  let d: Drive | undefined
-  // Before t.testdir(), so tap removes the folder only after the drive's store is closed.
-  t.teardown(() => d?.close())
-  const dir = t.testdir()
-  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
+  const { d, dir } = await openDrive(t)
   const tmp = join(dir, '.tessera', 'tmp')
   await mkdir(join(tmp, 'old-write'), { recursive: true })
   await writeFile(join(tmp, 'old-write', 'part.1'), 'x')
@@ -62,11 +70,7 @@ t.test('tmp/: old abandoned writes go, recent ones stay', async (t) => {
 })
 
 t.test('data/: old folders no record names go; named, young and unrelated ones stay', async (t) => {
-  let d: Drive | undefined
-  t.teardown(() => d?.close())
-  const dir = t.testdir()
-  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
-  const erasure = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+  const { d, dir } = await openDrive(t)
   const version: VersionRecord = {
     bucket: 'bkt',
     key: 'named',
@@ -76,7 +80,7 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
     etag: 'e',
     parts: [{ number: 1, size: 100_000, etag: 'e' }],
     dataDir: 'dir-version',
-    erasure,
+    erasure: ERASURE,
   } as VersionRecord
   await d.meta.putVersion(version)
   await d.meta.putUpload({ ...upload('up', Date.now()), dataDir: 'dir-upload' })
@@ -89,12 +93,12 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
     etag: 'p',
     modTime: Date.now() * HLC_COUNTER_SPAN,
     dataDir: 'dir-part',
-    erasure,
+    erasure: ERASURE,
   }
   await d.meta.putPart(part)
   const past = new Date(Date.now() - ORPHAN_MIN_AGE_MS - 60_000)
   const folder = async (key: string, dataDir: string, old: boolean) => {
-    const p = d!.dataPath('bkt', key, dataDir)
+    const p = d.dataPath('bkt', key, dataDir)
     await mkdir(p, { recursive: true })
     await writeFile(join(p, 'part.1'), 'x')
     if (old) await utimes(p, past, past)
@@ -146,11 +150,7 @@ t.test('data/: old folders no record names go; named, young and unrelated ones s
 t.test(
   'parts of an upload the drive has no record of go once old, with their folders',
   async (t) => {
-    let d: Drive | undefined
-    t.teardown(() => d?.close())
-    const dir = t.testdir()
-    d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
-    const erasure = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+    const { d, dir } = await openDrive(t)
     const old = Date.now() - ORPHAN_MIN_AGE_MS - 60_000
     const part = (uploadId: string, number: number, ms: number, dataDir: string): PartRecord => ({
       bucket: 'bkt',
@@ -161,7 +161,7 @@ t.test(
       etag: `p${number}`,
       modTime: ms * HLC_COUNTER_SPAN,
       dataDir,
-      erasure,
+      erasure: ERASURE,
     })
     // stray: old parts, no upload record (the drive missed the CreateMultipartUpload).
     await d.meta.putPart(part('stray', 1, old, 'dir-stray'))
@@ -202,24 +202,20 @@ t.test(
 )
 
 t.test('a completion no gateway settled is finished once old; a recent one waits', async (t) => {
-  let d: Drive | undefined
-  t.teardown(() => d?.close())
-  const dir = t.testdir()
-  d = await Drive.open({ path: dir, cluster: 'c', ref: { pool: 0, set: 0, slot: 0 } })
-  const erasure = { k: 2, m: 2, blockSize: 65536, distribution: [0, 1, 2, 3], index: 0 }
+  const { d, dir } = await openDrive(t)
   const old = Date.now() - ORPHAN_MIN_AGE_MS - 60_000
   /** An upload of bkt/<key> with parts 1 and 2, completed at `ms` with part 1 only. */
   const completed = async (key: string, ms: number) => {
     const modTime = ms * HLC_COUNTER_SPAN
     const dataDir = `dir-${key}`
-    await d!.meta.putUpload({
+    await d.meta.putUpload({
       ...upload(key, ms),
       uploadId: 'u1',
       dataDir,
       completing: { versionId: 'null', modTime },
     })
     for (const number of [1, 2]) {
-      await d!.meta.putPart({
+      await d.meta.putPart({
         bucket: 'bkt',
         key,
         uploadId: 'u1',
@@ -228,10 +224,10 @@ t.test('a completion no gateway settled is finished once old; a recent one waits
         etag: `p${number}`,
         modTime,
         dataDir,
-        erasure,
+        erasure: ERASURE,
       })
-      await mkdir(d!.dataPath('bkt', key, dataDir), { recursive: true })
-      await writeFile(d!.shardPath('bkt', key, dataDir, number), 'x')
+      await mkdir(d.dataPath('bkt', key, dataDir), { recursive: true })
+      await writeFile(d.shardPath('bkt', key, dataDir, number), 'x')
     }
     const version: VersionRecord = {
       bucket: 'bkt',
@@ -240,12 +236,12 @@ t.test('a completion no gateway settled is finished once old; a recent one waits
       modTime,
       size: 10,
       etag: 'mp-1',
-      erasure,
+      erasure: ERASURE,
       parts: [{ number: 1, size: 10, etag: 'p1' }],
       dataDir,
       deleteMarker: false,
     }
-    await d!.meta.putVersion(version)
+    await d.meta.putVersion(version)
     return dataDir
   }
   const stale = await completed('stale', old)
