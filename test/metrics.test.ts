@@ -295,5 +295,19 @@ t.test('gateway and node metrics, health and readiness', async (t) => {
       'aligned buffers allocated',
     )
     t.equal(sum(after, 'tessera_direct_write_buffer_bytes', { state: 'lent' }), 0, 'and all back')
+    // Those PUTs looked up their keys' versions on the drive: from memory, on the event loop.
+    // (A scrape reads the drives at most once a second.)
+    const lookups = (s: Sample[]) =>
+      sum(s, 'tessera_meta_sync_lookups_total', { node: node.id, drive })
+    let later = after
+    for (let i = 0; i < 20 && lookups(later) <= lookups(samples); i++) {
+      await new Promise((r) => setTimeout(r, 250))
+      later = (await scrape(`${node.metricsEndpoint}/metrics`)).samples
+    }
+    t.ok(lookups(later) > lookups(samples), 'metadata lookups counted')
+    // (Whether any went through the thread pool depends on the page cache, which other tests
+    // running beside this one may drop: only that they are exported is checked.)
+    for (const name of ['tessera_meta_async_lookups_total', 'tessera_meta_slow_lookups_total'])
+      t.equal(find(later, name, { node: node.id, drive }).length, 1, `${name} exported`)
   })
 })

@@ -25,7 +25,10 @@ key's versions.
 
 Reads. Point lookups (getVersion, system records, the group's reads) are synchronous getSync
 calls: a small record comes from the memtable, block cache or page cache in microseconds, less
-than a thread-pool round trip. The newest version of recently read keys (what every GET asks)
+than a thread-pool round trip. But one that must read the disk blocks the node's event loop
+(all its drives) for the whole seek: after a few synchronous lookups slower than
+SLOW_SYNC_READ_MS within a second, the store reads through the thread pool for
+ASYNC_READ_WINDOW_MS (see #point). The newest version of recently read keys (what every GET asks)
 is kept in memory, bounded by NEWEST_CACHE_BYTES, and kept coherent by the committer, the only
 writer: see #cacheNewest.
 
@@ -261,6 +264,35 @@ export type MetaOp =
 export interface MetaStoreInit {
   /** The LevelDB directory, `<drive>/.tessera/meta`; created when missing. */
   path: string
+  /**
+   * A synchronous point lookup that takes longer than this (ms) read from the disk: point
+   * lookups then go through the thread pool for a while. Default {@link SLOW_SYNC_READ_MS}.
+   */
+  slowReadMs?: number
+}
+
+/** A synchronous point lookup slower than this (ms) waited for the disk; see MetaStoreInit. */
+export const SLOW_SYNC_READ_MS = 2
+/**
+ * Slow synchronous lookups that read the disk, within SLOW_READS_SPAN_MS, that move lookups to
+ * the thread pool. A slow lookup counts only if the process took a major page fault since the
+ * last one was looked at (LevelDB maps its tables: a block read from the disk is a major fault):
+ * on a busy machine most slow lookups are the event loop's thread losing its core, which the
+ * thread pool would not help, at more CPU per lookup.
+ */
+export const SLOW_READS_TO_SWITCH = 2
+export const SLOW_READS_SPAN_MS = 1000
+/** How long point lookups go through the thread pool once they switched (ms). */
+export const ASYNC_READ_WINDOW_MS = 10_000
+
+/** How the store's point lookups were made; see {@link MetaStore.readStats}. */
+export interface ReadStats {
+  /** Synchronous lookups (on the event loop). */
+  sync: number
+  /** Lookups through the thread pool, after a slow synchronous one. */
+  async: number
+  /** Synchronous lookups slower than the threshold that read the disk (see SLOW_READS_TO_SWITCH). */
+  slow: number
 }
 
 export interface ListLatestOptions {
@@ -398,10 +430,19 @@ export class MetaStore {
   #versionWrites = 0
   /** The last exclusive section queued for each key (bucket NUL key); see exclusive(). */
   readonly #sections = new Map<string, Promise<void>>()
+  readonly #slowReadMs: number
+  /** performance.now() until which point lookups go through the thread pool. */
+  #asyncReadsUntil = 0
+  /** When the last slow synchronous lookups were (performance.now()), oldest first. */
+  #slowAt: number[] = []
+  /** The process's major page faults when a slow lookup was last looked at. */
+  #majorFaults = process.resourceUsage().majorPageFault
+  readonly #readStats: ReadStats = { sync: 0, async: 0, slow: 0 }
 
-  private constructor(path: string, level: Level) {
+  private constructor(path: string, level: Level, slowReadMs: number) {
     this.path = path
     this.#level = level
+    this.#slowReadMs = slowReadMs
     this.#committer = new GroupCommitter({ commit: (writes) => this.#commitGroup(writes) })
   }
 
@@ -416,7 +457,7 @@ export class MetaStore {
     } catch (err) {
       throw MetaStoreError.from(err, init.path, 'open')
     }
-    return new MetaStore(init.path, level)
+    return new MetaStore(init.path, level, init.slowReadMs ?? SLOW_SYNC_READ_MS)
   }
 
   /** Waits for queued writes, then closes the database. Later calls fail with DRIVE_OFFLINE. */
@@ -432,6 +473,11 @@ export class MetaStore {
     } catch (err) {
       throw MetaStoreError.from(err, this.path, 'close')
     }
+  }
+
+  /** How point lookups were made since the store opened (see #point). */
+  get readStats(): ReadStats {
+    return { ...this.#readStats }
   }
 
   /** Group commit counters: `batches` synced LevelDB batches for `writes` writes. */
@@ -529,12 +575,13 @@ export class MetaStore {
       // (a new key, as most commits write). Otherwise the group commit may write on a worker
       // thread between the two reads, so they share one snapshot: a concurrent replacement
       // cannot hide the version.
-      if (db.getSync(index) === undefined) return undefined
+      // (Through the thread pool, the snapshot costs less than a third round trip.)
+      if (!this.#readsAsync() && this.#pointSync(index) === undefined) return undefined
       const snapshot = db.snapshot()
       try {
-        const time = db.getSync(index, { snapshot })
+        const time = await this.#point(index, snapshot)
         if (time === undefined) return undefined
-        const value = db.getSync(Buffer.concat([head, time, tail]), { snapshot })
+        const value = await this.#point(Buffer.concat([head, time, tail]), snapshot)
         return value === undefined ? undefined : unpack<VersionRecord>(value)
       } finally {
         await snapshot.close()
@@ -1134,6 +1181,60 @@ export class MetaStore {
     return this.#committer.submit({ ops: ops.map(prepare), lazy })
   }
 
+  /**
+   * One point lookup. Synchronous (see #getValue) while they are fast; a lookup that read from
+   * the disk (a cold block: milliseconds on a busy or spinning disk) blocks the whole event
+   * loop, every drive of the node with it, so after SLOW_READS_TO_SWITCH slower than the
+   * threshold within SLOW_READS_SPAN_MS they go through the thread pool for
+   * ASYNC_READ_WINDOW_MS, where the disk waits run side by side.
+   */
+  async #point(
+    key: Uint8Array,
+    snapshot?: ReturnType<Level['snapshot']>,
+  ): Promise<Uint8Array | undefined> {
+    if (!this.#readsAsync()) return this.#pointSync(key, snapshot)
+    this.#readStats.async++
+    const db = this.#open
+    return (await (snapshot ? db.get(key, { snapshot }) : db.get(key))) ?? undefined
+  }
+
+  #readsAsync(): boolean {
+    return this.#asyncReadsUntil !== 0 && performance.now() < this.#asyncReadsUntil
+  }
+
+  #pointSync(key: Uint8Array, snapshot?: ReturnType<Level['snapshot']>): Uint8Array | undefined {
+    const db = this.#open
+    const t0 = performance.now()
+    const value = snapshot ? db.getSync(key, { snapshot }) : db.getSync(key)
+    const took = performance.now() - t0
+    this.#readStats.sync++
+    if (took > this.#slowReadMs && this.#faulted()) {
+      this.#readStats.slow++
+      const now = performance.now()
+      this.#slowAt.push(now)
+      while (this.#slowAt.length > 0 && now - this.#slowAt[0]! > SLOW_READS_SPAN_MS)
+        this.#slowAt.shift()
+      if (this.#slowAt.length >= SLOW_READS_TO_SWITCH) {
+        this.#slowAt = []
+        this.#asyncReadsUntil = now + ASYNC_READ_WINDOW_MS
+      }
+    }
+    return value ?? undefined
+  }
+
+  /** Whether the process took a major page fault (read a mapped file from the disk) lately. */
+  #faulted(): boolean {
+    const now = process.resourceUsage().majorPageFault
+    const faulted = now > this.#majorFaults
+    this.#majorFaults = now
+    return faulted
+  }
+
+  async #pointMany(keys: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    this.#readStats.async += keys.length
+    return (await this.#open.getMany(keys)).map((v) => v ?? undefined)
+  }
+
   async #read<T>(doing: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn()
@@ -1147,7 +1248,7 @@ export class MetaStore {
     // page cache in microseconds: done synchronously it costs less than the thread-pool round
     // trip of get() (a task, two thread wake-ups, a promise), which on a busy node was most of
     // a small commit's CPU. Scans stay asynchronous.
-    const value = await this.#read(doing, async () => this.#open.getSync(key))
+    const value = await this.#read(doing, () => this.#point(key))
     return value === undefined ? undefined : unpack<T>(value)
   }
 
@@ -1214,8 +1315,10 @@ export class MetaStore {
         }
       }
       const readKeys = [...toRead.values()]
-      // Synchronous point lookups, as in #getValue: no other write runs while they are made.
-      const values = readKeys.map((k) => db.getSync(k))
+      // Point lookups, as in #getValue: no other write runs while they are made.
+      const values = this.#readsAsync()
+        ? await this.#pointMany(readKeys)
+        : readKeys.map((k) => this.#pointSync(k))
       const found = new Map<string, Uint8Array | null>()
       for (let i = 0; i < readKeys.length; i++) {
         found.set(readKeys[i]!.toString('latin1'), values[i] ?? null)

@@ -114,22 +114,54 @@ export class NodeMetrics {
       name: string,
       help: string,
       value: (d: DriveInfo) => number | undefined,
+      kind: 'gauge' | 'counter' = 'gauge',
     ) => {
-      const g: Gauge<DriveLabel> = new Gauge({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect: async () => {
-          const s = await this.#sample()
-          g.reset()
-          for (const d of s.drives ?? []) {
-            const v = value(d)
-            if (v !== undefined) g.set(labels(d.path, d), v)
-          }
-        },
-      })
+      const collect = async (m: Gauge<DriveLabel> | Counter<DriveLabel>) => {
+        const s = await this.#sample()
+        m.reset()
+        for (const d of s.drives ?? []) {
+          const v = value(d)
+          if (v === undefined) continue
+          if (m instanceof Gauge) m.set(labels(d.path, d), v)
+          else m.inc(labels(d.path, d), v)
+        }
+      }
+      if (kind === 'gauge') {
+        const g: Gauge<DriveLabel> = new Gauge({
+          name,
+          help,
+          labelNames,
+          registers,
+          collect: () => collect(g),
+        })
+      } else {
+        const c: Counter<DriveLabel> = new Counter({
+          name,
+          help,
+          labelNames,
+          registers,
+          collect: () => collect(c),
+        })
+      }
     }
+    driveGauge(
+      'tessera_meta_sync_lookups_total',
+      "Metadata point lookups made on the node's event loop.",
+      (d) => d.metaLookups?.sync,
+      'counter',
+    )
+    driveGauge(
+      'tessera_meta_async_lookups_total',
+      'Metadata point lookups made through the thread pool, in the seconds after a slow one.',
+      (d) => d.metaLookups?.async,
+      'counter',
+    )
+    driveGauge(
+      'tessera_meta_slow_lookups_total',
+      'Metadata point lookups on the event loop that read from the disk (slower than 2 ms): each moves lookups to the thread pool for 10 s.',
+      (d) => d.metaLookups?.slow,
+      'counter',
+    )
     driveGauge(
       'tessera_drive_online',
       'Whether the drive is reachable and online (1) or not (0).',

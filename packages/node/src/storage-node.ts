@@ -338,6 +338,7 @@ export class StorageNode {
             driveId: d.driveId,
             online: true,
             directIo: d.directIo.direct,
+            metaLookups: d.meta.readStats,
             ...(await d.usage()),
           })
         } catch (err) {

@@ -32,6 +32,12 @@ export interface DriveInfo extends DriveRef {
   usedBytes: number
   /** Whether the node writes the drive's shard files with O_DIRECT (online drives). */
   directIo?: boolean
+  /**
+   * The drive's metadata point lookups since its node started: on the event loop (`sync`),
+   * through the thread pool (`async`, after a slow one), and synchronous ones that were slow
+   * (`slow`: they read from the disk).
+   */
+  metaLookups?: { sync: number; async: number; slow: number }
   /** Why the drive is offline, when it is. */
   error?: string
 }
