@@ -110,16 +110,18 @@ export class NodeMetrics {
       set: String(d.set),
     })
     const labelNames: DriveLabel[] = ['node', 'drive', 'pool', 'set']
-    const driveGauge = (
+    /** A gauge or counter per drive, read from the sample (`from`) when scraped. */
+    const perDrive = <T extends DriveRef & { path: string }>(
+      kind: 'gauge' | 'counter',
       name: string,
       help: string,
-      value: (d: DriveInfo) => number | undefined,
-      kind: 'gauge' | 'counter' = 'gauge',
+      from: (s: Sample) => readonly T[] | undefined,
+      value: (d: T) => number | undefined,
     ) => {
       const collect = async (m: Gauge<DriveLabel> | Counter<DriveLabel>) => {
         const s = await this.#sample()
         m.reset()
-        for (const d of s.drives ?? []) {
+        for (const d of from(s) ?? []) {
           const v = value(d)
           if (v === undefined) continue
           if (m instanceof Gauge) m.set(labels(d.path, d), v)
@@ -144,6 +146,12 @@ export class NodeMetrics {
         })
       }
     }
+    const driveGauge = (
+      name: string,
+      help: string,
+      value: (d: DriveInfo) => number | undefined,
+      kind: 'gauge' | 'counter' = 'gauge',
+    ) => perDrive(kind, name, help, (s) => s.drives, value)
     driveGauge(
       'tessera_meta_sync_lookups_total',
       "Metadata point lookups made on the node's event loop.",
@@ -203,33 +211,7 @@ export class NodeMetrics {
       name: string,
       help: string,
       value: (d: DriveHealState) => number,
-    ) => {
-      const collect = async (m: Gauge<DriveLabel> | Counter<DriveLabel>) => {
-        const s = await this.#sample()
-        m.reset()
-        for (const d of s.heal ?? []) {
-          if (m instanceof Gauge) m.set(labels(d.path, d), value(d))
-          else m.inc(labels(d.path, d), value(d))
-        }
-      }
-      if (kind === 'gauge') {
-        const g: Gauge<DriveLabel> = new Gauge({
-          name,
-          help,
-          labelNames,
-          registers,
-          collect: () => collect(g),
-        })
-      } else {
-        const c: Counter<DriveLabel> = new Counter({
-          name,
-          help,
-          labelNames,
-          registers,
-          collect: () => collect(c),
-        })
-      }
-    }
+    ) => perDrive(kind, name, help, (s) => s.heal, value)
     healMetric('gauge', 'tessera_heal_queue', 'Repairs waiting on the drive.', (d) => d.queued)
     healMetric(
       'gauge',
