@@ -537,6 +537,7 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     const undo = (at = modTime, vid = versionId) =>
       c.pool.call(peer, UndoCompletion, { ...ids, modTime: at, versionId: vid })
     const upload = async () => (await c.pool.call(peer, GetUpload, ids)).record
+    const lookup = () => c.pool.call(peer, GetUpload, ids)
     const partNumbers = async () =>
       (await c.pool.call(peer, ListParts, ids)).parts.map((x) => x.number)
     const versions = async () =>
@@ -556,6 +557,7 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
       finish,
       undo,
       upload,
+      lookup,
       partNumbers,
       versions,
       folder,
@@ -680,7 +682,11 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
   t.test('a completion waits for the gateway to settle it or take it back', async (t) => {
     const u = await partedUpload('mp-settle.bin', 'null', 2)
     t.same(await u.complete(), {}, 'completed with part 1 of 2')
-    t.equal(await u.upload(), undefined, 'the upload is no longer in progress')
+    t.same(
+      await u.lookup(),
+      { completing: { versionId: 'null', modTime: u.modTime, etag: 'mp-1' } },
+      'the upload is no longer in progress: the drive names its unsettled completion',
+    )
     const listed = await c.pool.call(u.peer, ListUploads, {
       ...ref(u.d),
       bucket: 'photos',
@@ -730,6 +736,15 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
       [retry],
       'the version of the retry',
     )
+    // A gateway that lost count of this completion (a call timed out) and takes it back after
+    // another one settled it: the settled completion stands.
+    t.same(await u.undo(retry), { undone: false }, 'a settled completion is not taken back')
+    t.same(
+      (await u.versions()).map((v) => v.modTime),
+      [retry],
+      'its version stays',
+    )
+    t.same(await u.lookup(), settled, 'and so does its settlement')
 
     // An undo that arrives before its completion: the completion is refused when it comes.
     const e = await partedUpload('mp-early.bin', randomUUID())

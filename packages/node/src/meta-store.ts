@@ -970,7 +970,8 @@ export class MetaStore {
    * key's exclusive section: that version record goes, if it is that write (its data stays: it
    * is the upload's part files), with a tombstone as for any undone write (see removeVersion),
    * and the upload is in progress again. The upload remembers the undone completion, so that
-   * it is refused should it arrive after this. True when a version was taken back.
+   * it is refused should it arrive after this. A completion the drive has settled already
+   * (FinishUpload) stands. True when a version was taken back.
    */
   async undoCompletion(u: {
     bucket: string
@@ -984,6 +985,9 @@ export class MetaStore {
         this.getUpload(u.bucket, u.key, u.uploadId),
         this.getVersion(u.bucket, u.key, u.versionId),
       ])
+      // Already settled as this completion (another gateway found it at its write quorum after
+      // this undo's gateway lost count of it): it stands.
+      if (up?.completed?.modTime === u.modTime) return false
       const ops: MetaOp[] = []
       const removed = v?.modTime === u.modTime
       if (removed) {

@@ -520,10 +520,20 @@ export class StorageNode {
       return {}
     })
     rpc.handle(GetUpload, async (req) => {
-      const up = await this.drive(req).meta.getUpload(req.bucket, req.key, req.uploadId)
+      const d = this.drive(req)
+      const up = await d.meta.getUpload(req.bucket, req.key, req.uploadId)
+      if (up === undefined) return {}
       // A completed upload is no longer in progress; once settled, it says as what.
-      if (up?.completed !== undefined) return { completed: up.completed }
-      return up === undefined || up.completing !== undefined ? {} : { record: up }
+      if (up.completed !== undefined) return { completed: up.completed }
+      const c = up.completing
+      if (c === undefined) return { record: up }
+      if (c.etag !== undefined) return { completing: c }
+      // A mark of an earlier release carries no ETag: the version it wrote has it.
+      const v = await d.meta.getVersion(req.bucket, req.key, c.versionId)
+      if (v?.modTime !== c.modTime) return {}
+      return {
+        completing: { ...c, etag: v.etag, ...(v.checksums ? { checksums: v.checksums } : {}) },
+      }
     })
     rpc.handle(DeleteUpload, async (req) => {
       const d = this.drive(req)
@@ -667,7 +677,15 @@ export class StorageNode {
         // or UndoCompletion), so that one below quorum can be taken back whole.
         ops.push({
           type: 'putUpload',
-          record: { ...up, completing: { versionId: rec.versionId, modTime: rec.modTime } },
+          record: {
+            ...up,
+            completing: {
+              versionId: rec.versionId,
+              modTime: rec.modTime,
+              etag: rec.etag,
+              ...(rec.checksums ? { checksums: rec.checksums } : {}),
+            },
+          },
         })
         await d.meta.batch(ops)
         return { old, superseded }

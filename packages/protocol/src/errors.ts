@@ -23,6 +23,8 @@ export const STORE_ERROR_CODES = [
   'CANCELLED',
   'CHANNEL_CLOSED',
   'BODY_TOO_LARGE',
+  /** Another request is changing the same thing right now (completing the same upload). */
+  'BUSY',
   'INTERNAL',
 ] as const
 

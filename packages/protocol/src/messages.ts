@@ -170,11 +170,17 @@ export const PutUpload = defineRpc<DriveRef & { record: UploadRecord }, Record<s
 })
 /**
  * The upload while it is in progress (`record`). Once completed and settled, `completed` says
- * as what (for a retried CompleteMultipartUpload); while a completion is unsettled, neither.
+ * as what (for a retried CompleteMultipartUpload); while a completion is unsettled,
+ * `completing` names it (with its ETag and checksums), so that a gateway can settle or take
+ * back one whose own gateway died before it could.
  */
 export const GetUpload = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string },
-  { record?: UploadRecord; completed?: NonNullable<UploadRecord['completed']> }
+  {
+    record?: UploadRecord
+    completed?: NonNullable<UploadRecord['completed']>
+    completing?: NonNullable<UploadRecord['completing']>
+  }
 >({ id: 0x0302, name: 'GetUpload' })
 /**
  * Removes an upload, its part records and their data (to trash); the parts go even when the
@@ -253,8 +259,9 @@ export const CheckUpload = defineRpc<
  * Ends a completion (its modTime) that reached its write quorum: the part records go, and the
  * part files its version does not use; the upload record stays a day as `completed` (for a
  * retried Complete). Nothing happens when the drive's upload is not marked with that
- * completion. Idempotent; a node also does it on its own, a day later, for completions no
- * FinishUpload reached (the gateway died).
+ * completion. Idempotent. For a completion whose gateway died before it, another gateway does
+ * it when it finds the completion at its write quorum (looking the upload up for a retried
+ * Complete), and the node itself a day later.
  */
 export const FinishUpload = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string; modTime: Hlc },
@@ -264,7 +271,8 @@ export const FinishUpload = defineRpc<
 /**
  * Takes back a completion (versionId, modTime) that missed its write quorum: that version
  * record goes (its data stays: it is the upload's parts) and the upload is in progress again,
- * every part as it was. A completion that has not arrived yet is refused when it does.
+ * every part as it was. A completion that has not arrived yet is refused when it does; one the
+ * drive has settled (FinishUpload) stands.
  */
 export const UndoCompletion = defineRpc<
   DriveRef & { bucket: string; key: string; uploadId: string; versionId: string; modTime: Hlc },

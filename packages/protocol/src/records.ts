@@ -121,9 +121,17 @@ export interface UploadRecord {
    * Set by CompleteUpload: this drive wrote the version of that completion and keeps the
    * upload, its part records and files until the gateway knows whether the completion reached
    * its write quorum (FinishUpload drops them, UndoCompletion takes the version back). Such an
-   * upload is no longer in progress: GetUpload and ListUploads leave it out.
+   * upload is no longer in progress: ListUploads leaves it out, GetUpload reports the mark (a
+   * gateway that finds one its own gateway left, because it died, settles it or takes it back).
+   * `etag` and `checksums` are the completed object's, for the answer to a retried Complete
+   * (absent in marks written by earlier releases: GetUpload then reads them from the version).
    */
-  completing?: { versionId: string; modTime: Hlc }
+  completing?: {
+    versionId: string
+    modTime: Hlc
+    etag?: string
+    checksums?: Record<string, string>
+  }
   /** A completion (its modTime) a gateway undid: should it arrive late, it is refused. */
   undone?: Hlc
   /**

@@ -287,6 +287,9 @@ export function toS3Error(err: unknown): S3Error {
         return new S3Error('NoSuchBucket', undefined, {}, { cause: err })
       case 'UPLOAD_NOT_FOUND':
         return new S3Error('NoSuchUpload', undefined, {}, { cause: err })
+      case 'BUSY':
+        // The store's message for it names the object only, which the client named.
+        return new S3Error('ServiceUnavailable', err.message, {}, { cause: err })
       case 'NODE_UNAVAILABLE':
       case 'QUORUM_FAILED':
       case 'DRIVE_FULL':

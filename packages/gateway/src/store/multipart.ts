@@ -11,8 +11,10 @@ import {
   CommitPart,
   CompleteUpload,
   DeleteUpload,
+  type DriveSlot,
   FinishUpload,
   GetUpload,
+  HLC_COUNTER_SPAN,
   ListParts,
   ListUploads,
   type PartRecord,
@@ -36,6 +38,23 @@ export interface Upload {
 export interface Completed {
   completed: NonNullable<UploadRecord['completed']>
 }
+
+/** One completion of an upload as the drives of its set report it (MultipartStore.lookup). */
+interface Completion {
+  completed: NonNullable<UploadRecord['completed']>
+  /** Drives that settled it (FinishUpload). */
+  settled: number
+  /** Drives that hold it unsettled (CompleteUpload, then nothing). */
+  marked: DriveSlot[]
+}
+
+/**
+ * How old an unsettled completion below its write quorum must be before a lookup takes it
+ * back: its gateway decides within a few call deadlines (10 s each) of writing it, so one this
+ * old has no gateway left waiting on it.
+ */
+export const ABANDONED_AFTER_MS = 60_000
+const ABANDONED_AFTER_HLC = ABANDONED_AFTER_MS * HLC_COUNTER_SPAN
 
 export class MultipartStore {
   #objects: ObjectStore
@@ -108,33 +127,90 @@ export class MultipartStore {
   /**
    * The upload in progress, or what it was completed as (a read quorum of its set agreeing, in
    * the day the drives keep that: see UploadRecord.completed); UPLOAD_NOT_FOUND otherwise.
+   *
+   * A completion left unsettled (its gateway died between CompleteUpload and FinishUpload, or
+   * the client's retry came before it was done) is resolved here, as its gateway would have:
+   * marked on a write quorum of drives, it succeeded, and is settled and answered as completed;
+   * below that, once older than {@link ABANDONED_AFTER_MS} (no live gateway still waits on
+   * it), it is taken back, and the upload is in progress again. A younger one below its quorum
+   * may still be on its way: BUSY, the client tries again shortly.
    */
   async lookup(bucket: string, key: string, uploadId: string): Promise<Upload | Completed> {
+    for (let attempt = 0; ; attempt++) {
+      const found = await this.#lookupOnce(bucket, key, uploadId, attempt === 0)
+      if (found !== 'retry') return found
+    }
+  }
+
+  async #lookupOnce(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    mayUndo: boolean,
+  ): Promise<Upload | Completed | 'retry'> {
+    const ids = { bucket, key, uploadId }
     let unknown = false
     for (const pool of this.#cluster.layout.pools) {
       const placement = this.#cluster.place(pool.index, bucket, key)
-      const results = await this.#cluster.callAll(placement.set.drives, GetUpload, {
-        bucket,
-        key,
-        uploadId,
-      })
-      const answered = results.filter((r) => r.ok)
-      const found = answered.flatMap((r) => (r.ok && r.value.record ? [r.value.record] : []))
+      const results = await this.#cluster.callAll(placement.set.drives, GetUpload, ids)
+      const answered = results.flatMap((r) => (r.ok ? [{ drive: r.drive, ...r.value }] : []))
+      const found = answered.flatMap((r) => (r.record ? [r.record] : []))
       if (found.length >= this.#cluster.readQuorum) {
         return {
           record: found[0]!,
           placement: { ...placement, distribution: found[0]!.erasure.distribution },
         }
       }
-      const completed = new Map<string, { c: Completed['completed']; n: number }>()
+      // Completions by version and modTime: drives that settled them, drives still marked.
+      const completions = new Map<string, Completion>()
       for (const r of answered) {
-        const c = r.ok ? r.value.completed : undefined
-        if (c === undefined) continue
+        const c = r.completed ?? r.completing
+        if (c?.etag === undefined) continue
         const id = `${c.versionId}/${c.modTime}`
-        const e = completed.get(id) ?? { c, n: 0 }
-        e.n++
-        completed.set(id, e)
-        if (e.n >= this.#cluster.readQuorum) return { completed: c }
+        const e = completions.get(id) ?? {
+          completed: { ...c, etag: c.etag },
+          settled: 0,
+          marked: [],
+        }
+        if (r.completed) e.settled++
+        else e.marked.push(r.drive)
+        completions.set(id, e)
+      }
+      for (const e of completions.values()) {
+        if (e.settled >= this.#cluster.readQuorum) return { completed: e.completed }
+        if (e.settled + e.marked.length >= this.#cluster.writeQuorum) {
+          // It reached its write quorum: the object is there. Settled as its gateway would
+          // have, and the drives still holding the upload in progress rebuild the version.
+          const { modTime, versionId } = e.completed
+          await this.#cluster.callAll(e.marked, FinishUpload, { ...ids, modTime })
+          for (const r of answered) {
+            if (r.record)
+              this.#objects.missedWrite(
+                { bucket, key, versionId },
+                r.drive,
+                'missed the completion',
+              )
+          }
+          return { completed: e.completed }
+        }
+      }
+      const pending = [...completions.values()].filter((e) => e.marked.length > 0)
+      if (pending.length > 0) {
+        const now = hlcNow()
+        if (!mayUndo) {
+          throw new StoreError('QUORUM_FAILED', 'an abandoned completion could not be taken back')
+        }
+        if (pending.some((e) => now - e.completed.modTime < ABANDONED_AFTER_HLC)) {
+          throw new StoreError(
+            'BUSY',
+            `the upload ${uploadId} of ${bucket}/${key} is being completed by another request; try again shortly`,
+          )
+        }
+        for (const e of pending) {
+          const { versionId, modTime } = e.completed
+          await this.#cluster.callAll(e.marked, UndoCompletion, { ...ids, versionId, modTime })
+        }
+        return 'retry'
       }
       if (answered.length < this.#cluster.readQuorum) unknown = true
     }

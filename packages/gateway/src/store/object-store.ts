@@ -482,7 +482,11 @@ export class ObjectStore {
   }
 
   /** Tells the drive's node that it lacks `record` (a write that did not reach it). */
-  missedWrite(record: VersionRecord, drive: DriveSlot, reason: string): void {
+  missedWrite(
+    record: Pick<VersionRecord, 'bucket' | 'key' | 'versionId'>,
+    drive: DriveSlot,
+    reason: string,
+  ): void {
     this.#miss(record, drive, reason, 'write')
   }
 
@@ -506,7 +510,12 @@ export class ObjectStore {
     })
   }
 
-  #miss(record: VersionRecord, drive: DriveSlot, reason: string, kind: 'write' | 'read'): void {
+  #miss(
+    record: Pick<VersionRecord, 'bucket' | 'key' | 'versionId'>,
+    drive: DriveSlot,
+    reason: string,
+    kind: 'write' | 'read',
+  ): void {
     this.#onMiss({
       bucket: record.bucket,
       key: record.key,
