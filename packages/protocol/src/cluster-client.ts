@@ -50,6 +50,16 @@ export type DriveResult<T> =
   | { drive: DriveSlot; ok: true; value: T }
   | { drive: DriveSlot; ok: false; error: StoreError }
 
+/** What {@link Cluster.callQuorum} knows when the outcome is decided, and what comes later. */
+export interface QuorumResults<T> {
+  /** The calls that had ended. */
+  settled: DriveResult<T>[]
+  /** The drives whose calls had not ended. */
+  pending: DriveSlot[]
+  /** The results of the pending calls, once all of them have ended; never rejects. */
+  rest: Promise<DriveResult<T>[]>
+}
+
 export class Cluster {
   readonly map: ClusterMap
   readonly layout: ClusterLayout
@@ -133,6 +143,67 @@ export class Cluster {
         }
       }),
     )
+  }
+
+  /**
+   * Calls every drive, as callAll does, but settles as soon as the outcome is decided: once
+   * `quorum` calls succeeded, or once so many failed that `quorum` cannot be reached. `settled`
+   * holds the calls that had ended by then (in no particular order), `pending` the drives still
+   * being called, and `rest` resolves with those calls' results when they end (it never
+   * rejects). A write then waits for the fastest drives of its quorum, not the slowest drive.
+   */
+  callQuorum<Req extends DriveRef, Res>(
+    drives: readonly DriveSlot[],
+    def: RpcDef<Req, Res>,
+    req: Omit<Req, keyof DriveRef> | ((d: DriveSlot, i: number) => Omit<Req, keyof DriveRef>),
+    quorum: number,
+  ): Promise<QuorumResults<Res>> {
+    return new Promise((resolve) => {
+      const settled: DriveResult<Res>[] = []
+      const late: DriveResult<Res>[] = []
+      let ok = 0
+      let failed = 0
+      let decided = false
+      let ended = 0
+      let endRest: (r: DriveResult<Res>[]) => void = () => {}
+      const rest = new Promise<DriveResult<Res>[]>((r) => {
+        endRest = r
+      })
+      const decide = (): void => {
+        decided = true
+        const done = new Set(settled.map((r) => r.drive))
+        resolve({ settled, pending: drives.filter((d) => !done.has(d)), rest })
+      }
+      const end = (r: DriveResult<Res>): void => {
+        ended++
+        if (decided) late.push(r)
+        else {
+          settled.push(r)
+          if (r.ok) ok++
+          else failed++
+          if (ok >= quorum || failed > drives.length - quorum || ended === drives.length) decide()
+        }
+        if (ended === drives.length) endRest(late)
+      }
+      if (drives.length === 0) {
+        decide()
+        endRest(late)
+        return
+      }
+      drives.forEach((drive, i) => {
+        let r: Omit<Req, keyof DriveRef>
+        try {
+          r = typeof req === 'function' ? req(drive, i) : req
+        } catch (err) {
+          end({ drive, ok: false, error: asStoreError(err) })
+          return
+        }
+        this.call(drive, def, r).then(
+          (value) => end({ drive, ok: true, value }),
+          (err: unknown) => end({ drive, ok: false, error: asStoreError(err) }),
+        )
+      })
+    })
   }
 
   /**

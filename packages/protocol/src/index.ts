@@ -18,6 +18,7 @@ export {
   type ClusterInit,
   type DriveResult,
   type Placement,
+  type QuorumResults,
   STREAM_DEADLINE_MS,
 } from './cluster-client.ts'
 

@@ -5,5 +5,6 @@ export {
   type ClusterInit,
   type DriveResult,
   type Placement,
+  type QuorumResults,
   STREAM_DEADLINE_MS,
 } from '@tessera/protocol'

@@ -39,7 +39,7 @@ import {
   StoreError,
   type VersionRecord,
 } from '@tessera/protocol'
-import type { Cluster, DriveResult, Placement } from './cluster.ts'
+import type { Cluster, DriveResult, Placement, QuorumResults } from './cluster.ts'
 import { Fanout } from './fanout.ts'
 import { hlcNow, newVersionId } from './hlc.ts'
 
@@ -230,9 +230,14 @@ export class ObjectStore {
     const files = await this.encodeSmall(data)
     const record = withDigests(base, input.size, etag, checksums)
     const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
-    const results = await this.cluster.callAll(drives, CommitVersion, (_d, shard) => ({
-      record: { ...record, erasure: { ...record.erasure, index: shard }, inline: files[shard]! },
-    }))
+    const results = await this.cluster.callQuorum(
+      drives,
+      CommitVersion,
+      (_d, shard) => ({
+        record: { ...record, erasure: { ...record.erasure, index: shard }, inline: files[shard]! },
+      }),
+      this.cluster.writeQuorum,
+    )
     await this.#judgeCommit(record, results)
     return record
   }
@@ -286,13 +291,14 @@ export class ObjectStore {
       throw err
     }
     const record: VersionRecord = { ...withDigests(base, input.size, etag, checksums), dataDir }
-    const results = await this.cluster.callAll(
+    const results = await this.cluster.callQuorum(
       written.ok.map((w) => w.drive),
       CommitVersion,
       (_d, i) => ({
         record: { ...record, erasure: { ...record.erasure, index: written.ok[i]!.shard } },
         tmpId,
       }),
+      this.cluster.writeQuorum,
     )
     for (const f of written.failed) this.#miss(record, f.drive, f.reason, 'write')
     await this.#judgeCommit(record, results)
@@ -450,31 +456,41 @@ export class ObjectStore {
   }
 
   /** Success at write quorum; below it, undoes the commits that happened and throws. */
-  async #judgeCommit(record: VersionRecord, results: DriveResult<unknown>[]): Promise<void> {
-    const ok = results.filter((r) => r.ok)
+  /**
+   * Success or undo of a commit, decided as soon as a write quorum of drives committed or
+   * could no longer commit (see Cluster.callQuorum): the client does not wait for the slowest
+   * drive. At the quorum, drives that failed, then or later, are reported for healing. Below
+   * it, the drives that committed take the write back, and so do the others, failed or still
+   * committing (without waiting: they may be away), so that a commit of this write still in
+   * flight there is dropped when it arrives.
+   */
+  async #judgeCommit(record: VersionRecord, q: QuorumResults<unknown>): Promise<void> {
+    const ok = q.settled.filter((r) => r.ok)
     if (ok.length >= this.cluster.writeQuorum) {
-      for (const r of results) if (!r.ok) this.#miss(record, r.drive, r.error.message, 'write')
+      const miss = (r: DriveResult<unknown>) => {
+        if (!r.ok) this.#miss(record, r.drive, r.error.message, 'write')
+      }
+      q.settled.forEach(miss)
+      if (q.pending.length > 0) void q.rest.then((late) => late.forEach(miss))
       return
     }
     // 'null' versions replaced the previous one on these drives; a new id is simply removed.
     // Only this write (its modTime): an undo that arrives late must not take a newer write of
-    // the key that landed meanwhile. The drives that did not commit are told too, without
-    // waiting (they may be away), so that a commit of this write still in flight there is
-    // dropped when it arrives.
+    // the key that landed meanwhile.
     const undo = {
       bucket: record.bucket,
       key: record.key,
       versionId: record.versionId,
       modTime: record.modTime,
     }
-    const failed = results.filter((r) => !r.ok).map((r) => r.drive)
-    if (failed.length > 0) void this.cluster.callAll(failed, DeleteVersion, undo).catch(() => {})
+    const others = [...q.settled.filter((r) => !r.ok).map((r) => r.drive), ...q.pending]
+    if (others.length > 0) void this.cluster.callAll(others, DeleteVersion, undo).catch(() => {})
     await this.cluster.callAll(
       ok.map((r) => r.drive),
       DeleteVersion,
       undo,
     )
-    const why = results.filter((r) => !r.ok).map((r) => (r.ok ? '' : r.error.message))
+    const why = q.settled.filter((r) => !r.ok).map((r) => (r.ok ? '' : r.error.message))
     throw new StoreError(
       'QUORUM_FAILED',
       `only ${ok.length} drives committed ${record.bucket}/${record.key} (need ${this.cluster.writeQuorum}): ${why.join('; ')}`,
@@ -768,9 +784,12 @@ export class ObjectStore {
         deleteMarker: true,
       }
       const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
-      const results = await this.cluster.callAll(drives, CommitVersion, (_d, shard) => ({
-        record: { ...marker, erasure: { ...marker.erasure, index: shard } },
-      }))
+      const results = await this.cluster.callQuorum(
+        drives,
+        CommitVersion,
+        (_d, shard) => ({ record: { ...marker, erasure: { ...marker.erasure, index: shard } } }),
+        this.cluster.writeQuorum,
+      )
       await this.#judgeCommit(marker, results)
       return { deleteMarker: marker }
     }

@@ -1,0 +1,138 @@
+// A write answers once its write quorum of drives committed: a node that has gone silent
+// (frozen with SIGSTOP: its sockets stay open and nothing answers) does not hold it up until its
+// channel is declared dead (5 s of silence). Shown without timing: right after the PUT's answer,
+// the gateway's call to the frozen node has not failed yet (tessera_rpc_errors_total counts
+// nothing for it); it fails later, and the node gets the write once it runs again.
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3'
+import { type DriveSlot, ReadVersions, type VersionRecord } from '@tessera/protocol'
+import t from 'tap'
+import { startCluster, type TestCluster } from './harness/cluster.ts'
+import { place, shardDrive } from './harness/object-io.ts'
+import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
+
+/** Calls to node `nodeId` the gateway counts as failed, whatever the code. */
+async function failedCalls(endpoint: string, nodeId: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/_tessera/metrics`)).text()
+  let n = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith('tessera_rpc_errors_total{') && line.includes(`node="${nodeId}"`))
+      n += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return n
+}
+
+async function versionsOn(
+  c: TestCluster,
+  d: DriveSlot,
+  bucket: string,
+  key: string,
+): Promise<VersionRecord[]> {
+  const ref = { pool: d.pool, set: d.set, slot: d.slot }
+  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
+}
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + 30_000
+  for (;;) {
+    const v = await check().catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > end) throw new Error(`${what}: not within 30 s`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+t.test('a write does not wait for a silent node beyond its write quorum', async (t) => {
+  const c = await startCluster(t, {
+    nodes: 4,
+    drivesPerNode: 1,
+    k: 2,
+    m: 2,
+    blockSize: 64 * 1024,
+    inlineBelow: 4096,
+    gateways: 1,
+  })
+  const endpoint = c.gateways[0]!.endpoint
+  const s3 = s3Client(endpoint)
+  t.teardown(() => s3.destroy())
+  const bucket = uniqueBucket()
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  await s3.send(
+    new PutBucketVersioningCommand({
+      Bucket: bucket,
+      VersioningConfiguration: { Status: 'Enabled' },
+    }),
+  )
+  // Every connection is open and warm before the node goes silent.
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'warm', Body: bytes(1000, 1) }))
+
+  const freeze = async (nodeId: string) => {
+    const pid = c.local.pids()[nodeId]
+    if (pid === undefined) throw new Error(`no pid for ${nodeId}`)
+    process.kill(pid, 'SIGSTOP')
+    let frozen = true
+    const thaw = () => {
+      if (frozen) process.kill(pid, 'SIGCONT')
+      frozen = false
+    }
+    t.teardown(thaw)
+    return thaw
+  }
+
+  await t.test('an inline PUT', async (t) => {
+    const key = 'quorum/small'
+    const silent = shardDrive(place(c, bucket, key), 3)
+    const before = await failedCalls(endpoint, silent.nodeId)
+    const data = bytes(1000, 2)
+    const thaw = await freeze(silent.nodeId)
+    const put = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: data }))
+    t.equal(
+      await failedCalls(endpoint, silent.nodeId),
+      before,
+      'answered while the call to the silent node was still open',
+    )
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+    t.equal(sha256(await bodyBytes(got.Body)), sha256(data), 'the object reads back')
+    await eventually('the call to the silent node fails', async () =>
+      (await failedCalls(endpoint, silent.nodeId)) > before ? true : undefined,
+    )
+    t.pass('the call to the silent node failed later, and was counted')
+    thaw()
+    const v = await eventually('the write reaches the node', async () => {
+      const found = (await versionsOn(c, silent, bucket, key)).find(
+        (x) => x.versionId === put.VersionId,
+      )
+      return found?.inline !== undefined ? found : undefined
+    })
+    t.equal(v.versionId, put.VersionId, 'the node holds the write once it runs again')
+  })
+
+  await t.test('a delete marker', async (t) => {
+    const key = 'quorum/deleted'
+    const silent = shardDrive(place(c, bucket, key), 0)
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes(300_000, 3) }))
+    const before = await failedCalls(endpoint, silent.nodeId)
+    const thaw = await freeze(silent.nodeId)
+    const del = await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
+    t.ok(del.DeleteMarker, 'a delete marker was written')
+    t.equal(
+      await failedCalls(endpoint, silent.nodeId),
+      before,
+      'answered while the call to the silent node was still open',
+    )
+    thaw()
+    await eventually('the marker reaches the node', async () =>
+      (await versionsOn(c, silent, bucket, key)).some(
+        (x) => x.versionId === del.VersionId && x.deleteMarker,
+      )
+        ? true
+        : undefined,
+    )
+    t.pass('the node holds the delete marker once it runs again')
+  })
+})
