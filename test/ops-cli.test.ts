@@ -19,7 +19,13 @@ import {
 } from '@aws-sdk/client-s3'
 import { loadConfig as loadGatewayConfig, readCredentials } from '@tessera/gateway'
 import { loadConfig as loadNodeConfig } from '@tessera/node'
-import { DAEMON_V8_FLAGS, generateIdentity, mapHash, parseClusterMap } from '@tessera/protocol'
+import {
+  DAEMON_ENV,
+  DAEMON_V8_FLAGS,
+  generateIdentity,
+  mapHash,
+  parseClusterMap,
+} from '@tessera/protocol'
 import { freePort } from '@tessera/server'
 import t, { type Test } from 'tap'
 import { ensureDebianPackages } from './harness/debian.ts'
@@ -215,6 +221,8 @@ t.test('install.sh: systemd units with the install paths; systemd-analyze verify
   t.match(nodeUnit, ` ${flags} ${NODE_MAIN} start --config ${etc}/node.yaml\n`)
   t.match(gatewayUnit, ` ${flags} ${GATEWAY_MAIN} start --config ${etc}/gateway.yaml\n`)
   for (const unit of [nodeUnit, gatewayUnit]) {
+    for (const [k, v] of Object.entries(DAEMON_ENV))
+      t.match(unit, new RegExp(`^Environment=${k}=${v}$`, 'm'), `the daemon environment: ${k}`)
     t.match(unit, /^Type=simple$/m)
     t.match(unit, /^User=tessera$/m)
     t.match(unit, /^Restart=on-failure$/m)

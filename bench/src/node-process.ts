@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import {
   type ClusterMap,
   DAEMON_V8_FLAGS,
+  daemonEnv,
   generateIdentity,
   mapHash,
   type Peer,
@@ -65,6 +66,7 @@ export async function startBenchNode(opts: {
     [...(opts.execArgv ?? DAEMON_V8_FLAGS), NODE_MAIN, 'start', '--config', join(dir, 'node.yaml')],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: daemonEnv(process.env),
     },
   )
   await new Promise<void>((resolve, reject) => {

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc --heap-growing-percent=300
+#!/usr/bin/env -S UV_THREADPOOL_SIZE=64 node --single-threaded-gc --heap-growing-percent=300
 // tessera-gateway: the S3 gateway's entry point. The only place that reads process.env and
 // creates the logger.
 import {

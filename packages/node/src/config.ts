@@ -5,6 +5,7 @@
  */
 import { ConfigError, LOG_LEVELS, readConfigSource } from '@tessera/protocol'
 import { DEFAULT_DIRECT_WRITE_BYTES } from './direct-io.ts'
+import { DRIVE_STALL_MS } from './drive-health.ts'
 import { DEFAULT_HEAL_CONFIG } from './heal/healer.ts'
 import { LIFECYCLE_DEFAULTS } from './lifecycle/lifecycle-worker.ts'
 
@@ -27,6 +28,7 @@ export const ENV = {
   healGraceMs: `${ENV_PREFIX}HEAL_GRACE_MS`,
   healConcurrency: `${ENV_PREFIX}HEAL_CONCURRENCY`,
   directWriteBytes: `${ENV_PREFIX}DIRECT_WRITE_BYTES`,
+  driveStallMs: `${ENV_PREFIX}DRIVE_STALL_MS`,
 } as const
 
 export interface NodeConfig {
@@ -80,6 +82,11 @@ export interface NodeConfig {
    * through the page cache.
    */
   directWriteBytes: number
+  /**
+   * How long an operation may wait on a drive that gets nothing done before the drive counts as
+   * stalled (a hung disk) and calls to it are refused until it answers again; default 10 s.
+   */
+  driveStallMs: number
 }
 
 export const DEFAULTS = {
@@ -95,6 +102,7 @@ export const DEFAULTS = {
   healGraceMs: DEFAULT_HEAL_CONFIG.graceMs,
   healConcurrency: DEFAULT_HEAL_CONFIG.concurrency,
   directWriteBytes: DEFAULT_DIRECT_WRITE_BYTES,
+  driveStallMs: DRIVE_STALL_MS,
 } as const
 
 /** File keys, and the config fields they set. */
@@ -116,6 +124,7 @@ const FILE_KEYS: Record<string, keyof NodeConfig> = {
   healGraceMs: 'healGraceMs',
   healConcurrency: 'healConcurrency',
   directWriteBytes: 'directWriteBytes',
+  driveStallMs: 'driveStallMs',
 }
 
 export { ConfigError }
@@ -188,6 +197,9 @@ export async function loadConfig(init: {
   const directWriteBytes = Number(src.values.directWriteBytes ?? DEFAULTS.directWriteBytes)
   if (!Number.isSafeInteger(directWriteBytes) || directWriteBytes < 0)
     problems.push('directWriteBytes must be a whole number of bytes (0: no direct writes)')
+  const driveStallMs = Number(src.values.driveStallMs ?? DEFAULTS.driveStallMs)
+  if (!Number.isInteger(driveStallMs) || driveStallMs < 1000)
+    problems.push('driveStallMs must be an integer of at least 1000 (milliseconds)')
   if (problems.length > 0) throw new ConfigError(init.file ?? 'environment', problems)
   return {
     nodeId: nodeId!,
@@ -203,5 +215,6 @@ export async function loadConfig(init: {
     lifecycleClockOffsetMs,
     ...heal,
     directWriteBytes,
+    driveStallMs,
   }
 }

@@ -37,6 +37,7 @@ import {
   type UploadRecord,
 } from '@tessera/protocol'
 import { type AlignedSlabs, type DirectSupport, probeDirectIo } from './direct-io.ts'
+import { DriveHealth } from './drive-health.ts'
 import { FULL_HEAL_PENDING_KEY } from './heal/scanner.ts'
 import { MetaStore } from './meta-store.ts'
 
@@ -61,6 +62,8 @@ export interface DriveInit {
   ref: DriveRef
   /** The node's aligned buffers for direct shard writes; without them shards are written buffered. */
   slabs?: AlignedSlabs
+  /** How long an operation may wait on the drive while it does nothing (DRIVE_STALL_MS). */
+  stallMs?: number
 }
 
 const NAME = /^[a-z0-9][a-z0-9.-]{1,62}$/
@@ -144,6 +147,8 @@ export class Drive {
    * at open and has refused no write since (see direct-io.ts).
    */
   readonly directIo: DirectSupport = { direct: true }
+  /** Whether the drive gets work done (see drive-health.ts). */
+  readonly health: DriveHealth
   #trashTimer: NodeJS.Timeout | undefined
 
   private constructor(
@@ -153,7 +158,9 @@ export class Drive {
     meta: MetaStore,
     formatted: boolean,
     slabs: AlignedSlabs | undefined,
+    stallMs: number | undefined,
   ) {
+    this.health = new DriveHealth(stallMs)
     this.slabs = slabs
     this.path = path
     this.ref = ref
@@ -239,7 +246,7 @@ export class Drive {
       ? await probeDirectIo(join(path, '.tessera', 'tmp'), init.slabs)
       : false
     const meta = await MetaStore.open({ path: join(path, '.tessera', 'meta') })
-    const drive = new Drive(path, ref, format.driveId, meta, formatted, init.slabs)
+    const drive = new Drive(path, ref, format.driveId, meta, formatted, init.slabs, init.stallMs)
     drive.directIo.direct = direct
     return drive
   }

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc --heap-growing-percent=300
+#!/usr/bin/env -S UV_THREADPOOL_SIZE=64 node --single-threaded-gc --heap-growing-percent=300
 import {
   generateIdentity,
   loadClusterMap,
@@ -71,6 +71,7 @@ program
           concurrency: config.healConcurrency,
         },
         directWriteBytes: config.directWriteBytes,
+        driveStallMs: config.driveStallMs,
       },
       { logger, ...(metrics ? { metrics } : {}) },
     )

@@ -16,6 +16,7 @@ import {
   CommitVersion,
   CompleteUpload,
   computeLayout,
+  DAEMON_ENV,
   DeleteBucket,
   DeleteSystem,
   DeleteUpload,
@@ -54,6 +55,7 @@ import {
 } from '@tessera/protocol'
 import { AlignedSlabs, DEFAULT_DIRECT_WRITE_BYTES } from './direct-io.ts'
 import { Drive } from './drive.ts'
+import { guardDrives } from './drive-health.ts'
 import { GatewayStatsStore, registerGatewayStatsRpcs } from './gateway-stats.ts'
 import { checkData, type HealConfig, Healer, LoadMeter, registerHealRpcs } from './heal/index.ts'
 import { type LifecycleOptions, LifecycleWorker } from './lifecycle/lifecycle-worker.ts'
@@ -88,6 +90,8 @@ export interface StorageNodeInit {
    * Default {@link DEFAULT_DIRECT_WRITE_BYTES}; 0 writes every shard through the page cache.
    */
   directWriteBytes?: number
+  /** How long a drive may do nothing while operations wait on it (default DRIVE_STALL_MS). */
+  driveStallMs?: number
 }
 
 export interface StorageNodeComponents {
@@ -167,6 +171,7 @@ export class StorageNode {
           cluster: init.map.cluster,
           ref: { pool: s.pool, set: s.set, slot: s.slot },
           slabs,
+          ...(init.driveStallMs !== undefined ? { stallMs: init.driveStallMs } : {}),
         }),
       ),
     )
@@ -221,6 +226,20 @@ export class StorageNode {
     // Client load (gateway RPCs per second) slows the scanners down; also wraps rpc.handle.
     const meter = new LoadMeter(init.map.gateways)
     meter.instrument(rpc)
+    // A drive whose operations hang is refused, not waited on (drive-health.ts); also wraps
+    // rpc.handle.
+    guardDrives(
+      rpc,
+      (ref) => drives.get(key(ref)),
+      (d, stalledMs) => {
+        if (stalledMs === undefined) log.info({ drive: d.path }, 'the drive answers again')
+        else
+          log.warn(
+            { drive: d.path, stalledMs },
+            'an operation has waited on the drive too long (a hung disk?): refusing calls to it',
+          )
+      },
+    )
     const channels = new Set<{ close(err?: Error): void }>()
     const server = listenSecure({
       identity: init.identity,
@@ -287,6 +306,15 @@ export class StorageNode {
     )
     // Healing: started once the node serves, since its peers' repairs read from it too.
     healer.start()
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+    if (threads < Number(DAEMON_ENV.UV_THREADPOOL_SIZE)) {
+      log.warn(
+        { threads, want: Number(DAEMON_ENV.UV_THREADPOOL_SIZE) },
+        'libuv thread pool smaller than the daemons are started with: one hung drive can take ' +
+          'every thread and stall the node; start it with UV_THREADPOOL_SIZE=64 (the shipped ' +
+          'launchers do)',
+      )
+    }
     log.info({ nodeId: init.nodeId, drives: drives.size, address: node.address }, 'node started')
     return node
   }
@@ -331,6 +359,20 @@ export class StorageNode {
     rpc.handle(GetDriveInfo, async () => {
       const drives: DriveInfo[] = []
       for (const d of this.drives.values()) {
+        const stalled = d.health.stalledFor()
+        if (stalled !== undefined) {
+          drives.push({
+            ...d.ref,
+            path: d.path,
+            driveId: d.driveId,
+            online: false,
+            totalBytes: 0,
+            freeBytes: 0,
+            usedBytes: 0,
+            error: `stalled: an operation has waited on it for ${Math.round(stalled / 1000)} s`,
+          })
+          continue
+        }
         try {
           drives.push({
             ...d.ref,

@@ -34,6 +34,30 @@ export const DAEMON_V8_FLAGS: readonly string[] = [
   '--heap-growing-percent=300',
 ]
 
+/**
+ * The environment every Tessera daemon runs with, beside DAEMON_V8_FLAGS (the launchers set it:
+ * systemd units, `pnpm start`, the bins' shebangs, the local cluster; a value already in the
+ * environment wins).
+ *
+ * `UV_THREADPOOL_SIZE=64`: file system calls and LevelDB's work run on libuv's thread pool, 4
+ * threads by default, shared by all of a node's drives. A drive that hangs (a dying disk, a
+ * stalled controller, a frozen file system) keeps every thread that calls into it until it
+ * answers, so with 4 threads a few writes to it took the pool, and every other drive of the
+ * node, and its drive probe, hung behind them: the whole node went offline for one disk.
+ * With 64 (idle threads cost only address space), the node refuses calls to the hung drive
+ * once one has waited on it too long (drive-health.ts in the node) and its other drives go
+ * on. libuv reads the variable when it starts the pool, before a daemon's own code runs, so
+ * it must be in the environment the process starts with.
+ */
+export const DAEMON_ENV: Readonly<Record<string, string>> = { UV_THREADPOOL_SIZE: '64' }
+
+/** `env` with DAEMON_ENV filled in where `env` does not set the variable itself. */
+export function daemonEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env }
+  for (const [k, v] of Object.entries(DAEMON_ENV)) out[k] ??= v
+  return out
+}
+
 /** Every problem of a daemon's configuration, found at once. */
 export class ConfigError extends Error {
   static override name = 'ConfigError'

@@ -38,7 +38,9 @@ export {
 export {
   ConfigError,
   type ConfigSource,
+  DAEMON_ENV,
   DAEMON_V8_FLAGS,
+  daemonEnv,
   LOG_LEVELS,
   readConfigSource,
   stopOnSignals,

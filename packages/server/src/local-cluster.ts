@@ -28,6 +28,7 @@ import { writeNewMasterKeyFile } from '@tessera/gateway'
 import {
   type ClusterMap,
   DAEMON_V8_FLAGS,
+  daemonEnv,
   generateIdentity,
   type Identity,
   loadClusterMap,
@@ -541,8 +542,8 @@ async function spawnDaemon(init: {
 }): Promise<{ child: ChildProcess; line: string }> {
   const log = createWriteStream(init.logPath, { flags: 'a' })
   // The config decides everything: TESSERA_* variables of this process would override it.
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_')),
+  const env = daemonEnv(
+    Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_'))),
   )
   // A launcher goes in front of node: `ip netns exec h1 node … start --config …`.
   const argv = [

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc --heap-growing-percent=300
+#!/usr/bin/env -S UV_THREADPOOL_SIZE=64 node --single-threaded-gc --heap-growing-percent=300
 // tessera: the operator CLI. `tessera server <dir>` runs the embedded default; `tessera cluster
 // <dir>` a multi-process cluster on loopback; `tessera map` writes and checks cluster maps;
 // `tessera admin` calls a gateway's admin API. The only place that reads process.env and creates

@@ -14,7 +14,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3'
-import { DAEMON_V8_FLAGS } from '@tessera/protocol'
+import { DAEMON_ENV, DAEMON_V8_FLAGS } from '@tessera/protocol'
 import t from 'tap'
 import { startLocalCluster } from '../src/local-cluster.ts'
 
@@ -66,6 +66,12 @@ t.test('startLocalCluster: 4 nodes, RS(2,2), one gateway, signed PUT and GET', a
     const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
     for (const flag of DAEMON_V8_FLAGS) {
       t.ok(argv.includes(flag), `process ${pid} has ${flag}: ${argv.slice(0, 4).join(' ')}`)
+    }
+    // And the daemon environment (DAEMON_ENV), unless this process's own sets the variable.
+    const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0')
+    for (const [k, v] of Object.entries(DAEMON_ENV)) {
+      const want = `${k}=${process.env[k] ?? v}`
+      t.ok(environ.includes(want), `process ${pid} runs with ${want}`)
     }
   }
   t.same(Object.keys(cluster.pids()).sort(), ['g1', 'n1', 'n2', 'n3', 'n4'])

@@ -1,0 +1,151 @@
+// A drive that hangs without failing: its file system is frozen (fsfreeze), so every write to
+// it blocks, as on a dying disk retrying a sector or a stalled controller, while its node stays
+// up and answers pings. Once an operation has waited on it for the stall window (10 s), the
+// node refuses calls to it at once (DRIVE_OFFLINE) and reports it offline, so requests go on
+// through the other drives instead of each waiting out a call deadline; its node's other
+// drive keeps serving. Thawed, the drive serves again and gets what it missed.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3'
+import { type DriveSlot, GetDriveInfo, ReadVersions } from '@tessera/protocol'
+import t from 'tap'
+import { startCluster, type TestCluster } from './harness/cluster.ts'
+import { place } from './harness/object-io.ts'
+import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
+import { freezableFolder } from './harness/tmpfs.ts'
+
+const skip = process.getuid?.() !== 0 ? 'mounting and freezing a file system needs root' : false
+
+/** Calls to node `nodeId` the gateway counts as failed with `code`. */
+async function failedCalls(endpoint: string, nodeId: string, code: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/_tessera/metrics`)).text()
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(`tessera_rpc_errors_total{node="${nodeId}",code="${code}"}`))
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  ms = 60_000,
+): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await check().catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
+
+async function versionsOn(c: TestCluster, d: DriveSlot, bucket: string, key: string) {
+  const ref = { pool: d.pool, set: d.set, slot: d.slot }
+  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
+}
+
+t.test(
+  'a hung drive is refused, not waited on, and serves again once it answers',
+  { skip },
+  async (t) => {
+    const hung = await freezableFolder(t, 64)
+    const c = await startCluster(t, {
+      nodes: 4,
+      drivesPerNode: 2,
+      k: 2,
+      m: 2,
+      blockSize: 64 * 1024,
+      inlineBelow: 4096,
+      gateways: 1,
+      // n4's second drive is the one that hangs.
+      drivePath: (dir, node, drive) =>
+        node === 3 && drive === 1
+          ? join(hung.path, 'd')
+          : join(dir, `n${node + 1}`, `d${drive + 1}`),
+    })
+    const endpoint = c.gateways[0]!.endpoint
+    const s3 = s3Client(endpoint, { requestHandler: { requestTimeout: 60_000 } })
+    t.teardown(() => s3.destroy())
+    const bucket = uniqueBucket()
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+    const data = (i: number) => bytes(200_000, i)
+    const before = Array.from({ length: 6 }, (_, i) => `before/${i}`)
+    for (const [i, key] of before.entries())
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: data(i) }))
+
+    const slots = c.layout.pools[0]!.sets.flatMap((s) => s.drives)
+    const hungSlot = slots.find((d) => d.path === join(hung.path, 'd'))!
+    const otherSlot = slots.find((d) => d.nodeId === 'n4' && d !== hungSlot)!
+    const driveInfo = async (d: DriveSlot) =>
+      (await c.pool.call(c.peer('n4'), GetDriveInfo, {})).drives.find((x) => x.path === d.path)!
+
+    await hung.freeze()
+    // Writes go on; those that reach the hung drive first wait on it, until the node has seen an
+    // operation wait there for its stall window.
+    const during: string[] = []
+    const stalled = await eventually('the hung drive is reported offline', async () => {
+      const key = `during/${during.length}`
+      await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: data(100 + during.length) }),
+      )
+      during.push(key)
+      const info = await driveInfo(hungSlot)
+      return info.online ? undefined : info
+    })
+    t.match(
+      stalled.error,
+      /stalled: an operation has waited on it for \d+ s/,
+      'the node reports it stalled',
+    )
+    t.ok((await driveInfo(otherSlot)).online, "the node's other drive stays online")
+
+    // Now calls to it are refused at once, and everything goes on through the other drives.
+    const refusedBefore = await failedCalls(endpoint, 'n4', 'DRIVE_OFFLINE')
+    for (let i = 0; i < 4; i++) {
+      const key = `during/${during.length}`
+      await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: data(100 + during.length) }),
+      )
+      during.push(key)
+    }
+    t.pass('PUTs succeed')
+    for (const [i, key] of before.entries()) {
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+      t.equal(sha256(await bodyBytes(got.Body)), sha256(data(i)), `GET ${key}`)
+      await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    }
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket }))
+    t.equal(listed.KeyCount, before.length + during.length, 'the listing has every object')
+    t.ok(
+      (await failedCalls(endpoint, 'n4', 'DRIVE_OFFLINE')) > refusedBefore,
+      'calls to the hung drive were refused (DRIVE_OFFLINE), not left to wait',
+    )
+    const log = await readFile(c.node('n4').logPath, 'utf8')
+    t.match(log, /an operation has waited on the drive too long \(a hung disk\?\)/, 'n4 says why')
+
+    await hung.thaw()
+    await eventually('the drive is online again', async () =>
+      (await driveInfo(hungSlot)).online ? true : undefined,
+    )
+    t.pass('thawed, the drive is online again')
+    // It serves again, and gets the writes it missed (those whose set it is in).
+    const after = 'after/0'
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: after, Body: data(999) }))
+    const inSet = [...during, after].filter((key) =>
+      place(c, bucket, key).set.drives.some((d) => d.path === hungSlot.path),
+    )
+    t.ok(inSet.length > 0, 'some objects were written to its set')
+    for (const key of inSet) {
+      await eventually(`${key} reaches the drive`, async () =>
+        (await versionsOn(c, hungSlot, bucket, key)).length > 0 ? true : undefined,
+      )
+    }
+    t.pass(`the ${inSet.length} objects of its set written while it hung, and after, are on it`)
+  },
+)
