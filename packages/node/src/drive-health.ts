@@ -34,9 +34,8 @@ export const DRIVE_STALL_MS = 10_000
 
 export class DriveHealth {
   readonly stallMs: number
-  /** Operations waiting on the drive, by token, with when they started to (oldest first). */
-  readonly #waiting = new Map<number, number>()
-  #next = 0
+  /** Operations waiting on the drive, with when they started to (oldest first). */
+  readonly #waiting = new Map<DriveOperation, number>()
 
   constructor(stallMs = DRIVE_STALL_MS) {
     if (!Number.isInteger(stallMs) || stallMs < 1) {
@@ -45,16 +44,28 @@ export class DriveHealth {
     this.stallMs = stallMs
   }
 
-  /** An operation starts waiting on the drive; its token, for {@link done}. */
-  wait(): number {
-    const token = this.#next++
-    this.#waiting.set(token, Date.now())
-    return token
-  }
-
-  /** The operation of `token` no longer waits on the drive: it ended, or waits on the network. */
-  done(token: number): void {
-    this.#waiting.delete(token)
+  /** An operation starts, waiting on the drive until it pauses or ends. */
+  begin(): DriveOperation {
+    const waiting = this.#waiting
+    let state: 'waiting' | 'paused' | 'ended' = 'waiting'
+    const op: DriveOperation = {
+      pause: () => {
+        if (state !== 'waiting') return
+        state = 'paused'
+        waiting.delete(op)
+      },
+      resume: () => {
+        if (state !== 'paused') return
+        state = 'waiting'
+        waiting.set(op, Date.now())
+      },
+      end: () => {
+        state = 'ended'
+        waiting.delete(op)
+      },
+    }
+    waiting.set(op, Date.now())
+    return op
   }
 
   /**
@@ -62,7 +73,7 @@ export class DriveHealth {
    * the oldest one has.
    */
   stalledFor(now = Date.now()): number | undefined {
-    // Tokens are inserted as operations start waiting: the first is the oldest.
+    // Operations are inserted as they start waiting: the first is the oldest.
     const oldest = this.#waiting.values().next()
     if (oldest.done || now - oldest.value < this.stallMs) return undefined
     return now - oldest.value
@@ -72,6 +83,17 @@ export class DriveHealth {
   get waiting(): number {
     return this.#waiting.size
   }
+}
+
+/**
+ * One operation on a drive. `pause` while it waits on something else (the network), `resume`
+ * when it waits on the drive again, `end` once done: after that the others do nothing, so a
+ * late resume (a body read that ends after its handler) cannot leave it waiting for ever.
+ */
+export interface DriveOperation {
+  pause(): void
+  resume(): void
+  end(): void
 }
 
 /** What guardDrives needs of a drive. */
@@ -122,7 +144,7 @@ export function guardDrives(
         )
       }
       if (refusing.delete(h)) onChange(d, undefined)
-      let token = h.wait()
+      const op = h.begin()
       // A request body: while the handler awaits the next piece, it waits on the network.
       const body = def.requestBody
         ? {
@@ -130,11 +152,11 @@ export function guardDrives(
               const it = ctx.body[Symbol.asyncIterator]()
               return {
                 next: async () => {
-                  h.done(token)
+                  op.pause()
                   try {
                     return await it.next()
                   } finally {
-                    token = h.wait()
+                    op.resume()
                   }
                 },
                 return: async () => (await it.return?.()) ?? { value: undefined, done: true },
@@ -149,7 +171,7 @@ export function guardDrives(
         const w = out as WithBody<Res>
         return withBody(w.res, tracked(w.body, h))
       } finally {
-        h.done(token)
+        op.end()
       }
     })
   }
@@ -161,11 +183,11 @@ function tracked(body: AsyncIterable<Uint8Array>, h: DriveHealth): AsyncIterable
       const it = body[Symbol.asyncIterator]()
       return {
         next: async () => {
-          const token = h.wait()
+          const op = h.begin()
           try {
             return await it.next()
           } finally {
-            h.done(token)
+            op.end()
           }
         },
         return: async () => (await it.return?.()) ?? { value: undefined, done: true },
