@@ -13,9 +13,9 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3'
-import { type DriveSlot, GetDriveInfo, ReadVersions } from '@tessera/protocol'
+import { type DriveSlot, GetDriveInfo } from '@tessera/protocol'
 import t from 'tap'
-import { startCluster, type TestCluster } from './harness/cluster.ts'
+import { eventually, startCluster, versionsOn } from './harness/cluster.ts'
 import { place } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
 import { freezableFolder } from './harness/tmpfs.ts'
@@ -29,25 +29,6 @@ async function failedCalls(endpoint: string, nodeId: string, code: string): Prom
     .split('\n')
     .find((l) => l.startsWith(`tessera_rpc_errors_total{node="${nodeId}",code="${code}"}`))
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1))
-}
-
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  ms = 60_000,
-): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await check().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`)
-    await new Promise((r) => setTimeout(r, 250))
-  }
-}
-
-async function versionsOn(c: TestCluster, d: DriveSlot, bucket: string, key: string) {
-  const ref = { pool: d.pool, set: d.set, slot: d.slot }
-  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
 }
 
 t.test(
@@ -89,15 +70,19 @@ t.test(
     // Writes go on; those that reach the hung drive first wait on it, until the node has seen an
     // operation wait there for its stall window.
     const during: string[] = []
-    const stalled = await eventually('the hung drive is reported offline', async () => {
-      const key = `during/${during.length}`
-      await s3.send(
-        new PutObjectCommand({ Bucket: bucket, Key: key, Body: data(100 + during.length) }),
-      )
-      during.push(key)
-      const info = await driveInfo(hungSlot)
-      return info.online ? undefined : info
-    })
+    const stalled = await eventually(
+      'the hung drive is reported offline',
+      async () => {
+        const key = `during/${during.length}`
+        await s3.send(
+          new PutObjectCommand({ Bucket: bucket, Key: key, Body: data(100 + during.length) }),
+        )
+        during.push(key)
+        const info = await driveInfo(hungSlot)
+        return info.online ? undefined : info
+      },
+      60_000,
+    )
     t.match(
       stalled.error,
       /stalled: an operation has waited on it for \d+ s/,
@@ -130,8 +115,10 @@ t.test(
     t.match(log, /an operation has waited on the drive too long \(a hung disk\?\)/, 'n4 says why')
 
     await hung.thaw()
-    await eventually('the drive is online again', async () =>
-      (await driveInfo(hungSlot)).online ? true : undefined,
+    await eventually(
+      'the drive is online again',
+      async () => ((await driveInfo(hungSlot)).online ? true : undefined),
+      60_000,
     )
     t.pass('thawed, the drive is online again')
     // It serves again, and gets the writes it missed (those whose set it is in).
@@ -142,8 +129,10 @@ t.test(
     )
     t.ok(inSet.length > 0, 'some objects were written to its set')
     for (const key of inSet) {
-      await eventually(`${key} reaches the drive`, async () =>
-        (await versionsOn(c, hungSlot, bucket, key)).length > 0 ? true : undefined,
+      await eventually(
+        `${key} reaches the drive`,
+        async () => ((await versionsOn(c, hungSlot, bucket, key)).length > 0 ? true : undefined),
+        60_000,
       )
     }
     t.pass(`the ${inSet.length} objects of its set written while it hung, and after, are on it`)

@@ -40,7 +40,7 @@ import {
 } from '@tessera/protocol'
 import { freePort, type LocalClusterOptions, startLocalCluster } from '@tessera/server'
 import t from 'tap'
-import { ROOT, TestCluster } from './harness/cluster.ts'
+import { ROOT, TestCluster, versionsOn } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256 } from './harness/s3.ts'
 import { mountTmpfs, unmountTmpfs } from './harness/tmpfs.ts'
 
@@ -71,11 +71,6 @@ async function freeByPool(c: TestCluster): Promise<number[]> {
     for (const d of r.drives) if (d.online) free[d.pool] = free[d.pool]! + d.freeBytes
   }
   return free
-}
-
-async function versionsOn(c: TestCluster, d: DriveSlot, bucket: string, key: string) {
-  const ref = { pool: d.pool, set: d.set, slot: d.slot }
-  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
 }
 
 /** For each pool: how many drives of the key's set there hold a version of it. */

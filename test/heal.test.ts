@@ -38,7 +38,7 @@ import {
 } from '@tessera/protocol'
 import { startLocalCluster } from '@tessera/server'
 import t from 'tap'
-import { ROOT, TestCluster, type TestLike } from './harness/cluster.ts'
+import { eventually, ROOT, TestCluster, type TestLike, versionsOn } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client, sha256 } from './harness/s3.ts'
 
 const BLOCK = 64 * 1024
@@ -90,27 +90,6 @@ async function restart(c: TestCluster, ids: string[]): Promise<void> {
   await sleep(1200)
 }
 
-/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await check()
-      if (v !== undefined) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > end)
-      throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`)
-    await sleep(100)
-  }
-}
-
 interface Obj {
   bucket: string
   key: string
@@ -130,16 +109,6 @@ function driveOfNode(c: TestCluster, nodeId: string): DriveSlot {
 function shardDrive(c: TestCluster, bucket: string, key: string, i: number): DriveSlot {
   const { set, distribution } = placeObject(c.layout, 0, bucket, key)
   return set.drives[distribution[i]!]!
-}
-
-async function versionsOn(
-  c: TestCluster,
-  d: DriveSlot,
-  bucket: string,
-  key: string,
-): Promise<VersionRecord[]> {
-  const ref = { pool: d.pool, set: d.set, slot: d.slot }
-  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
 }
 
 function shardPath(d: DriveSlot, rec: VersionRecord, part: number): string {

@@ -10,9 +10,8 @@ import {
   PutBucketVersioningCommand,
   PutObjectCommand,
 } from '@aws-sdk/client-s3'
-import { type DriveSlot, ReadVersions, type VersionRecord } from '@tessera/protocol'
 import t from 'tap'
-import { startCluster, type TestCluster } from './harness/cluster.ts'
+import { eventually, startCluster, versionsOn } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
 
@@ -25,26 +24,6 @@ async function failedCalls(endpoint: string, nodeId: string): Promise<number> {
       n += Number(line.slice(line.lastIndexOf(' ') + 1))
   }
   return n
-}
-
-async function versionsOn(
-  c: TestCluster,
-  d: DriveSlot,
-  bucket: string,
-  key: string,
-): Promise<VersionRecord[]> {
-  const ref = { pool: d.pool, set: d.set, slot: d.slot }
-  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
-}
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + 30_000
-  for (;;) {
-    const v = await check().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`${what}: not within 30 s`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
 }
 
 t.test('a write does not wait for a silent node beyond its write quorum', async (t) => {
@@ -98,17 +77,23 @@ t.test('a write does not wait for a silent node beyond its write quorum', async 
     )
     const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
     t.equal(sha256(await bodyBytes(got.Body)), sha256(data), 'the object reads back')
-    await eventually('the call to the silent node fails', async () =>
-      (await failedCalls(endpoint, silent.nodeId)) > before ? true : undefined,
+    await eventually(
+      'the call to the silent node fails',
+      async () => ((await failedCalls(endpoint, silent.nodeId)) > before ? true : undefined),
+      30_000,
     )
     t.pass('the call to the silent node failed later, and was counted')
     thaw()
-    const v = await eventually('the write reaches the node', async () => {
-      const found = (await versionsOn(c, silent, bucket, key)).find(
-        (x) => x.versionId === put.VersionId,
-      )
-      return found?.inline !== undefined ? found : undefined
-    })
+    const v = await eventually(
+      'the write reaches the node',
+      async () => {
+        const found = (await versionsOn(c, silent, bucket, key)).find(
+          (x) => x.versionId === put.VersionId,
+        )
+        return found?.inline !== undefined ? found : undefined
+      },
+      30_000,
+    )
     t.equal(v.versionId, put.VersionId, 'the node holds the write once it runs again')
   })
 
@@ -126,12 +111,15 @@ t.test('a write does not wait for a silent node beyond its write quorum', async 
       'answered while the call to the silent node was still open',
     )
     thaw()
-    await eventually('the marker reaches the node', async () =>
-      (await versionsOn(c, silent, bucket, key)).some(
-        (x) => x.versionId === del.VersionId && x.deleteMarker,
-      )
-        ? true
-        : undefined,
+    await eventually(
+      'the marker reaches the node',
+      async () =>
+        (await versionsOn(c, silent, bucket, key)).some(
+          (x) => x.versionId === del.VersionId && x.deleteMarker,
+        )
+          ? true
+          : undefined,
+      30_000,
     )
     t.pass('the node holds the delete marker once it runs again')
   })

@@ -8,11 +8,14 @@ import {
   type ClusterLayout,
   type ClusterMap,
   computeLayout,
+  type DriveSlot,
   generateIdentity,
   type Identity,
   mapHash,
   PeerPool,
   PROTOCOL_VERSION,
+  ReadVersions,
+  type VersionRecord,
 } from '@tessera/protocol'
 import {
   freePort,
@@ -156,4 +159,39 @@ export async function startCluster(t: TestLike, opts: ClusterOptions): Promise<T
   })
   cluster = new TestCluster({ local, gateway })
   return cluster
+}
+
+/** The version records drive `d` holds of `bucket/key`, newest first (ReadVersions). */
+export async function versionsOn(
+  c: TestCluster,
+  d: DriveSlot,
+  bucket: string,
+  key: string,
+): Promise<VersionRecord[]> {
+  const ref = { pool: d.pool, set: d.set, slot: d.slot }
+  return (await c.pool.call(c.peer(d.nodeId), ReadVersions, { ...ref, bucket, key })).versions
+}
+
+/**
+ * Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; then throws,
+ * naming `what` and the last error `check` threw.
+ */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await check()
+      if (v !== undefined) return v
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > end)
+      throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }

@@ -357,20 +357,27 @@ export class StorageNode {
     }))
 
     rpc.handle(GetDriveInfo, async () => {
+      const offline = (
+        d: { ref: DriveRef; path: string },
+        driveId: string,
+        error: string,
+      ): DriveInfo => ({
+        ...d.ref,
+        path: d.path,
+        driveId,
+        online: false,
+        totalBytes: 0,
+        freeBytes: 0,
+        usedBytes: 0,
+        error,
+      })
       const drives: DriveInfo[] = []
       for (const d of this.drives.values()) {
+        // A hung drive is not asked for its usage: the call would hang too.
         const stalled = d.health.stalledFor()
         if (stalled !== undefined) {
-          drives.push({
-            ...d.ref,
-            path: d.path,
-            driveId: d.driveId,
-            online: false,
-            totalBytes: 0,
-            freeBytes: 0,
-            usedBytes: 0,
-            error: `stalled: an operation has waited on it for ${Math.round(stalled / 1000)} s`,
-          })
+          const s = Math.round(stalled / 1000)
+          drives.push(offline(d, d.driveId, `stalled: an operation has waited on it for ${s} s`))
           continue
         }
         try {
@@ -384,30 +391,11 @@ export class StorageNode {
             ...(await d.usage()),
           })
         } catch (err) {
-          drives.push({
-            ...d.ref,
-            path: d.path,
-            driveId: d.driveId,
-            online: false,
-            totalBytes: 0,
-            freeBytes: 0,
-            usedBytes: 0,
-            error: (err as Error).message,
-          })
+          drives.push(offline(d, d.driveId, (err as Error).message))
         }
       }
-      for (const o of this.offline.values()) {
-        drives.push({
-          ...o.ref,
-          path: o.path,
-          driveId: '',
-          online: false,
-          totalBytes: 0,
-          freeBytes: 0,
-          usedBytes: 0,
-          error: o.error,
-        })
-      }
+      // Drives that failed to open: their id is unknown.
+      for (const o of this.offline.values()) drives.push(offline(o, '', o.error))
       return { drives }
     })
 
