@@ -8,6 +8,7 @@ export const CODEC_ERROR_CODES = [
   'TOO_FEW_SHARDS',
   'CHECKSUM_MISMATCH',
   'TRUNCATED_SHARD',
+  'SHARD_STALLED',
   'INVALID_RANGE',
   'POOL_CLOSED',
 ] as const
@@ -70,6 +71,14 @@ export class CodecError extends Error {
       shard,
       block,
     })
+  }
+
+  static SHARD_STALLED(shard: number, block: number, ms: number): CodecError {
+    return new CodecError(
+      'SHARD_STALLED',
+      `shard ${shard} block ${block}: its source sent nothing for ${ms} ms`,
+      { shard, block },
+    )
   }
 
   static INVALID_RANGE(message: string): CodecError {

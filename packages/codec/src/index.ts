@@ -50,5 +50,6 @@ export {
   type EncodedBlock,
   type EncodeStreamInit,
   encodeStream,
+  SHARD_STALL_MS,
   type ShardStream,
 } from './stream.ts'

@@ -17,9 +17,10 @@
  * are there, so a healthy read costs no worker task at all. A donated chunk (donateChunk)
  * that is exactly one framed chunk goes to the codec uncopied; others are copied into a
  * buffer of their own. One block is read ahead while the consumer takes the current one. A
- * source that fails (stream error, short read, checksum mismatch) is reported through
- * onShardError and replaced by a spare source when one was given; a spare is opened lazily
- * and skips the blocks already done. Only the blocks covering the range are read: callers
+ * source that fails (stream error, short read, checksum mismatch, or with `stallMs` nothing
+ * for that long while its chunk is awaited: a hung disk behind a live node) is reported
+ * through onShardError, its `open` signal is aborted, and it is replaced by a spare source
+ * when one was given; a spare is opened lazily and skips the blocks already done. Only the blocks covering the range are read: callers
  * open each shard at layout.shardSpan(size, first, last).
  *
  * Lent chunks (init.recycle): the sources' chunks belong to a buffer pool and must be given
@@ -36,6 +37,14 @@ import { CodecError, isCodecError } from './errors.ts'
 import { type ByteSpan, CHUNK_HASH_BYTES, type ErasureLayout } from './layout.ts'
 
 const donated = new WeakSet<ArrayBuffer>()
+
+/**
+ * What readers of shards over the network give decodeStream as `stallMs`: far beyond the time
+ * a healthy drive takes to read a chunk, and beyond the 5 s after which a silent peer's channel
+ * is declared dead (that failure comes first); a drive that hangs behind a live node does not
+ * end its stream at all.
+ */
+export const SHARD_STALL_MS = 10_000
 
 /**
  * Gives a buffer to encodeStream: a source chunk that is a view from offset 0 of a donated
@@ -189,11 +198,17 @@ export interface DecodeStreamInit {
   /**
    * Shard sources by index. Called once per shard actually read, with the span of its file to
    * open; data shards are opened first, parity only to replace a missing or failed one.
-   * Return undefined for a shard that is not available.
+   * Return undefined for a shard that is not available. `signal` is aborted when the shard
+   * fails (or stalls): the source should stop then (cancel its call).
    */
-  open(shard: number, span: ByteSpan): ShardStream | undefined
+  open(shard: number, span: ByteSpan, signal: AbortSignal): ShardStream | undefined
   /** Told of every shard that failed, and why (for healing). The read continues if it can. */
   onShardError?: (shard: number, err: Error) => void
+  /**
+   * A shard whose source yields nothing for this long while its next chunk is awaited fails
+   * (SHARD_STALLED) and is replaced, as for any failure. Default: no limit.
+   */
+  stallMs?: number
   /**
    * The sources check every chunk's xxh64 before they yield it, and deliver it authenticated
    * (a storage node's ReadShard over the secure channel). Then a block whose k data chunks
@@ -290,7 +305,7 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   if (range.start === range.end && range.start <= size && range.start >= 0) return
   const { first, last } = layout.blocksFor(size, range.start, range.end)
   const span = layout.shardSpan(size, first, last)
-  const readers = new Map<number, { reader: FrameReader; at: number }>()
+  const readers = new Map<number, { reader: FrameReader; at: number; abort: AbortController }>()
   const failed = new Set<number>()
   // Thrown when too few shards are left: the failure that left us short says more than a count.
   let lastFailure: Error | undefined
@@ -300,6 +315,8 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     lastFailure = err
     const r = readers.get(shard)
     readers.delete(shard)
+    // A stalled source's pending read ends only when its call is cancelled.
+    r?.abort.abort(err)
     void r?.reader.close().catch(() => {})
     init.onShardError?.(shard, err)
   }
@@ -308,12 +325,13 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   const openSpare = (): boolean => {
     for (let s = 0; s < layout.n; s++) {
       if (readers.has(s) || failed.has(s)) continue
-      const stream = init.open(s, span)
+      const abort = new AbortController()
+      const stream = init.open(s, span, abort.signal)
       if (stream === undefined) {
         failed.add(s)
         continue
       }
-      readers.set(s, { reader: new FrameReader(stream, recycle), at: first })
+      readers.set(s, { reader: new FrameReader(stream, recycle), at: first, abort })
       return true
     }
     return false
@@ -339,6 +357,32 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     }
   }
 
+  /** chunkOf, failing with SHARD_STALLED when the source sends nothing for stallMs. */
+  const watched = (shard: number, block: number): Promise<ArrayBuffer | Uint8Array> => {
+    const chunk = chunkOf(shard, block)
+    const ms = init.stallMs
+    if (ms === undefined) return chunk
+    return new Promise((resolve, reject) => {
+      let late = false
+      const timer = setTimeout(() => {
+        late = true
+        reject(CodecError.SHARD_STALLED(shard, block, ms))
+      }, ms)
+      chunk.then(
+        (c) => {
+          clearTimeout(timer)
+          // Arrived after all, once given up on: a lent chunk still goes back.
+          if (!late) resolve(c)
+          else if (recycle && c instanceof Uint8Array) recycle(c)
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
+  }
+
   /** The lent chunks among a block's (none unless recycling): ArrayBuffers are our copies. */
   const lentOf = (chunks: readonly (ArrayBuffer | Uint8Array | null)[]): Uint8Array[] =>
     recycle ? chunks.filter((c): c is Uint8Array => c instanceof Uint8Array) : []
@@ -354,7 +398,7 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
     for (;;) {
       while (readers.size < layout.k && openSpare()) {}
       const todo = [...readers.keys()].filter((s) => chunks[s] === null)
-      const settled = await Promise.allSettled(todo.map((s) => chunkOf(s, block)))
+      const settled = await Promise.allSettled(todo.map((s) => watched(s, block)))
       settled.forEach((r, i) => {
         const s = todo[i]!
         if (r.status === 'fulfilled') chunks[s] = r.value

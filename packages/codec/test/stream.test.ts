@@ -217,6 +217,66 @@ t.test('a truncated shard is replaced, and reported with its code', async (t) =>
   )
 })
 
+t.test(
+  'a shard that stops sending is given up on after stallMs, and parity takes over',
+  async (t) => {
+    const codec = await InlineCodec.create()
+    const layout = new ErasureLayout({ k: 2, m: 2, blockSize: 1000 })
+    const data = rng.bytes(4500)
+    const { files } = await shardFiles(layout, codec, data)
+    const stride = CHUNK_HASH_BYTES + layout.fullChunkBytes
+    let aborted: unknown
+    const read = (stallMs?: number) => {
+      const errors: { shard: number; code: string | undefined }[] = []
+      const out: Uint8Array[] = []
+      const done = (async () => {
+        for await (const piece of decodeStream({
+          layout,
+          codec,
+          size: 4500,
+          ...(stallMs !== undefined ? { stallMs } : {}),
+          open(shard, span, signal) {
+            const f = files[shard]!.subarray(span.offset, span.offset + span.length)
+            if (shard !== 0) return pieces(f, 50_000)
+            // A drive that hangs after its first block: nothing more, ever, until cancelled.
+            return (async function* () {
+              yield f.subarray(0, stride)
+              await new Promise((_, reject) => {
+                signal.addEventListener('abort', () => {
+                  aborted = signal.reason
+                  reject(new Error('cancelled'))
+                })
+              })
+            })()
+          },
+          onShardError(shard, err) {
+            errors.push({ shard, code: (err as { code?: string }).code })
+          },
+        })) {
+          out.push(Buffer.from(piece))
+        }
+        return { bytes: Buffer.concat(out), errors }
+      })()
+      return done
+    }
+    const { bytes, errors } = await read(200)
+    t.ok(equalBytes(bytes, data), 'read back exactly, from parity past the first block')
+    t.same(errors, [{ shard: 0, code: 'SHARD_STALLED' }], 'the stalled shard is reported')
+    t.match(
+      aborted,
+      { code: 'SHARD_STALLED', shard: 0, block: 1 },
+      "and its source's signal aborted",
+    )
+    // Without stallMs the read waits on the source: still waiting well past that.
+    const waiting = read()
+    const first = await Promise.race([
+      waiting.then(() => 'ended'),
+      new Promise((r) => setTimeout(() => r('waiting'), 600)),
+    ])
+    t.equal(first, 'waiting', 'with no stallMs a silent source is waited on')
+  },
+)
+
 t.test('encoding keeps at most inFlight blocks out and reuses released stripes', async (t) => {
   const codec = await InlineCodec.create()
   const layout = new ErasureLayout({ k: 2, m: 1, blockSize: 1000 })

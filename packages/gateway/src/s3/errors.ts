@@ -311,7 +311,8 @@ export function toS3Error(err: unknown): S3Error {
     if (
       err.code === 'TOO_FEW_SHARDS' ||
       err.code === 'CHECKSUM_MISMATCH' ||
-      err.code === 'TRUNCATED_SHARD'
+      err.code === 'TRUNCATED_SHARD' ||
+      err.code === 'SHARD_STALLED'
     )
       return new S3Error(
         'ServiceUnavailable',

@@ -22,6 +22,7 @@ import {
   donateChunk,
   ErasureLayout,
   encodeStream,
+  SHARD_STALL_MS,
   type ShardStream,
 } from '@tessera/codec'
 import {
@@ -699,11 +700,14 @@ export class ObjectStore {
       // A node checks every chunk it sends (readShardBlocks) and the channel authenticates it.
       sourcesVerify: !inline,
       ...(buffers ? { recycle: (chunk: Uint8Array) => buffers.release(chunk) } : {}),
+      // A shard whose drive hangs behind a live node would hold the GET until the stream's
+      // one-hour deadline: given up on, the read goes on from parity.
+      stallMs: SHARD_STALL_MS,
       onShardError: (shard, err) => {
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
         if (drive) this.#miss(rec, drive, err.message, 'read')
       },
-      open: (shard, span): ShardStream | undefined => {
+      open: (shard, span, stalled): ShardStream | undefined => {
         const own = r.byShard.get(shard)
         if (own === undefined && !r.partial) return undefined
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]!
@@ -745,7 +749,10 @@ export class ObjectStore {
               firstBlock: Math.floor(span.offset / stride),
               lastBlock: Math.floor((span.offset + span.length - 1) / stride),
             },
-            { ...(signal ? { signal } : {}), ...(buffers ? { buffers } : {}) },
+            {
+              signal: signal ? AbortSignal.any([signal, stalled]) : stalled,
+              ...(buffers ? { buffers } : {}),
+            },
           )
           if (buffers) {
             yield* body

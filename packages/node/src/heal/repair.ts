@@ -46,6 +46,7 @@ import {
   decodeStream,
   ErasureLayout,
   encodeStream,
+  SHARD_STALL_MS,
 } from '@tessera/codec'
 import {
   type DriveSlot,
@@ -497,7 +498,9 @@ export class Repairer {
         layout,
         codec,
         size,
-        open: (shard) => {
+        // A source whose drive hangs behind a live node would hold the repair for ever.
+        stallMs: SHARD_STALL_MS,
+        open: (shard, _span, stalled) => {
           const h = byShard.get(shard)
           if (h === undefined) return undefined
           return this.#access.shardStream(
@@ -513,7 +516,7 @@ export class Repairer {
               firstBlock: 0,
               lastBlock: blocks - 1,
             },
-            part$.signal,
+            AbortSignal.any([part$.signal, stalled]),
           )
         },
         onShardError: (shard, err) => {
