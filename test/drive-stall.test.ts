@@ -3,7 +3,10 @@
 // up and answers pings. Once an operation has waited on it for the stall window (10 s), the
 // node refuses calls to it at once (DRIVE_OFFLINE) and reports it offline, so requests go on
 // through the other drives instead of each waiting out a call deadline; its node's other
-// drive keeps serving. Thawed, the drive serves again and gets what it missed.
+// drive keeps serving. Thawed, the drive serves again and gets what it missed. And a disk whose
+// reads hang under a GET in progress (a FUSE file system that stops answering them): the GET
+// gives the shard up after 10 s and finishes from parity, instead of waiting out its stream's
+// one-hour deadline.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
@@ -16,7 +19,8 @@ import {
 import { type DriveSlot, GetDriveInfo } from '@tessera/protocol'
 import t from 'tap'
 import { eventually, startCluster, versionsOn } from './harness/cluster.ts'
-import { place } from './harness/object-io.ts'
+import { hangingFolder } from './harness/hangfs.ts'
+import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
 import { freezableFolder } from './harness/tmpfs.ts'
 
@@ -138,3 +142,57 @@ t.test(
     t.pass(`the ${inSet.length} objects of its set written while it hung, and after, are on it`)
   },
 )
+
+t.test('a GET whose data shard stops coming finishes from parity', { skip }, async (t) => {
+  const hung = await hangingFolder(t)
+  const c = await startCluster(t, {
+    nodes: 4,
+    drivesPerNode: 1,
+    k: 2,
+    m: 2,
+    blockSize: 64 * 1024,
+    inlineBelow: 4096,
+    gateways: 1,
+    drivePath: (dir, node, drive) =>
+      node === 0 ? hung.path : join(dir, `n${node + 1}`, `d${drive + 1}`),
+  })
+  // A client that gives up long before the one-hour stream deadline.
+  const s3 = s3Client(c.gateways[0]!.endpoint, { requestHandler: { requestTimeout: 60_000 } })
+  t.teardown(() => s3.destroy())
+  const bucket = uniqueBucket()
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  // A key whose first data shard is on the drive that will hang.
+  let key = ''
+  for (let i = 0; key === ''; i++) {
+    if (shardDrive(place(c, bucket, `k${i}`), 0).path === hung.path) key = `k${i}`
+  }
+  const body = bytes(1_000_000, 7)
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }))
+
+  await hung.hangReads()
+  // Bounded here, so that a GET waiting on the hung shard fails the test in a minute.
+  const within = <T>(p: Promise<T>): Promise<T> =>
+    Promise.race([
+      p,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the GET is still waiting after 60 s')), 60_000).unref(),
+      ),
+    ])
+  const got = await within(
+    s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })).then((r) => bodyBytes(r.Body)),
+  )
+  t.equal(sha256(got), sha256(body), 'the GET finishes, from parity')
+  const info = (await c.pool.call(c.peer('n1'), GetDriveInfo, {})).drives[0]!
+  t.match(info, { online: false, error: /stalled/ }, 'the node reports the drive stalled')
+  const again = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  t.equal(sha256(await bodyBytes(again.Body)), sha256(body), 'and the next GET goes around it')
+
+  await hung.resume()
+  await eventually(
+    'the drive is online again',
+    async () =>
+      (await c.pool.call(c.peer('n1'), GetDriveInfo, {})).drives[0]!.online ? true : undefined,
+    60_000,
+  )
+  t.pass('its reads answered again, the drive is online again')
+})

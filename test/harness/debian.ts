@@ -8,14 +8,17 @@ import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 
-/** Installs each package whose command is not in /usr/bin yet; returns the commands' paths. */
+/**
+ * Installs each package whose command is not in /usr/bin yet (or, for a package without one,
+ * whose file at the absolute path given is missing); returns the commands' paths.
+ */
 export async function ensureDebianPackages(
   wanted: Record<string, string>,
 ): Promise<Record<string, string>> {
   const missing: string[] = []
   const paths: Record<string, string> = {}
   for (const [pkg, cmd] of Object.entries(wanted)) {
-    const path = `/usr/bin/${cmd}`
+    const path = cmd.startsWith('/') ? cmd : `/usr/bin/${cmd}`
     paths[cmd] = path
     const ok = await access(path).then(
       () => true,
