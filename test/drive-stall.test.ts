@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { type DriveSlot, GetDriveInfo } from '@tessera/protocol'
 import t from 'tap'
-import { eventually, startCluster, versionsOn } from './harness/cluster.ts'
+import { eventually, FOUR_NODES_RS22, startCluster, versionsOn } from './harness/cluster.ts'
 import { hangingFolder } from './harness/hangfs.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
@@ -41,13 +41,8 @@ t.test(
   async (t) => {
     const hung = await freezableFolder(t, 64)
     const c = await startCluster(t, {
-      nodes: 4,
+      ...FOUR_NODES_RS22,
       drivesPerNode: 2,
-      k: 2,
-      m: 2,
-      blockSize: 64 * 1024,
-      inlineBelow: 4096,
-      gateways: 1,
       // n4's second drive is the one that hangs.
       drivePath: (dir, node, drive) =>
         node === 3 && drive === 1
@@ -146,13 +141,7 @@ t.test(
 t.test('a GET whose data shard stops coming finishes from parity', { skip }, async (t) => {
   const hung = await hangingFolder(t)
   const c = await startCluster(t, {
-    nodes: 4,
-    drivesPerNode: 1,
-    k: 2,
-    m: 2,
-    blockSize: 64 * 1024,
-    inlineBelow: 4096,
-    gateways: 1,
+    ...FOUR_NODES_RS22,
     drivePath: (dir, node, drive) =>
       node === 0 ? hung.path : join(dir, `n${node + 1}`, `d${drive + 1}`),
   })

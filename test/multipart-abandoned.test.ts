@@ -30,7 +30,7 @@ import {
   type VersionRecord,
 } from '@tessera/protocol'
 import t from 'tap'
-import { startCluster, type TestCluster } from './harness/cluster.ts'
+import { FOUR_NODES_RS22, startCluster, type TestCluster } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 
@@ -131,15 +131,7 @@ function versionOf(
 }
 
 t.test('a Complete its gateway left unsettled is settled or taken back', async (t) => {
-  const c = await startCluster(t, {
-    nodes: 4,
-    drivesPerNode: 1,
-    k: 2,
-    m: 2,
-    blockSize: 64 * 1024,
-    inlineBelow: 4096,
-    gateways: 1,
-  })
+  const c = await startCluster(t, FOUR_NODES_RS22)
   const s3 = s3Client(c.gateways[0]!.endpoint)
   t.teardown(() => s3.destroy())
 

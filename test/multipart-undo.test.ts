@@ -19,7 +19,7 @@ import {
 import { objectHash } from '@tessera/node'
 import { GetUpload } from '@tessera/protocol'
 import t from 'tap'
-import { startCluster } from './harness/cluster.ts'
+import { FOUR_NODES_RS22, startCluster } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 import { tmpfsFolder } from './harness/tmpfs.ts'
@@ -37,13 +37,7 @@ const skip = process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : false
 t.test('a Complete that fails after its checks is taken back whole', { skip }, async (t) => {
   const small = [await tmpfsFolder(t, 24), await tmpfsFolder(t, 24)]
   const c = await startCluster(t, {
-    nodes: 4,
-    drivesPerNode: 1,
-    k: 2,
-    m: 2,
-    blockSize: 64 * 1024,
-    inlineBelow: 4096,
-    gateways: 1,
+    ...FOUR_NODES_RS22,
     drivePath: (dir, node, drive) => small[node] ?? join(dir, `n${node + 1}`, `d${drive + 1}`),
   })
   const s3 = s3Client(c.gateways[0]!.endpoint)

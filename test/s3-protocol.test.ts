@@ -23,7 +23,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { HttpRequest } from '@smithy/protocol-http'
 import { SignatureV4 } from '@smithy/signature-v4'
 import t from 'tap'
-import { ROOT, startCluster } from './harness/cluster.ts'
+import { FOUR_NODES_RS22, ROOT, startCluster } from './harness/cluster.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 
 const signer = new SignatureV4({
@@ -78,15 +78,7 @@ function xmlCode(text: string): string | undefined {
 }
 
 t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
-  const c = await startCluster(t, {
-    nodes: 4,
-    drivesPerNode: 1,
-    k: 2,
-    m: 2,
-    blockSize: 64 * 1024,
-    inlineBelow: 4096,
-    gateways: 1,
-  })
+  const c = await startCluster(t, FOUR_NODES_RS22)
   const endpoint = c.gateways[0]!.endpoint
   const s3 = s3Client(endpoint)
   t.teardown(() => s3.destroy())

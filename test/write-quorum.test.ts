@@ -11,7 +11,7 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3'
 import t from 'tap'
-import { eventually, startCluster, versionsOn } from './harness/cluster.ts'
+import { eventually, FOUR_NODES_RS22, startCluster, versionsOn } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
 
@@ -27,15 +27,7 @@ async function failedCalls(endpoint: string, nodeId: string): Promise<number> {
 }
 
 t.test('a write does not wait for a silent node beyond its write quorum', async (t) => {
-  const c = await startCluster(t, {
-    nodes: 4,
-    drivesPerNode: 1,
-    k: 2,
-    m: 2,
-    blockSize: 64 * 1024,
-    inlineBelow: 4096,
-    gateways: 1,
-  })
+  const c = await startCluster(t, FOUR_NODES_RS22)
   const endpoint = c.gateways[0]!.endpoint
   const s3 = s3Client(endpoint)
   t.teardown(() => s3.destroy())

@@ -54,6 +54,20 @@ export interface ClusterOptions {
   nodeConfig?: Readonly<Record<string, string | number>>
 }
 
+/**
+ * The small cluster most end-to-end tests start: 4 nodes of one drive, RS(2,2) (write quorum
+ * 3), 64 KiB blocks, objects under 4 KiB inline, one gateway.
+ */
+export const FOUR_NODES_RS22 = {
+  nodes: 4,
+  drivesPerNode: 1,
+  k: 2,
+  m: 2,
+  blockSize: 64 * 1024,
+  inlineBelow: 4096,
+  gateways: 1,
+} as const satisfies ClusterOptions
+
 /** A gateway process: `endpoint` is http://127.0.0.1:<port> once started. */
 export type GatewayProcess = LocalGateway
 
