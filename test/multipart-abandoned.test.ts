@@ -30,7 +30,12 @@ import {
   type VersionRecord,
 } from '@tessera/protocol'
 import t from 'tap'
-import { FOUR_NODES_RS22, startCluster, type TestCluster } from './harness/cluster.ts'
+import {
+  FOUR_NODES_RS22,
+  gatewaySeesEveryDrive,
+  startCluster,
+  type TestCluster,
+} from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 
@@ -198,6 +203,8 @@ t.test('a Complete its gateway left unsettled is settled or taken back', async (
       t.equal(sha256(await bodyBytes(got.Body)), sha256(u.data), 'the object is both parts')
     } finally {
       await c.start(away)
+      // The next subtest plays a dead gateway on drives it picks: its upload must be on all.
+      await gatewaySeesEveryDrive(c)
     }
   })
 
@@ -226,6 +233,8 @@ t.test('a Complete its gateway left unsettled is settled or taken back', async (
       )
     } finally {
       await c.start(away)
+      // The next subtest plays a dead gateway on drives it picks: its upload must be on all.
+      await gatewaySeesEveryDrive(c)
     }
   })
 })

@@ -19,7 +19,7 @@ import {
 import { objectHash } from '@tessera/node'
 import { GetUpload } from '@tessera/protocol'
 import t from 'tap'
-import { FOUR_NODES_RS22, startCluster } from './harness/cluster.ts'
+import { FOUR_NODES_RS22, gatewaySeesEveryDrive, startCluster } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 import { tmpfsFolder } from './harness/tmpfs.ts'
@@ -110,18 +110,7 @@ t.test('a Complete that fails after its checks is taken back whole', { skip }, a
     await c.stop(id)
     await c.start(id)
   }
-  // The gateway holds off a node for a moment after losing it: wait until its drive probe
-  // (which /health/ready refreshes) sees every drive online again.
-  const gw = c.gateways[0]!.endpoint
-  for (let i = 0; ; i++) {
-    await fetch(`${gw}/_tessera/health/ready`).then((r) => r.arrayBuffer())
-    const metrics = await (await fetch(`${gw}/_tessera/metrics`)).text()
-    const online = metrics.split('\n').filter((l) => l.startsWith('tessera_drive_online{'))
-    if (online.length === 4 && online.every((l) => l.endsWith(' 1'))) break
-    if (i === 60)
-      throw new Error(`the gateway does not see every drive again:\n${online.join('\n')}`)
-    await new Promise((r) => setTimeout(r, 250))
-  }
+  await gatewaySeesEveryDrive(c)
   const done = await complete()
   t.match(done.ETag, /-2"$/, 'the same Complete now succeeds')
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))

@@ -209,3 +209,22 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 100))
   }
 }
+
+/**
+ * Waits until gateway `g` sees every drive of the map online. A gateway holds off a node for a
+ * moment after losing it, so a test that restarted one waits for this before it relies on
+ * every drive taking its writes; the drive probe, which /health/ready refreshes, says when.
+ */
+export async function gatewaySeesEveryDrive(c: TestCluster, g = 0): Promise<void> {
+  const gw = c.gateways[g]!.endpoint
+  const drives = c.layout.pools.reduce((n, p) => n + p.sets.length * p.sets[0]!.drives.length, 0)
+  for (let i = 0; ; i++) {
+    await fetch(`${gw}/_tessera/health/ready`).then((r) => r.arrayBuffer())
+    const metrics = await (await fetch(`${gw}/_tessera/metrics`)).text()
+    const online = metrics.split('\n').filter((l) => l.startsWith('tessera_drive_online{'))
+    if (online.length === drives && online.every((l) => l.endsWith(' 1'))) return
+    if (i === 60)
+      throw new Error(`the gateway does not see every drive online:\n${online.join('\n')}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
