@@ -11,7 +11,13 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3'
 import t from 'tap'
-import { eventually, FOUR_NODES_RS22, startCluster, versionsOn } from './harness/cluster.ts'
+import {
+  eventually,
+  FOUR_NODES_RS22,
+  gatewaySeesEveryDrive,
+  startCluster,
+  versionsOn,
+} from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
 
@@ -90,6 +96,9 @@ t.test('a write does not wait for a silent node beyond its write quorum', async 
   })
 
   await t.test('a delete marker', async (t) => {
+    // The node frozen above may be this one: the gateway must have it back first, or its call
+    // would fail at once (the pool's backoff) rather than stay open.
+    await gatewaySeesEveryDrive(c)
     const key = 'quorum/deleted'
     const silent = shardDrive(place(c, bucket, key), 0)
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes(300_000, 3) }))
