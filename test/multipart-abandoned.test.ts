@@ -37,7 +37,15 @@ import {
   type TestCluster,
 } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
-import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
+import {
+  bodyBytes,
+  bytes,
+  s3Client,
+  s3Fault,
+  sha256,
+  uniqueBucket,
+  versionedBucket,
+} from './harness/s3.ts'
 
 const MiB = 1024 * 1024
 
@@ -141,14 +149,7 @@ t.test('a Complete its gateway left unsettled is settled or taken back', async (
   t.teardown(() => s3.destroy())
 
   t.test('at its write quorum: settled, and answered as the first answer', async (t) => {
-    const bucket = uniqueBucket()
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }))
-    await s3.send(
-      new PutBucketVersioningCommand({
-        Bucket: bucket,
-        VersioningConfiguration: { Status: 'Enabled' },
-      }),
-    )
+    const bucket = await versionedBucket(s3)
     const u = await twoParts(c, s3, bucket, 'mp/quorum')
     const versionId = randomBytes(24).toString('base64url')
     const record = await u.abandon([0, 1, 2], 0, versionId)

@@ -34,7 +34,7 @@ import {
   type VersionRecord,
 } from '@tessera/protocol'
 import t from 'tap'
-import type { TestCluster } from './harness/cluster.ts'
+import { eventually, type TestCluster } from './harness/cluster.ts'
 import { makeHosts, NETNS_NODE_PORT, netnsUnavailable, startNetnsCluster } from './harness/netns.ts'
 import { bodyBytes, bytes, s3Client, sha256 } from './harness/s3.ts'
 
@@ -65,27 +65,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 interface Obj {
   key: string
   data: Buffer
-}
-
-/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs: number,
-): Promise<T> {
-  const end = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await check()
-      if (v !== undefined) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > end)
-      throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`)
-    await sleep(250)
-  }
 }
 
 /** An S3 request with a deadline: its outcome and how long it took. */

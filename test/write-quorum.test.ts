@@ -19,7 +19,7 @@ import {
   versionsOn,
 } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
-import { bodyBytes, bytes, s3Client, sha256, uniqueBucket } from './harness/s3.ts'
+import { bodyBytes, bytes, s3Client, sha256, uniqueBucket, versionedBucket } from './harness/s3.ts'
 
 /** Calls to node `nodeId` the gateway counts as failed, whatever the code. */
 async function failedCalls(endpoint: string, nodeId: string): Promise<number> {
@@ -37,14 +37,7 @@ t.test('a write does not wait for a silent node beyond its write quorum', async 
   const endpoint = c.gateways[0]!.endpoint
   const s3 = s3Client(endpoint)
   t.teardown(() => s3.destroy())
-  const bucket = uniqueBucket()
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
-  await s3.send(
-    new PutBucketVersioningCommand({
-      Bucket: bucket,
-      VersioningConfiguration: { Status: 'Enabled' },
-    }),
-  )
+  const bucket = await versionedBucket(s3)
   // Every connection is open and warm before the node goes silent.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'warm', Body: bytes(1000, 1) }))
 

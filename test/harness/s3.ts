@@ -3,7 +3,12 @@
  * with its default checksum behaviour (CRC32 on uploads, aws-chunked trailers for streams).
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
+import {
+  CreateBucketCommand,
+  PutBucketVersioningCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3'
 import { ROOT } from './cluster.ts'
 
 export function s3Client(endpoint: string, over: Partial<S3ClientConfig> = {}): S3Client {
@@ -61,4 +66,17 @@ export function s3Fault(err: unknown): { code: string; status: number; message: 
 
 export function uniqueBucket(prefix = 'b'): string {
   return `${prefix}-${randomBytes(5).toString('hex')}`
+}
+
+/** Creates a new bucket (named by uniqueBucket) with versioning enabled; its name. */
+export async function versionedBucket(s3: S3Client, prefix = 'b'): Promise<string> {
+  const bucket = uniqueBucket(prefix)
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  await s3.send(
+    new PutBucketVersioningCommand({
+      Bucket: bucket,
+      VersioningConfiguration: { Status: 'Enabled' },
+    }),
+  )
+  return bucket
 }

@@ -701,8 +701,9 @@ export class ObjectStore {
       sourcesVerify: !inline,
       ...(buffers ? { recycle: (chunk: Uint8Array) => buffers.release(chunk) } : {}),
       // A shard whose drive hangs behind a live node would hold the GET until the stream's
-      // one-hour deadline: given up on, the read goes on from parity.
-      stallMs: SHARD_STALL_MS,
+      // one-hour deadline: given up on, the read goes on from parity. Inline shards come from
+      // records in memory (or one ReadVersions call, with its own deadline): no timers.
+      ...(inline ? {} : { stallMs: SHARD_STALL_MS }),
       onShardError: (shard, err) => {
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
         if (drive) this.#miss(rec, drive, err.message, 'read')
