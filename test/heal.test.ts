@@ -204,6 +204,21 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
     }
     return out
   }
+  /**
+   * put, then waits until every drive holds the object: a PUT answers at its write quorum, and
+   * the last drive's commit may still be on its way (for tests that look at every drive).
+   */
+  const putEverywhere = async (o: Obj): Promise<Obj> => {
+    const out = await put(o)
+    await eventually(`every drive holds ${o.key}`, async () =>
+      (await Promise.all(drivesOf(c).map((p) => versionsOn(c, p, o.bucket, o.key)))).every(
+        (v) => v.length > 0,
+      )
+        ? true
+        : undefined,
+    )
+    return out
+  }
   for (const [key, size, seed] of [
     ['big/one', 5 * BLOCK + 12_345, 1],
     ['big/two', MiB, 2],
@@ -327,7 +342,7 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
     'a delete that lands while a repair rebuilds the object: nothing comes back, the rebuilt files go',
     async (t) => {
       // Big enough (a 48 MiB shard) that the rebuild is seen under way.
-      const o = await put({ bucket, key: 'racing/delete', data: bytes(96 * MiB, 21) })
+      const o = await putEverywhere({ bucket, key: 'racing/delete', data: bytes(96 * MiB, 21) })
       const d = shardDrive(c, bucket, o.key, 0)
       const ref = { pool: d.pool, set: d.set, slot: d.slot }
       const [rec] = await versionsOn(c, d, bucket, o.key)
@@ -366,7 +381,7 @@ t.test('healing: queued repairs, deep scans, catch-up, drive replacement', async
   )
 
   await t.test('a repair whose sources went with a client delete is no failure', async (t) => {
-    const o = await put({ bucket, key: 'racing/sources', data: bytes(300_000, 24) })
+    const o = await putEverywhere({ bucket, key: 'racing/sources', data: bytes(300_000, 24) })
     const d = shardDrive(c, bucket, o.key, 0)
     const ref = { pool: d.pool, set: d.set, slot: d.slot }
     // The client's delete reached d (its tombstone names the version) and took the files on
