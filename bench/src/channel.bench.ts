@@ -23,10 +23,21 @@ import {
   PROTOCOL_VERSION,
   type SecureChannel,
 } from '@tessera/protocol'
+import { Option } from 'commander'
+import { benchCommand, parseBench } from './cli.ts'
 import { machine, median, printTable, writeResults } from './measure.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
-const smoke = process.argv.includes('--smoke')
+const opts = parseBench<{ smoke?: boolean; receiver?: boolean; variant?: boolean }>(
+  benchCommand(
+    'bench:channel',
+    'One-way streaming over loopback: raw TCP, TLS 1.3 and the secure channel, in one process and across two; writes results/channel.json.',
+  )
+    .option('--smoke', 'a tiny run of every case (CI), no result file')
+    .addOption(new Option('--receiver').hideHelp())
+    .addOption(new Option('--variant').hideHelp()),
+)
+const smoke = opts.smoke === true
 const MiB = 1024 * 1024
 const STREAM_BYTES = smoke ? 64 * MiB : 1024 * MiB
 const WARMUP_BYTES = smoke ? 16 * MiB : 128 * MiB
@@ -376,7 +387,7 @@ async function variantRows(): Promise<Row[]> {
 
 async function main(): Promise<void> {
   const rows = [...(await measure('same process')), ...(await measure('child process'))]
-  if (process.argv.includes('--variant')) {
+  if (opts.variant) {
     for (const r of rows) console.log(`ROW ${JSON.stringify(r)}`)
     return
   }
@@ -410,7 +421,7 @@ async function main(): Promise<void> {
 }
 
 // Entry point last: main() uses every declaration above.
-if (process.argv.includes('--receiver')) {
+if (opts.receiver) {
   const r = new Receiver()
   process.on('message', (m: ToChild) => {
     if (m.op === 'listen') {

@@ -29,25 +29,46 @@ import {
 } from '@tessera/protocol'
 import { type LocalCluster, startLocalCluster } from '@tessera/server'
 import cliProgress from 'cli-progress'
+import { benchCommand, onInterrupt, parseBench, positive } from './cli.ts'
 import { machine, median, printTable, round, writeResults } from './measure.ts'
 import { createBucket, runLoad, type Target } from './s3-load.ts'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
-const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1'
-const arg = (name: string): number | undefined => {
-  const i = process.argv.indexOf(name)
-  return i > 0 ? Number(process.argv[i + 1]) : undefined
-}
+const opts = parseBench<{ quick?: boolean; gib?: number; repeats?: number; concurrency?: number }>(
+  benchCommand(
+    'bench:heal',
+    'How fast a wiped drive is rebuilt against how fast the same data was written, on a local ' +
+      '4-node RS(2,2) cluster; writes results/heal.json.',
+  )
+    .option(
+      '--quick',
+      "CI's form: 64 MiB, once (also BENCH_QUICK=1); writes results/heal.quick.json",
+    )
+    .option(
+      '--gib <n>',
+      'data written per repetition, in GiB (default 1)',
+      positive('--gib', false),
+    )
+    .option(
+      '--repeats <n>',
+      'repetitions, each wiping the next node (default 3)',
+      positive('--repeats'),
+    )
+    .option(
+      '--concurrency <n>',
+      'PUTs in flight while writing (default 8)',
+      positive('--concurrency'),
+    ),
+)
+const quick = opts.quick === true || process.env.BENCH_QUICK === '1'
 const OBJECT_BYTES = 8 * MiB
-const DATA_BYTES = quick ? 64 * MiB : Math.round((arg('--gib') ?? 1) * GiB)
+const DATA_BYTES = quick ? 64 * MiB : Math.round((opts.gib ?? 1) * GiB)
 const OBJECTS = Math.max(1, Math.round(DATA_BYTES / OBJECT_BYTES))
-const REPEATS = arg('--repeats') ?? (quick ? 1 : 3)
-const CONCURRENCY = arg('--concurrency') ?? 8
+const REPEATS = opts.repeats ?? (quick ? 1 : 3)
+const CONCURRENCY = opts.concurrency ?? 8
 const TARGET_RATIO = 0.4
-if (![OBJECTS, REPEATS, CONCURRENCY].every((n) => Number.isInteger(n) && n > 0))
-  throw new Error('--gib takes a positive size in GiB; --repeats and --concurrency positive counts')
 const CLUSTER = {
   nodes: 4,
   drivesPerNode: 1,
@@ -219,6 +240,15 @@ async function main(): Promise<void> {
   })
   const runs: Run[] = []
   let problems: string[] = []
+  const removeDrives = async (): Promise<void> => {
+    for (const n of cluster.nodes)
+      for (const d of n.drives) await rm(d, { recursive: true, force: true })
+  }
+  const offInterrupt = onInterrupt(async () => {
+    pool.close()
+    await cluster.close()
+    await removeDrives()
+  })
   try {
     const target: Target = {
       endpoint: cluster.gateways[0]!.endpoint,
@@ -277,11 +307,11 @@ async function main(): Promise<void> {
       )
     }
   } finally {
+    offInterrupt()
     pool.close()
     await cluster.close()
     problems = await logProblems(cluster)
-    for (const n of cluster.nodes)
-      for (const d of n.drives) await rm(d, { recursive: true, force: true })
+    await removeDrives()
   }
 
   console.log('')

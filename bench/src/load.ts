@@ -26,8 +26,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalCluster } from '@tessera/server'
-import { Command, InvalidArgumentError, Option } from 'commander'
+import { Command, Option } from 'commander'
 import { type ChartRow, p99Svg, throughputSvg, timeSeriesSvg } from './charts.ts'
+import { list, positive, wrap } from './cli.ts'
 import { BENCH_CLUSTER, logProblems, startBenchCluster } from './local-cluster.ts'
 import { machine, printTable } from './measure.ts'
 import { type ProgressView, progressView } from './progress.ts'
@@ -81,25 +82,7 @@ const DEFAULT_OBJECTS: Record<Exclude<Workload, 'put'>, number> = {
 }
 const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
 
-const positiveInt = (what: string) => (v: string) => {
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError(`${what} must be a positive integer`)
-  return n
-}
-const wrap =
-  <T>(parse: (v: string) => T) =>
-  (v: string): T => {
-    try {
-      return parse(v)
-    } catch (err) {
-      throw new InvalidArgumentError((err as Error).message)
-    }
-  }
-const list =
-  <T>(parse: (v: string) => T) =>
-  (v: string): T[] =>
-    v.split(',').map(parse)
+const positiveInt = (what: string) => positive(what)
 
 const program = new Command('bench:load')
   .description(

@@ -32,11 +32,22 @@ import {
   RpcServer,
   type VersionRecord,
 } from '@tessera/protocol'
+import { Option } from 'commander'
+import { benchCommand, parseBench } from './cli.ts'
 import { machine, median, printTable, round, writeResults } from './measure.ts'
 import { type BenchNode, startBenchNode } from './node-process.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
-const smoke = process.argv.includes('--smoke')
+const opts = parseBench<{ smoke?: boolean; receiver?: boolean; variant?: string }>(
+  benchCommand(
+    'bench:rpc',
+    "The storage node's RPC path on loopback beside raw TCP and TLS 1.3, PutShard into a real node, durable commits, and the node's memory; writes results/rpc.json.",
+  )
+    .option('--smoke', 'a tiny run of every case (CI), no result file')
+    .addOption(new Option('--receiver').hideHelp())
+    .addOption(new Option('--variant <v>').hideHelp()),
+)
+const smoke = opts.smoke === true
 const MiB = 1024 * 1024
 const STREAM_BYTES = smoke ? 32 * MiB : 1024 * MiB
 const RUNS = smoke ? 1 : 5
@@ -54,10 +65,9 @@ const disk = { pool: 0, set: 0, slot: 1 }
 // PutShard on a secure-channel port by counting the body and dropping it (the RPC sink).
 
 /** `--variant shipped|default`: a child that runs the streaming comparison only. */
-const variantAt = process.argv.indexOf('--variant')
-const variant = variantAt >= 0 ? process.argv[variantAt + 1] : undefined
+const variant = opts.variant
 
-if (process.argv.includes('--receiver')) {
+if (opts.receiver) {
   const { key, certPem } = JSON.parse(process.env.BENCH_CERT!) as { key: string; certPem: string }
   let received = 0
   let want = Number.POSITIVE_INFINITY

@@ -21,13 +21,14 @@
 // runs): 4 KiB and 1 MiB at concurrency 1 and 8, 0.5 s per run, once; writes
 // results/s3.quick.json instead. `--ms <n>`, `--repeats <n>`, `--sizes 4KiB,64MiB` and
 // `--concurrency 1,32` override the duration, repetitions, sizes and concurrencies (a run with
-// any of them writes results/s3.custom.json).
+// any of them writes results/s3.custom.json); `--help` lists them. Interrupted (Ctrl-C,
+// SIGTERM), it stops its cluster and removes the drive folders before it exits.
 
 import { mkdtempSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseByteSize } from '@tessera/protocol'
+import { benchCommand, countList, onInterrupt, parseBench, positive, sizeList } from './cli.ts'
 import { type Ceiling, startCeiling } from './http-ceiling.ts'
 import {
   BENCH_CLUSTER,
@@ -44,28 +45,43 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
-const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1'
-const arg = (name: string): number | undefined => {
-  const i = process.argv.indexOf(name)
-  return i > 0 ? Number(process.argv[i + 1]) : undefined
-}
-const custom = ['--ms', '--repeats', '--sizes', '--concurrency'].some((a) =>
-  process.argv.includes(a),
+const opts = parseBench<{
+  quick?: boolean
+  ms?: number
+  repeats?: number
+  sizes?: number[]
+  concurrency?: number[]
+}>(
+  benchCommand(
+    'bench:s3',
+    'S3 PUT and GET through a local 4-node RS(2,2) cluster and one gateway, side by side with ' +
+      "this machine's HTTP ceiling; writes results/s3.json.",
+  )
+    .option(
+      '--quick',
+      "CI's form: 4KiB and 1MiB at concurrency 1 and 8, 0.5 s per run, once (also BENCH_QUICK=1); writes results/s3.quick.json",
+    )
+    .option('--ms <n>', 'timed phase of each run, in ms (default 3000)', positive('--ms'))
+    .option('--repeats <n>', 'runs of each case (default 3)', positive('--repeats'))
+    .option('--sizes <list>', 'object sizes (default 4KiB,1MiB,64MiB)', sizeList)
+    .option(
+      '--concurrency <list>',
+      'requests in flight (default 1,8,32)',
+      countList('--concurrency'),
+    )
+    .addHelpText(
+      'after',
+      '\nAny of --ms, --repeats, --sizes or --concurrency writes results/s3.custom.json instead.',
+    ),
 )
+const quick = opts.quick === true || process.env.BENCH_QUICK === '1'
+const custom = [opts.ms, opts.repeats, opts.sizes, opts.concurrency].some((v) => v !== undefined)
 const OPS = ['put', 'get'] as const
-const list = (name: string): string[] | undefined => {
-  const i = process.argv.indexOf(name)
-  return i > 0 ? (process.argv[i + 1] ?? '').split(',') : undefined
-}
-const SIZES =
-  list('--sizes')?.map((v) => parseByteSize(v) ?? Number.NaN) ??
-  (quick ? [4 * KiB, MiB] : [4 * KiB, MiB, 64 * MiB])
-const CONCURRENCY = list('--concurrency')?.map(Number) ?? (quick ? [1, 8] : [1, 8, 32])
-if (![...SIZES, ...CONCURRENCY].every((n) => Number.isInteger(n) && n > 0))
-  throw new Error('--sizes and --concurrency take comma-separated sizes (4KiB,1MiB) and counts')
+const SIZES = opts.sizes ?? (quick ? [4 * KiB, MiB] : [4 * KiB, MiB, 64 * MiB])
+const CONCURRENCY = opts.concurrency ?? (quick ? [1, 8] : [1, 8, 32])
 /** Timed phase of each run (a warm-up of a fifth of it, at most 1 s, comes first). */
-const DURATION_MS = arg('--ms') ?? (quick ? 500 : 3000)
-const REPEATS = arg('--repeats') ?? (quick ? 1 : 3)
+const DURATION_MS = opts.ms ?? (quick ? 500 : 3000)
+const REPEATS = opts.repeats ?? (quick ? 1 : 3)
 /** Distinct objects a GET run reads round-robin, per size. */
 const GET_OBJECTS = new Map([
   [4 * KiB, 64],
@@ -110,8 +126,11 @@ interface Case {
   peak: Record<string, number>
 }
 
+/** `4096` → `4KiB`; a size no binary unit divides stays in bytes (`4000B`), never `3.90625KiB`. */
 function label(size: number): string {
-  return size >= MiB ? `${size / MiB}MiB` : `${size / KiB}KiB`
+  if (size >= MiB && size % MiB === 0) return `${size / MiB}MiB`
+  if (size >= KiB && size % KiB === 0) return `${size / KiB}KiB`
+  return `${size}B`
 }
 
 function round(v: number, digits = 3): number {
@@ -227,6 +246,15 @@ async function runSize(
   const dir = join(base, label(size))
   progress(`${label(size)}: starting a ${CLUSTER.nodes}-node RS(2,2) cluster in ${dir}`)
   const cluster = await startBenchCluster(dir, progress)
+  const removeDrives = async (): Promise<void> => {
+    for (const n of cluster.nodes)
+      for (const d of n.drives) await rm(d, { recursive: true, force: true })
+  }
+  // Interrupted: the cluster stops and its objects go (64 MiB runs leave gigabytes).
+  const offInterrupt = onInterrupt(async () => {
+    await cluster.close()
+    await removeDrives()
+  })
   try {
     const tessera: Target = {
       endpoint: cluster.gateways[0]!.endpoint,
@@ -282,11 +310,11 @@ async function runSize(
       }
     }
   } finally {
+    offInterrupt()
     await cluster.close()
     problems.push(...(await logProblems(cluster)))
     // The objects go; configs and logs stay for a look after the run.
-    for (const n of cluster.nodes)
-      for (const d of n.drives) await rm(d, { recursive: true, force: true })
+    await removeDrives()
   }
 }
 

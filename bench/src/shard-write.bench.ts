@@ -12,11 +12,19 @@ import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AlignedSlabs, DEFAULT_DIRECT_WRITE_BYTES, Drive, writeShard } from '@tessera/node'
+import { benchCommand, parseBench } from './cli.ts'
 import { machine, median, printTable, round, writeResults } from './measure.ts'
 
-const smoke = process.argv.includes('--smoke')
-const dirArg = process.argv.indexOf('--dir')
-const parent = dirArg > 0 ? process.argv[dirArg + 1]! : tmpdir()
+const opts = parseBench<{ smoke?: boolean; dir?: string }>(
+  benchCommand(
+    'bench:shard-write',
+    'A node writing shard files through the page cache and with O_DIRECT: MB/s and CPU per GB; writes results/shard-write.json.',
+  )
+    .option('--smoke', 'a tiny run of every case (CI), no result file')
+    .option('--dir <path>', 'folder to measure (default: the OS temp folder)'),
+)
+const smoke = opts.smoke === true
+const parent = opts.dir ?? tmpdir()
 const MiB = 1024 * 1024
 const RUNS = smoke ? 1 : 5
 const PIECE_BYTES = 64 * 1024

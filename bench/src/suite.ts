@@ -26,6 +26,7 @@ import { basename, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalCluster } from '@tessera/server'
 import { type ChartRow, p99Svg, throughputSvg } from './charts.ts'
+import { benchCommand, onInterrupt, parseBench, positive } from './cli.ts'
 import { startCeiling } from './http-ceiling.ts'
 import {
   BENCH_CLUSTER,
@@ -53,19 +54,34 @@ import {
 const KiB = 1024
 const MiB = 1024 * KiB
 
-const argv = process.argv.slice(2)
-const quick = argv.includes('--quick') || process.env.BENCH_QUICK === '1'
-const arg = (name: string): string | undefined => {
-  const i = argv.indexOf(name)
-  return i >= 0 ? argv[i + 1] : undefined
-}
+const opts = parseBench<{
+  quick?: boolean
+  ms?: number
+  repeats?: number
+  out?: string
+  charts?: string
+}>(
+  benchCommand(
+    'bench:suite',
+    'The standard S3 matrix (PUT/GET 4KiB, 1MiB, 16MiB × concurrency 1, 8, 32; LIST; a mixed ' +
+      "run) on a fresh local cluster, side by side with this machine's HTTP ceiling; writes " +
+      'results/<date>.json and two SVG charts.',
+  )
+    .option(
+      '--quick',
+      "CI's form (~20 s): 4KiB and 1MiB, concurrency 1 and 8, 0.4 s per run, once (also BENCH_QUICK=1)",
+    )
+    .option('--ms <n>', 'timed phase of each run, in ms (default 3000)', positive('--ms'))
+    .option('--repeats <n>', 'runs of each case (default 3)', positive('--repeats'))
+    .option('--out <dir>', 'folder for the results (default bench/results)')
+    .option('--charts <file.json>', 'draw the charts of an earlier run again, and stop'),
+)
+const quick = opts.quick === true || process.env.BENCH_QUICK === '1'
 const SIZES = quick ? [4 * KiB, MiB] : [4 * KiB, MiB, 16 * MiB]
 const CONCURRENCY = quick ? [1, 8] : [1, 8, 32]
 const LIST_CONCURRENCY = quick ? [8] : CONCURRENCY
-const DURATION_MS = Number(arg('--ms') ?? (quick ? 400 : 3000))
-const REPEATS = Number(arg('--repeats') ?? (quick ? 1 : 3))
-if (!(Number.isInteger(DURATION_MS) && DURATION_MS > 0 && Number.isInteger(REPEATS) && REPEATS > 0))
-  throw new Error('--ms and --repeats take positive integers')
+const DURATION_MS = opts.ms ?? (quick ? 400 : 3000)
+const REPEATS = opts.repeats ?? (quick ? 1 : 3)
 /** Distinct objects a GET run reads round-robin, per size. */
 const GET_OBJECTS = new Map(
   quick
@@ -92,7 +108,7 @@ const TOTAL_RUNS = (SIZES.length * CONCURRENCY.length * 2 + LIST_CONCURRENCY.len
 let runsDone = 0
 const T0 = performance.now()
 const RSS_EVERY_MS = 100
-const RESULTS = resolve(arg('--out') ?? fileURLToPath(new URL('../results/', import.meta.url)))
+const RESULTS = resolve(opts.out ?? fileURLToPath(new URL('../results/', import.meta.url)))
 
 type Who = 'ceiling' | 'tessera'
 type CaseOp = 'put' | 'get' | 'list' | 'mixed'
@@ -253,6 +269,14 @@ async function main(): Promise<void> {
   )
   const ceiling = await startCeiling()
   const cluster = await startBenchCluster(base, say)
+  const removeDrives = async (): Promise<void> => {
+    for (const n of cluster.nodes)
+      for (const d of n.drives) await rm(d, { recursive: true, force: true })
+  }
+  const offInterrupt = onInterrupt(async () => {
+    await Promise.all([ceiling.stop(), cluster.close()])
+    await removeDrives()
+  })
   const targets: Record<Who, Target> = {
     ceiling: {
       endpoint: ceiling.endpoint,
@@ -339,12 +363,12 @@ async function main(): Promise<void> {
       (rep) => prepare(targets, MIXED.size, MIXED.objects, `mixed-r${rep}`),
     )
   } finally {
+    offInterrupt()
     await ceiling.stop()
     await cluster.close()
     problems.push(...(await logProblems(cluster)))
     // The objects go; configs and logs stay for a look after the run.
-    for (const n of cluster.nodes)
-      for (const d of n.drives) await rm(d, { recursive: true, force: true })
+    await removeDrives()
   }
   await report(cases, problems, restarts, base, date, Math.round((performance.now() - t0) / 1000), {
     start: loadStart.map((v) => round(v, 2)),
@@ -604,6 +628,6 @@ function mapValues<T, U>(o: Record<string, T>, f: (v: T) => U): Record<string, U
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]))
 }
 
-const chartsFrom = arg('--charts')
+const chartsFrom = opts.charts
 if (chartsFrom) await redraw(chartsFrom)
 else await main()

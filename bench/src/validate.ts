@@ -30,7 +30,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
-import { Command, InvalidArgumentError } from 'commander'
+import { Command } from 'commander'
+import { positive, wrap } from './cli.ts'
 import { BENCH_CLUSTER, logProblems, startBenchCluster } from './local-cluster.ts'
 import { machine, median, printTable } from './measure.ts'
 import {
@@ -44,30 +45,10 @@ import {
 } from './s3-load.ts'
 import { parseSize } from './units.ts'
 
-const positive =
-  (what: string, int = true) =>
-  (v: string) => {
-    const n = Number(v)
-    if (!(n > 0) || (int && !Number.isInteger(n)))
-      throw new InvalidArgumentError(`${what} must be a positive ${int ? 'integer' : 'number'}`)
-    return n
-  }
-
 const o = new Command('bench:validate')
   .description('The load generator against aws s3 cp (and rclone): the same PUT workload, MB/s.')
   .option('--objects <n>', 'objects per run', positive('--objects'), 64)
-  .option(
-    '--size <size>',
-    'object size',
-    (v) => {
-      try {
-        return parseSize(v)
-      } catch (err) {
-        throw new InvalidArgumentError((err as Error).message)
-      }
-    },
-    16 * 1024 * 1024,
-  )
+  .option('--size <size>', 'object size', wrap(parseSize), 16 * 1024 * 1024)
   .option('--concurrency <n>', 'requests in flight', positive('--concurrency'), 8)
   .option('--repeats <n>', 'runs of each client', positive('--repeats'), 3)
   .option(

@@ -5,6 +5,7 @@ import {
   generateIdentity,
   loadClusterMap,
   loadIdentity,
+  STOP_WITH_STDIN_FLAG,
   saveIdentity,
   stopOnSignals,
 } from '@tessera/protocol'
@@ -29,7 +30,11 @@ program
   .command('start')
   .description('connect to the cluster and serve S3')
   .option('--config <file>', 'gateway config (YAML); TESSERA_* variables override it')
-  .action(async (opts: { config?: string }) => {
+  .option(
+    STOP_WITH_STDIN_FLAG,
+    'stop when stdin ends (for launchers: the daemon does not outlive the process that started it)',
+  )
+  .action(async (opts: { config?: string; stopWithStdin?: boolean }) => {
     const config = await loadConfig({ file: opts.config, env: process.env })
     const logger = pino({ level: config.logLevel, base: { component: 'tessera-gateway' } })
     const { map, hash } = await loadClusterMap(config.map)
@@ -52,7 +57,7 @@ program
     )
     // Tests and supervisors read this line to learn the port when listening on port 0.
     process.stdout.write(`${JSON.stringify({ listening: { port: gw.port } })}\n`)
-    stopOnSignals(() => gw.close(), logger)
+    stopOnSignals(() => gw.close(), logger, { stdin: opts.stopWithStdin === true })
   })
 
 program.parseAsync(process.argv).catch((err: unknown) => {

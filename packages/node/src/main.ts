@@ -3,6 +3,7 @@ import {
   generateIdentity,
   loadClusterMap,
   loadIdentity,
+  STOP_WITH_STDIN_FLAG,
   saveIdentity,
   stopOnSignals,
 } from '@tessera/protocol'
@@ -33,7 +34,11 @@ program
   .command('start')
   .description('format or check the drives, then serve the cluster')
   .option('--config <file>', 'node config (YAML); TESSERA_* variables override it')
-  .action(async (opts: { config?: string }) => {
+  .option(
+    STOP_WITH_STDIN_FLAG,
+    'stop when stdin ends (for launchers: the daemon does not outlive the process that started it)',
+  )
+  .action(async (opts: { config?: string; stopWithStdin?: boolean }) => {
     const config = await loadConfig({ file: opts.config, env: process.env })
     const logger = pino({
       level: config.logLevel,
@@ -85,10 +90,14 @@ program
         ...(metricsServer ? { metrics: metricsServer.address } : {}),
       })}\n`,
     )
-    stopOnSignals(async () => {
-      await metricsServer?.close()
-      await node.close()
-    }, logger)
+    stopOnSignals(
+      async () => {
+        await metricsServer?.close()
+        await node.close()
+      },
+      logger,
+      { stdin: opts.stopWithStdin === true },
+    )
   })
 
 program

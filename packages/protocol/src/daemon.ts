@@ -151,11 +151,15 @@ export const STOP_DEADLINE_MS = 10_000
 
 /**
  * Runs `close` once on the first SIGTERM or SIGINT, then exits (0, or 1 when closing failed or
- * took longer than STOP_DEADLINE_MS).
+ * took longer than STOP_DEADLINE_MS). With `stdin`, also when stdin ends: a launcher that owns
+ * the daemon (the local cluster, a benchmark) holds the other end of a pipe, and the kernel
+ * closes it however the launcher ends, SIGKILL and crashes included, so its daemons never
+ * outlive it.
  */
 export function stopOnSignals(
   close: () => Promise<void>,
   log: { info(obj: object, msg?: string): void; error(obj: object, msg?: string): void },
+  opts: { stdin?: boolean } = {},
 ): void {
   let stopping = false
   const stop = (signal: string): void => {
@@ -177,4 +181,20 @@ export function stopOnSignals(
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  if (opts.stdin) {
+    const orphaned = (): void => {
+      // The launcher read our stdout and stderr too: with it gone, a write to them fails
+      // (EPIPE), and that must not cut the orderly stop short.
+      process.stdout.on('error', () => {})
+      process.stderr.on('error', () => {})
+      stop('stdin closed')
+    }
+    process.stdin.on('data', () => {})
+    process.stdin.once('end', orphaned)
+    // A launcher gone mid-write leaves a reset pipe rather than an end.
+    process.stdin.once('error', orphaned)
+  }
 }
+
+/** The `start` flag that ties a daemon to its launcher (see stopOnSignals' `stdin`). */
+export const STOP_WITH_STDIN_FLAG = '--stop-with-stdin'

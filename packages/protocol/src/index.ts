@@ -43,6 +43,7 @@ export {
   daemonEnv,
   LOG_LEVELS,
   readConfigSource,
+  STOP_WITH_STDIN_FLAG,
   stopOnSignals,
 } from './daemon.ts'
 export {

@@ -34,6 +34,7 @@ import {
   loadClusterMap,
   loadIdentity,
   parseClusterMap,
+  STOP_WITH_STDIN_FLAG,
   saveIdentity,
   stringifyClusterMap,
 } from '@tessera/protocol'
@@ -555,9 +556,16 @@ async function spawnDaemon(init: {
     'start',
     '--config',
     init.configPath,
+    // The daemon stops when its stdin ends: this process holds the pipe's other end, so the
+    // cluster never outlives it, whether it stops, crashes or is killed.
+    STOP_WITH_STDIN_FLAG,
   ]
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
-  child.once('exit', () => log.end())
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env })
+  child.stdin!.on('error', () => {})
+  child.once('exit', () => {
+    log.end()
+    child.stdin!.destroy()
+  })
   let stderr = ''
   child.stderr!.on('data', (d: Buffer) => {
     if (stderr.length < STDERR_TAIL) stderr += d.toString()

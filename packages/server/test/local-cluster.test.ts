@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFile, stat } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { DAEMON_ENV, DAEMON_V8_FLAGS } from '@tessera/protocol'
 import t from 'tap'
-import { startLocalCluster } from '../src/local-cluster.ts'
+import { NODE_MAIN, startLocalCluster } from '../src/local-cluster.ts'
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url))
 
@@ -208,4 +208,81 @@ t.test('tessera cluster <dir>: processes, restart, credential shown once', async
   t.teardown(() => again.destroy())
   t.ok((await getBytes(again, 'cluster', 'obj')).equals(data), 'the object survived the restart')
   t.equal(await terminate(second.child), 0)
+})
+
+/** The pids of `parent`'s child processes (from /proc/<pid>/stat's ppid field). */
+async function childrenOf(parent: number): Promise<number[]> {
+  const out: number[] = []
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    // The command name (field 2) may hold spaces: the fields after it are what count.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(fields[1]) === parent) out.push(Number(name))
+  }
+  return out
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+t.test('a killed `tessera cluster` takes its daemons with it', async (t) => {
+  const dir = t.testdir()
+  const args = ['cluster', dir, '--address', '127.0.0.1:0', '--nodes', '3', '--parity', '1']
+  const first = await runCli(args)
+  t.teardown(() => terminate(first.child))
+  const credentials = {
+    accessKeyId: /AWS_ACCESS_KEY_ID=(\S+)/.exec(first.out)![1]!,
+    secretAccessKey: /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(first.out)![1]!,
+  }
+  const port = /"listening":\{"port":(\d+)/.exec(first.out)?.[1]
+  const s3 = client(`http://127.0.0.1:${port}`, credentials)
+  const data = randomBytes(300_000)
+  await s3.send(new CreateBucketCommand({ Bucket: 'orphans' }))
+  await s3.send(new PutObjectCommand({ Bucket: 'orphans', Key: 'obj', Body: data }))
+  s3.destroy()
+  const daemons = await childrenOf(first.child.pid!)
+  t.equal(daemons.length, 4, 'three nodes and a gateway')
+  // SIGKILL: the launcher runs no code of its own; only the pipes it held tell the daemons.
+  first.child.kill('SIGKILL')
+  await once(first.child, 'exit')
+  const deadline = Date.now() + 20_000
+  while (daemons.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  t.same(daemons.filter(alive), [], 'every daemon exited')
+
+  // Nothing of them is left in the way: the cluster starts again on its folder, object whole.
+  const second = await runCli(args)
+  t.teardown(() => terminate(second.child))
+  const port2 = /"listening":\{"port":(\d+)/.exec(second.out)?.[1]
+  const again = client(`http://127.0.0.1:${port2}`, credentials)
+  t.teardown(() => again.destroy())
+  t.ok((await getBytes(again, 'orphans', 'obj')).equals(data), 'the object survived')
+  t.equal(await terminate(second.child), 0)
+
+  // The daemon's side on its own: stdin ending is an orderly stop, exit code 0.
+  const node = spawn(
+    process.execPath,
+    [NODE_MAIN, 'start', '--config', join(dir, 'n1', 'node.yaml'), '--stop-with-stdin'],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  )
+  t.teardown(() => terminate(node))
+  let out = ''
+  node.stdout!.on('data', (d: Buffer) => {
+    out += d.toString()
+  })
+  const deadline2 = Date.now() + 30_000
+  while (!out.includes('"listening"') && node.exitCode === null && Date.now() < deadline2)
+    await new Promise((r) => setTimeout(r, 50))
+  t.match(out, /"listening"/, 'the node started')
+  const exited = once(node, 'exit')
+  node.stdin!.end()
+  const [code] = await exited
+  t.equal(code, 0, 'stdin closed: exit code 0')
+  t.match(out, /"signal":"stdin closed".*"msg":"stopping"/, 'it says why it stopped')
 })
