@@ -1,7 +1,8 @@
 // A node that goes silent (frozen with SIGSTOP: its sockets stay open, nothing answers, as
 // with a cut link) must not cost every call its whole deadline: the channel's pings go
 // unanswered, the channel closes as NODE_UNAVAILABLE, and calls fail at once while the peer
-// pool redials. Once the node answers again, calls succeed again.
+// pool redials (none waits on a redial's connect timeout). Once the node answers again, calls
+// succeed again.
 import { Health, StoreError } from '@tessera/protocol'
 import t from 'tap'
 import { startCluster } from './harness/cluster.ts'
@@ -38,6 +39,28 @@ t.test('a silent node fails calls within the liveness window, then comes back', 
     )
     t.equal((err as StoreError | undefined)?.code, 'NODE_UNAVAILABLE', `call ${i} while down`)
   }
+
+  // Past the back-off, a call probes the silent node with a dial that takes connectTimeoutMs
+  // (3 s) to fail; no call waits it out: the prober gives up after a moment, the rest at once.
+  let slowest = 0
+  let calls = 0
+  for (const until = Date.now() + 5000; Date.now() < until; calls++) {
+    const at = performance.now()
+    const err = await c.pool.call(peer, Health, {}, { timeoutMs: 120_000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    slowest = Math.max(slowest, performance.now() - at)
+    if ((err as StoreError | undefined)?.code !== 'NODE_UNAVAILABLE') {
+      t.fail(`call ${calls} while down: ${String(err)}`)
+      break
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  t.ok(
+    slowest < 1000,
+    `${calls} calls over 5 s of probes, none waited on a dial (slowest ${Math.round(slowest)} ms)`,
+  )
 
   process.kill(pid, 'SIGCONT')
   let back = false

@@ -51,5 +51,6 @@ export {
   type EncodeStreamInit,
   encodeStream,
   SHARD_STALL_MS,
+  type ShardCancel,
   type ShardStream,
 } from './stream.ts'

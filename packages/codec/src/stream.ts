@@ -198,10 +198,11 @@ export interface DecodeStreamInit {
   /**
    * Shard sources by index. Called once per shard actually read, with the span of its file to
    * open; data shards are opened first, parity only to replace a missing or failed one.
-   * Return undefined for a shard that is not available. `signal` is aborted when the shard
-   * fails (or stalls): the source should stop then (cancel its call).
+   * Return undefined for a shard that is not available. `cancel.signal` is aborted when the
+   * shard fails (or stalls): the source should stop then (cancel its call). The signal is made
+   * when first read, so a source that has nothing to cancel (bytes in memory) costs none.
    */
-  open(shard: number, span: ByteSpan, signal: AbortSignal): ShardStream | undefined
+  open(shard: number, span: ByteSpan, cancel: ShardCancel): ShardStream | undefined
   /** Told of every shard that failed, and why (for healing). The read continues if it can. */
   onShardError?: (shard: number, err: Error) => void
   /**
@@ -298,6 +299,33 @@ function copyOf(bytes: Uint8Array): ArrayBuffer {
   return out
 }
 
+/** A shard source's cancellation (see DecodeStreamInit.open). */
+export interface ShardCancel {
+  readonly signal: AbortSignal
+}
+
+/** A ShardCancel whose AbortController is made on first use: a small GET opens k of them. */
+class LazyCancel implements ShardCancel {
+  #abort: AbortController | undefined
+  #aborted = false
+  #reason: unknown
+
+  get signal(): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController()
+      if (this.#aborted) this.#abort.abort(this.#reason)
+    }
+    return this.#abort.signal
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return
+    this.#aborted = true
+    this.#reason = reason
+    this.#abort?.abort(reason)
+  }
+}
+
 /** Reassembles the bytes of an erasure-coded object (or a range of it); see the notes above. */
 export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint8Array> {
   const { layout, codec, size, recycle } = init
@@ -305,7 +333,7 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   if (range.start === range.end && range.start <= size && range.start >= 0) return
   const { first, last } = layout.blocksFor(size, range.start, range.end)
   const span = layout.shardSpan(size, first, last)
-  const readers = new Map<number, { reader: FrameReader; at: number; abort: AbortController }>()
+  const readers = new Map<number, { reader: FrameReader; at: number; abort: LazyCancel }>()
   const failed = new Set<number>()
   // Thrown when too few shards are left: the failure that left us short says more than a count.
   let lastFailure: Error | undefined
@@ -325,8 +353,8 @@ export async function* decodeStream(init: DecodeStreamInit): AsyncGenerator<Uint
   const openSpare = (): boolean => {
     for (let s = 0; s < layout.n; s++) {
       if (readers.has(s) || failed.has(s)) continue
-      const abort = new AbortController()
-      const stream = init.open(s, span, abort.signal)
+      const abort = new LazyCancel()
+      const stream = init.open(s, span, abort)
       if (stream === undefined) {
         failed.add(s)
         continue

@@ -235,7 +235,7 @@ t.test(
           codec,
           size: 4500,
           ...(stallMs !== undefined ? { stallMs } : {}),
-          open(shard, span, signal) {
+          open(shard, span, { signal }) {
             const f = files[shard]!.subarray(span.offset, span.offset + span.length)
             if (shard !== 0) return pieces(f, 50_000)
             // A drive that hangs after its first block: nothing more, ever, until cancelled.

@@ -2,6 +2,8 @@
 // socket pushes back many times and every chunk after the first waits for onWritable.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { listenHttp } from '../src/http/server.ts'
@@ -53,4 +55,37 @@ t.test('a streamed answer finishes under backpressure with nothing else going on
     want.digest('hex'),
     'the bytes are the ones sent, in order',
   )
+})
+
+t.test("a request's signal aborts when the client goes away, read before or after", async (t) => {
+  // The signal is made on first use; a client gone before that must still read as aborted.
+  const seen = new Map<string, (aborted: boolean) => void>()
+  const outcome = (path: string) => new Promise<boolean>((resolve) => seen.set(path, resolve))
+  const server = await listenHttp({
+    host: '127.0.0.1',
+    port: 0,
+    handler: async (req) => {
+      if (req.rawPath === '/before') {
+        const signal = req.signal
+        const aborted = await new Promise<boolean>((resolve) => {
+          signal.addEventListener('abort', () => resolve(true))
+          setTimeout(() => resolve(false), 5000)
+        })
+        seen.get(req.rawPath)?.(aborted)
+      } else {
+        await new Promise((r) => setTimeout(r, 500))
+        seen.get(req.rawPath)?.(req.signal.aborted)
+      }
+    },
+  })
+  t.teardown(() => server.close())
+  for (const path of ['/before', '/after']) {
+    const result = outcome(path)
+    const socket = connect(server.port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    await new Promise((r) => setTimeout(r, 100))
+    socket.destroy()
+    t.equal(await result, true, `${path}: aborted`)
+  }
 })

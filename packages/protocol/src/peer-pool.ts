@@ -4,10 +4,12 @@
  * chosen for each call, a closed one replaced on the next call. A peer that cannot be reached
  * fails the call fast with NODE_UNAVAILABLE, and is not dialled again for a short back-off
  * (which may double with each failed dial, up to maxBackoffMs: by default it does not, so a
- * restarted node is used again within a second); while a peer known to be down is being
- * redialled, calls fail at once instead of waiting on the dial. So a dead node, or a silent
- * one (its channels close after rpc.ts's DEAD_AFTER_MS), costs its callers one timeout, not one
- * per call.
+ * restarted node is used again within a second). Once the back-off is over, the next call
+ * probes the peer: it waits PROBE_WAIT_MS at most on the dial, and while the dial goes on
+ * (connectTimeoutMs against a silent peer: frozen, or behind a cut link whose SYNs go
+ * unanswered) every other call fails at once. So a dead node, or a silent one (its channels
+ * close after rpc.ts's DEAD_AFTER_MS), costs its callers one timeout, not one per call, nor a
+ * connect timeout per back-off.
  */
 import { StoreError } from './errors.ts'
 import type { Identity } from './identity.ts'
@@ -78,10 +80,14 @@ export class PeerPool {
     const idle = st.clients.find((c) => c.inFlight === 0)
     if (idle) return idle
     if (st.clients.length < this.#init.connectionsPerPeer) {
-      if (Date.now() < st.downUntil && st.clients.length === 0) throw st.lastError!
-      // A peer that was down: one call probes it; the others wait only as long as a dial to a
-      // live peer takes, then fail (a dial to a silent one takes connectTimeoutMs).
-      if (st.dialing !== undefined && st.clients.length === 0 && st.failures > 0) {
+      if (st.clients.length === 0 && st.failures > 0) {
+        // A peer known to be down: fail at once, within the back-off and while a probe is on.
+        if (Date.now() < st.downUntil || st.dialing !== undefined) throw st.lastError!
+        // The back-off is over: this call probes it, and waits only as long as a dial to a
+        // live peer takes (a restarted node is used at once). A silent peer's dial takes
+        // connectTimeoutMs; it goes on in the background, and no call waits it out.
+        st.dialing = this.#dial(peer, st)
+        st.dialing.catch(() => {})
         return this.#briefly(st.dialing, st.lastError!)
       }
       if (st.dialing === undefined) {

@@ -448,6 +448,11 @@ export class ClusterAccess implements AccessControl {
         ? await this.#init.bucketOf(what.bucket)
         : undefined)
     const policy = b?.settings?.policy
+    let context: DecisionInput['context'] | undefined
+    const contextNow = () => {
+      context ??= this.conditionContext(who, what)
+      return context
+    }
     const input: DecisionInput = {
       ...(who.principal !== undefined ? { principal: who.principal } : {}),
       action: what.action,
@@ -469,7 +474,10 @@ export class ClusterAccess implements AccessControl {
             },
           }
         : { project: this.projectOf(who) }),
-      context: this.conditionContext(who, what),
+      // Made when a policy is evaluated: the root credential's requests never need it.
+      get context() {
+        return contextNow()
+      },
     }
     const aclScope = ACL_ACTIONS[what.action]?.scope
     if (b !== undefined && aclScope === 'bucket') {

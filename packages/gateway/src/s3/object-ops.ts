@@ -3,7 +3,7 @@
  * CopyObject and object tagging.
  */
 import { type BucketRecord, hlcMillis, type VersionRecord } from '@tessera/protocol'
-import type { Resolved, Versioning } from '../store/object-store.ts'
+import { type Resolved, storedInline, type Versioning } from '../store/object-store.ts'
 import {
   aclFromHeaders,
   aclFromRequest,
@@ -111,7 +111,10 @@ export async function putObject(ctx: S3Context, b: BucketRecord): Promise<void> 
       const d = payload.finish()
       return { etag: d.md5, checksums: d.checksums as Record<string, string> }
     },
-    signal: ctx.req.signal,
+    // Read by streamed writes only: an inline PUT never makes the request's signal.
+    get signal() {
+      return ctx.req.signal
+    },
   })
   ctx.res.header('ETag', quoteEtag(rec.etag))
   for (const [alg, v] of Object.entries(rec.checksums ?? {}))
@@ -235,13 +238,14 @@ export async function getObject(ctx: S3Context, b: BucketRecord, head: boolean):
     res.endWithoutBody(want.end - want.start)
     return
   }
-  const ac = new AbortController()
-  const onAbort = () => ac.abort()
-  ctx.req.signal.addEventListener('abort', onAbort, { once: true })
   try {
     // res.stream writes each piece before it asks for the next: the read may reuse buffers.
+    // Only reads from shard streams need the request's signal (inline shards are in memory).
     await res.stream(
-      ctx.deps.objects.read(r, want, { signal: ac.signal, reuseBuffers: true }),
+      ctx.deps.objects.read(r, want, {
+        ...(storedInline(rec) ? {} : { signal: ctx.req.signal }),
+        reuseBuffers: true,
+      }),
       want.end - want.start,
     )
   } catch (err) {
@@ -251,8 +255,6 @@ export async function getObject(ctx: S3Context, b: BucketRecord, head: boolean):
         { reqId: ctx.requestId, bucket: b.name, key: rec.key, err: toS3Error(err).cause ?? err },
         'GET failed after the answer started',
       )
-  } finally {
-    ctx.req.signal.removeEventListener('abort', onAbort)
   }
 }
 

@@ -688,7 +688,7 @@ export class ObjectStore {
       blockSize: rec.erasure.blockSize,
     })
     const stride = 8 + layout.fullChunkBytes
-    const inline = rec.inline !== undefined || rec.dataDir === undefined
+    const inline = storedInline(rec)
     const codec = inline ? this.#inline : this.#codec
     const { signal } = opts
     const buffers = opts.reuseBuffers && !inline ? this.#buffers : undefined
@@ -708,7 +708,7 @@ export class ObjectStore {
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]
         if (drive) this.#miss(rec, drive, err.message, 'read')
       },
-      open: (shard, span, stalled): ShardStream | undefined => {
+      open: (shard, span, cancel): ShardStream | undefined => {
         const own = r.byShard.get(shard)
         if (own === undefined && !r.partial) return undefined
         const drive = r.placement.set.drives[rec.erasure.distribution[shard]!]!
@@ -751,7 +751,7 @@ export class ObjectStore {
               lastBlock: Math.floor((span.offset + span.length - 1) / stride),
             },
             {
-              signal: signal ? AbortSignal.any([signal, stalled]) : stalled,
+              signal: signal ? AbortSignal.any([signal, cancel.signal]) : cancel.signal,
               ...(buffers ? { buffers } : {}),
             },
           )
@@ -887,6 +887,11 @@ function allAgree(
 }
 
 /** Passes a body through, counting bytes; fails when it runs past `size`. */
+/** Whether a version's shards live in its records (inline) rather than in shard files. */
+export function storedInline(rec: VersionRecord): boolean {
+  return rec.inline !== undefined || rec.dataDir === undefined
+}
+
 async function* countBytes(
   body: AsyncIterable<Uint8Array>,
   size: number,

@@ -500,7 +500,7 @@ export class Repairer {
         size,
         // A source whose drive hangs behind a live node would hold the repair for ever.
         stallMs: SHARD_STALL_MS,
-        open: (shard, _span, stalled) => {
+        open: (shard, _span, cancel) => {
           const h = byShard.get(shard)
           if (h === undefined) return undefined
           return this.#access.shardStream(
@@ -516,7 +516,7 @@ export class Repairer {
               firstBlock: 0,
               lastBlock: blocks - 1,
             },
-            AbortSignal.any([part$.signal, stalled]),
+            AbortSignal.any([part$.signal, cancel.signal]),
           )
         },
         onShardError: (shard, err) => {
