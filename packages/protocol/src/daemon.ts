@@ -158,7 +158,12 @@ export const STOP_DEADLINE_MS = 10_000
  */
 export function stopOnSignals(
   close: () => Promise<void>,
-  log: { info(obj: object, msg?: string): void; error(obj: object, msg?: string): void },
+  log: {
+    info(obj: object, msg?: string): void
+    error(obj: object, msg?: string): void
+    /** pino's: set to 'silent' once the launcher is gone (see below). */
+    level?: string
+  },
   opts: { stdin?: boolean } = {},
 ): void {
   let stopping = false
@@ -183,8 +188,11 @@ export function stopOnSignals(
   process.on('SIGINT', () => stop('SIGINT'))
   if (opts.stdin) {
     const orphaned = (): void => {
-      // The launcher read our stdout and stderr too: with it gone, a write to them fails
-      // (EPIPE), and that must not cut the orderly stop short.
+      // The launcher read our stdout and stderr too. With it gone, a write to them fails or
+      // is left pending, and pino flushes pending lines synchronously at exit, retrying for
+      // ever: a gateway was found spinning in that flush 35 minutes after its launcher was
+      // killed. So nothing more is logged, and write errors do not cut the stop short.
+      if (log.level !== undefined) log.level = 'silent'
       process.stdout.on('error', () => {})
       process.stderr.on('error', () => {})
       stop('stdin closed')
