@@ -2,10 +2,10 @@
 // startLocalCluster (4 nodes, RS(2,2), one gateway) serving signed S3 requests; `tessera server`
 // and `tessera cluster` surviving a restart on the same folder with the same credential, which
 // they show once only.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
@@ -210,25 +210,15 @@ t.test('tessera cluster <dir>: processes, restart, credential shown once', async
   t.equal(await terminate(second.child), 0)
 })
 
-/** The pids of `parent`'s child processes (from /proc/<pid>/stat's ppid field). */
-async function childrenOf(parent: number): Promise<number[]> {
-  const out: number[] = []
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
-    // The command name (field 2) may hold spaces: the fields after it are what count.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (Number(fields[1]) === parent) out.push(Number(name))
-  }
-  return out
-}
-
-function alive(pid: number): boolean {
+/** The processes whose command line names a file under `dir`: the daemons of a cluster there. */
+function processesUnder(dir: string): number[] {
   try {
-    process.kill(pid, 0)
-    return true
+    return execFileSync('pgrep', ['-f', `${dir}/`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map(Number)
   } catch {
-    return false
+    return [] // pgrep exits 1 when nothing matches
   }
 }
 
@@ -247,14 +237,15 @@ t.test('a killed `tessera cluster` takes its daemons with it', async (t) => {
   await s3.send(new CreateBucketCommand({ Bucket: 'orphans' }))
   await s3.send(new PutObjectCommand({ Bucket: 'orphans', Key: 'obj', Body: data }))
   s3.destroy()
-  const daemons = await childrenOf(first.child.pid!)
+  const daemons = processesUnder(dir).filter((pid) => pid !== first.child.pid)
   t.equal(daemons.length, 4, 'three nodes and a gateway')
   // SIGKILL: the launcher runs no code of its own; only the pipes it held tell the daemons.
   first.child.kill('SIGKILL')
   await once(first.child, 'exit')
   const deadline = Date.now() + 20_000
-  while (daemons.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-  t.same(daemons.filter(alive), [], 'every daemon exited')
+  while (processesUnder(dir).length > 0 && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 100))
+  t.same(processesUnder(dir), [], 'every daemon exited')
 
   // Nothing of them is left in the way: the cluster starts again on its folder, object whole.
   const second = await runCli(args)
