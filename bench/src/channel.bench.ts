@@ -24,16 +24,15 @@ import {
   type SecureChannel,
 } from '@tessera/protocol'
 import { Option } from 'commander'
-import { benchCommand, parseBench } from './cli.ts'
+import { parseBench, smokeCommand } from './cli.ts'
 import { machine, median, printTable, writeResults } from './measure.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
 const opts = parseBench<{ smoke?: boolean; receiver?: boolean; variant?: boolean }>(
-  benchCommand(
+  smokeCommand(
     'bench:channel',
     'One-way streaming over loopback: raw TCP, TLS 1.3 and the secure channel, in one process and across two; writes results/channel.json.',
   )
-    .option('--smoke', 'a tiny run of every case (CI), no result file')
     .addOption(new Option('--receiver').hideHelp())
     .addOption(new Option('--variant').hideHelp()),
 )

@@ -9,6 +9,22 @@ export function benchCommand(name: string, description: string): Command {
   return new Command(name).description(description).showHelpAfterError().allowExcessArguments(false)
 }
 
+/** A bench whose CI form is `--smoke`: a tiny run of every case, no result file. */
+export function smokeCommand(name: string, description: string): Command {
+  return benchCommand(name, description).option(
+    '--smoke',
+    'a tiny run of every case (CI), no result file',
+  )
+}
+
+/** A bench of timed runs: `--quick` (CI's form, described by `quick`), `--ms`, `--repeats`. */
+export function runsCommand(name: string, description: string, quick: string): Command {
+  return benchCommand(name, description)
+    .option('--quick', quick)
+    .option('--ms <n>', 'timed phase of each run, in ms (default 3000)', positive('--ms'))
+    .option('--repeats <n>', 'runs of each case (default 3)', positive('--repeats'))
+}
+
 /** Parses this process's arguments into `program`'s options (`pnpm bench:x -- --a` passes `--` on). */
 export function parseBench<T>(program: Command): T {
   const argv = process.argv.slice(2)

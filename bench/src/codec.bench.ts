@@ -12,15 +12,15 @@ import {
   loadChunkHasher,
   ReedSolomon,
 } from '@tessera/codec'
-import { benchCommand, parseBench } from './cli.ts'
+import { parseBench, smokeCommand } from './cli.ts'
 import { prepareIsal } from './isal.ts'
 import { gbps, machine, printTable, writeResults } from './measure.ts'
 
 const opts = parseBench<{ smoke?: boolean }>(
-  benchCommand(
+  smokeCommand(
     'bench:codec',
     "Reed–Solomon throughput of @tessera/codec beside the TypeScript reference and ISA-L, chunk hashing, and the worker pool's scaling; writes results/codec.json.",
-  ).option('--smoke', 'a tiny run of every case (CI), no result file'),
+  ),
 )
 const smoke = opts.smoke === true
 const BLOCK = DEFAULT_BLOCK_SIZE_BYTES

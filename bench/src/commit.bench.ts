@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MetaStore } from '@tessera/node'
 import type { VersionRecord } from '@tessera/protocol'
-import { benchCommand, parseBench } from './cli.ts'
+import { parseBench, smokeCommand } from './cli.ts'
 import { machine, median, printTable, writeResults } from './measure.ts'
 
 const opts = parseBench<{ smoke?: boolean }>(
-  benchCommand(
+  smokeCommand(
     'bench:commit',
     "Durable small-record commits per second on one drive's metadata store (group commit against one synced put per write); writes results/commit.json.",
-  ).option('--smoke', 'a tiny run of every case (CI), no result file'),
+  ),
 )
 const smoke = opts.smoke === true
 const RUNS = smoke ? 1 : 5

@@ -13,15 +13,15 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { MetaStore } from '@tessera/node'
 import type { VersionRecord } from '@tessera/protocol'
-import { benchCommand, parseBench } from './cli.ts'
+import { parseBench, smokeCommand } from './cli.ts'
 import { machine, median, printTable, round, writeResults } from './measure.ts'
 import { progressView } from './progress.ts'
 
 const opts = parseBench<{ smoke?: boolean }>(
-  benchCommand(
+  smokeCommand(
     'bench:meta-cold',
     "Point lookups of a drive's metadata store with its blocks out of memory (root: drops the page cache), and the event loop's delay; writes results/meta-cold.json.",
-  ).option('--smoke', 'a tiny run of every case (CI), no result file'),
+  ),
 )
 const smoke = opts.smoke === true
 const RECORDS = smoke ? 5_000 : 400_000

@@ -33,17 +33,16 @@ import {
   type VersionRecord,
 } from '@tessera/protocol'
 import { Option } from 'commander'
-import { benchCommand, parseBench } from './cli.ts'
+import { parseBench, smokeCommand } from './cli.ts'
 import { machine, median, printTable, round, writeResults } from './measure.ts'
 import { type BenchNode, startBenchNode } from './node-process.ts'
 import { selfSignedCert } from './tls-cert.ts'
 
 const opts = parseBench<{ smoke?: boolean; receiver?: boolean; variant?: string }>(
-  benchCommand(
+  smokeCommand(
     'bench:rpc',
     "The storage node's RPC path on loopback beside raw TCP and TLS 1.3, PutShard into a real node, durable commits, and the node's memory; writes results/rpc.json.",
   )
-    .option('--smoke', 'a tiny run of every case (CI), no result file')
     .addOption(new Option('--receiver').hideHelp())
     .addOption(new Option('--variant <v>').hideHelp()),
 )

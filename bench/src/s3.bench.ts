@@ -28,7 +28,7 @@ import { mkdtempSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { benchCommand, countList, onInterrupt, parseBench, positive, sizeList } from './cli.ts'
+import { countList, onInterrupt, parseBench, runsCommand, sizeList } from './cli.ts'
 import { type Ceiling, startCeiling } from './http-ceiling.ts'
 import {
   BENCH_CLUSTER,
@@ -52,17 +52,12 @@ const opts = parseBench<{
   sizes?: number[]
   concurrency?: number[]
 }>(
-  benchCommand(
+  runsCommand(
     'bench:s3',
     'S3 PUT and GET through a local 4-node RS(2,2) cluster and one gateway, side by side with ' +
       "this machine's HTTP ceiling; writes results/s3.json.",
+    "CI's form: 4KiB and 1MiB at concurrency 1 and 8, 0.5 s per run, once (also BENCH_QUICK=1); writes results/s3.quick.json",
   )
-    .option(
-      '--quick',
-      "CI's form: 4KiB and 1MiB at concurrency 1 and 8, 0.5 s per run, once (also BENCH_QUICK=1); writes results/s3.quick.json",
-    )
-    .option('--ms <n>', 'timed phase of each run, in ms (default 3000)', positive('--ms'))
-    .option('--repeats <n>', 'runs of each case (default 3)', positive('--repeats'))
     .option('--sizes <list>', 'object sizes (default 4KiB,1MiB,64MiB)', sizeList)
     .option(
       '--concurrency <list>',

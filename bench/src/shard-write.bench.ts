@@ -12,16 +12,14 @@ import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AlignedSlabs, DEFAULT_DIRECT_WRITE_BYTES, Drive, writeShard } from '@tessera/node'
-import { benchCommand, parseBench } from './cli.ts'
+import { parseBench, smokeCommand } from './cli.ts'
 import { machine, median, printTable, round, writeResults } from './measure.ts'
 
 const opts = parseBench<{ smoke?: boolean; dir?: string }>(
-  benchCommand(
+  smokeCommand(
     'bench:shard-write',
     'A node writing shard files through the page cache and with O_DIRECT: MB/s and CPU per GB; writes results/shard-write.json.',
-  )
-    .option('--smoke', 'a tiny run of every case (CI), no result file')
-    .option('--dir <path>', 'folder to measure (default: the OS temp folder)'),
+  ).option('--dir <path>', 'folder to measure (default: the OS temp folder)'),
 )
 const smoke = opts.smoke === true
 const parent = opts.dir ?? tmpdir()

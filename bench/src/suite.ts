@@ -26,7 +26,7 @@ import { basename, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalCluster } from '@tessera/server'
 import { type ChartRow, p99Svg, throughputSvg } from './charts.ts'
-import { benchCommand, onInterrupt, parseBench, positive } from './cli.ts'
+import { onInterrupt, parseBench, runsCommand } from './cli.ts'
 import { startCeiling } from './http-ceiling.ts'
 import {
   BENCH_CLUSTER,
@@ -61,18 +61,13 @@ const opts = parseBench<{
   out?: string
   charts?: string
 }>(
-  benchCommand(
+  runsCommand(
     'bench:suite',
     'The standard S3 matrix (PUT/GET 4KiB, 1MiB, 16MiB × concurrency 1, 8, 32; LIST; a mixed ' +
       "run) on a fresh local cluster, side by side with this machine's HTTP ceiling; writes " +
       'results/<date>.json and two SVG charts.',
+    "CI's form (~20 s): 4KiB and 1MiB, concurrency 1 and 8, 0.4 s per run, once (also BENCH_QUICK=1)",
   )
-    .option(
-      '--quick',
-      "CI's form (~20 s): 4KiB and 1MiB, concurrency 1 and 8, 0.4 s per run, once (also BENCH_QUICK=1)",
-    )
-    .option('--ms <n>', 'timed phase of each run, in ms (default 3000)', positive('--ms'))
-    .option('--repeats <n>', 'runs of each case (default 3)', positive('--repeats'))
     .option('--out <dir>', 'folder for the results (default bench/results)')
     .option('--charts <file.json>', 'draw the charts of an earlier run again, and stop'),
 )
