@@ -31,7 +31,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import t from 'tap'
-import { startCluster } from './harness/cluster.ts'
+import { gatewaySeesEveryDrive, startCluster } from './harness/cluster.ts'
 import { bodyBytes, bytes, md5hex, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 
 const BLOCK = 64 * 1024
@@ -696,6 +696,9 @@ t.test('S3 on a 4-node RS(2,2) cluster with two gateways', async (t) => {
     t.equal((notYet as { status?: number }).status, 404, 'no object from the refused Complete')
     await c.start('n1')
     await c.start('n2')
+    // Both gateways have their channels to the restarted nodes again (not a redial's back-off).
+    await gatewaySeesEveryDrive(c, 0)
+    await gatewaySeesEveryDrive(c, 1)
     const absent = await b
       .send(new HeadObjectCommand({ Bucket: bucket, Key: 'no-quorum' }))
       .catch(s3Fault)

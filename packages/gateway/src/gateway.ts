@@ -137,6 +137,7 @@ export class Gateway {
       codec: pool,
       healReports: heal,
       readBuffers: () => objects.readBuffers(),
+      hedges: () => objects.hedges,
       digests: () => digests.stats,
     })
     const buckets = new BucketStore(cluster)

@@ -160,6 +160,7 @@ export class GatewayMetrics {
   #healReports: { readonly pending: number } | undefined
   #readBuffers: (() => { outBytes: number; freeBytes: number }) | undefined
   #digests: (() => DigestStats) | undefined
+  #hedges: (() => number) | undefined
   /** Busy worker-seconds at the last utilization reading, and the value then. */
   #util = { at: performance.now(), busy: 0, value: 0 }
   #last: DriveProbe | undefined
@@ -279,6 +280,13 @@ export class GatewayMetrics {
         'shards found by reads); sent again with back-off for 10 minutes.',
       () => this.#healReports?.pending ?? 0,
     )
+    counterAtScrape(
+      registers,
+      'tessera_read_hedges_total',
+      'Version lookups (GET, HEAD, copies) that asked every drive of the set because the first ' +
+        'had not all answered within 250 ms: a node that went silent, or drives this slow.',
+      () => this.#hedges?.() ?? 0,
+    )
     const buffers: Gauge<'state'> = new Gauge({
       name: 'tessera_read_buffer_bytes',
       help:
@@ -337,11 +345,13 @@ export class GatewayMetrics {
     healReports?: { readonly pending: number }
     readBuffers?: () => { outBytes: number; freeBytes: number }
     digests?: () => DigestStats
+    hedges?: () => number
   }): void {
     this.#cluster = init.cluster
     if (init.healReports) this.#healReports = init.healReports
     if (init.digests) this.#digests = init.digests
     if (init.readBuffers) this.#readBuffers = init.readBuffers
+    if (init.hedges) this.#hedges = init.hedges
     if (init.codec) {
       this.#codec = init.codec
       this.#util = { at: performance.now(), busy: init.codec.busySeconds, value: 0 }

@@ -158,30 +158,48 @@ export class Cluster {
     req: Omit<Req, keyof DriveRef> | ((d: DriveSlot, i: number) => Omit<Req, keyof DriveRef>),
     quorum: number,
   ): Promise<QuorumResults<Res>> {
+    return this.callUntil(drives, def, req, (settled) => {
+      let ok = 0
+      for (const r of settled) if (r.ok) ok++
+      return ok >= quorum || settled.length - ok > drives.length - quorum
+    })
+  }
+
+  /**
+   * Calls every drive, as callAll does, and settles once `decided` says the calls that ended
+   * suffice (asked after each one ends, and again when `graceMs` has passed, with `graceOver`
+   * true), or once every call ended. What it settles with is as for callQuorum.
+   */
+  callUntil<Req extends DriveRef, Res>(
+    drives: readonly DriveSlot[],
+    def: RpcDef<Req, Res>,
+    req: Omit<Req, keyof DriveRef> | ((d: DriveSlot, i: number) => Omit<Req, keyof DriveRef>),
+    decided: (settled: readonly DriveResult<Res>[], graceOver: boolean) => boolean,
+    opts: { graceMs?: number } = {},
+  ): Promise<QuorumResults<Res>> {
     return new Promise((resolve) => {
       const settled: DriveResult<Res>[] = []
       const late: DriveResult<Res>[] = []
-      let ok = 0
-      let failed = 0
-      let decided = false
+      let done = false
+      let graceOver = false
       let ended = 0
+      let grace: NodeJS.Timeout | undefined
       let endRest: (r: DriveResult<Res>[]) => void = () => {}
       const rest = new Promise<DriveResult<Res>[]>((r) => {
         endRest = r
       })
       const decide = (): void => {
-        decided = true
-        const done = new Set(settled.map((r) => r.drive))
-        resolve({ settled, pending: drives.filter((d) => !done.has(d)), rest })
+        done = true
+        clearTimeout(grace)
+        const got = new Set(settled.map((r) => r.drive))
+        resolve({ settled, pending: drives.filter((d) => !got.has(d)), rest })
       }
       const end = (r: DriveResult<Res>): void => {
         ended++
-        if (decided) late.push(r)
+        if (done) late.push(r)
         else {
           settled.push(r)
-          if (r.ok) ok++
-          else failed++
-          if (ok >= quorum || failed > drives.length - quorum || ended === drives.length) decide()
+          if (ended === drives.length || decided(settled, graceOver)) decide()
         }
         if (ended === drives.length) endRest(late)
       }
@@ -189,6 +207,12 @@ export class Cluster {
         decide()
         endRest(late)
         return
+      }
+      if (opts.graceMs !== undefined) {
+        grace = setTimeout(() => {
+          graceOver = true
+          if (!done && decided(settled, true)) decide()
+        }, opts.graceMs)
       }
       drives.forEach((drive, i) => {
         let r: Omit<Req, keyof DriveRef>

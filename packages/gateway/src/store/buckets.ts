@@ -21,6 +21,9 @@ export const BUCKET_CACHE_MS = 1000
 export class BucketStore {
   #cluster: Cluster
   #cache = new Map<string, { record: BucketRecord | undefined; at: number }>()
+  #reading = new Map<string, Promise<BucketRecord | undefined>>()
+  /** Changes made through this gateway: a lookup begun before one must not cache its answer. */
+  #changes = 0
 
   constructor(cluster: Cluster) {
     this.#cluster = cluster
@@ -34,8 +37,37 @@ export class BucketStore {
   async get(name: string): Promise<BucketRecord | undefined> {
     const hit = this.#cache.get(name)
     if (hit && Date.now() - hit.at < BUCKET_CACHE_MS) return hit.record
-    const results = await this.#cluster.callAll(this.#readDrives(name), GetBucket, { name })
-    const ok = results.flatMap((r) => (r.ok ? [r.value.record] : []))
+    // Every request that finds the entry stale waits for the same lookup.
+    let reading = this.#reading.get(name)
+    if (reading === undefined) {
+      reading = this.#read(name).finally(() => this.#reading.delete(name))
+      this.#reading.set(name, reading)
+    }
+    return reading
+  }
+
+  async #read(name: string): Promise<BucketRecord | undefined> {
+    const changes = this.#changes
+    const drives = this.#readDrives(name)
+    const n = drives.length
+    const k = this.#cluster.readQuorum
+    // A bucket that exists (or a change to it) is on at least the write quorum of the set's
+    // drives: once r = n - wq + 1 of them answered, each is seen by at least one. So the
+    // answer is settled when k of those hold the bucket (it exists; the newest settings among
+    // them are the newest), or when too few could (it does not); the slowest drive (a frozen
+    // node) is not waited for.
+    const r = Math.max(k, n - this.#cluster.writeQuorum + 1)
+    const { settled } = await this.#cluster.callUntil(drives, GetBucket, { name }, (s) => {
+      let ok = 0
+      let present = 0
+      for (const x of s) {
+        if (!x.ok) continue
+        ok++
+        if (x.value.record !== undefined) present++
+      }
+      return ok >= r && (present >= k || present + (n - ok) < k)
+    })
+    const ok = settled.flatMap((r) => (r.ok ? [r.value.record] : []))
     if (ok.length < this.#cluster.readQuorum) {
       throw new StoreError(
         'QUORUM_FAILED',
@@ -48,6 +80,7 @@ export class BucketStore {
       present.length >= this.#cluster.readQuorum
         ? present.reduce((a, b) => (bucketStamp(b) > bucketStamp(a) ? b : a))
         : undefined
+    if (changes !== this.#changes) return record
     this.#cache.set(name, { record, at: Date.now() })
     if (this.#cache.size > 10_000) this.#cache.delete(this.#cache.keys().next().value!)
     return record
@@ -79,17 +112,22 @@ export class BucketStore {
       settings: { ...settings, updated: now },
     }
     await this.#writeAll(record, true)
+    this.#changes++
     this.#cache.set(name, { record, at: Date.now() })
     return true
   }
 
   /** Replaces a bucket's record (versioning, settings) on every drive. */
   async update(name: string, change: (b: BucketRecord) => BucketRecord): Promise<BucketRecord> {
+    this.#changes++
     this.#cache.delete(name)
-    const cur = await this.require(name)
+    // A lookup of its own, not one begun before this change.
+    const cur = await this.#read(name)
+    if (cur === undefined) throw new StoreError('BUCKET_NOT_FOUND', `no bucket ${name}`)
     const next = change(structuredClone(cur))
     next.settings = { ...next.settings, updated: hlcNow() }
     await this.#writeAll(next, false)
+    this.#changes++
     this.#cache.set(name, { record: next, at: Date.now() })
     return next
   }
@@ -129,6 +167,7 @@ export class BucketStore {
       if (notEmpty && !notEmpty.ok) throw notEmpty.error
       this.#cluster.requireWriteQuorum(results, `of a set removed bucket ${name}`)
     }
+    this.#changes++
     this.#cache.set(name, { record: undefined, at: Date.now() })
   }
 

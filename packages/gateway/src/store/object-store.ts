@@ -43,9 +43,17 @@ import {
 import type { Cluster, DriveResult, Placement, QuorumResults } from './cluster.ts'
 import { Fanout } from './fanout.ts'
 import { hlcNow, newVersionId } from './hlc.ts'
+import { voteVersion } from './version-vote.ts'
 
 /** How long a drive may make no progress on a write while the write quorum of others does. */
 export const STALL_MS = 10_000
+
+/**
+ * A version lookup asks the rest of the set's drives when the first ones have not all answered
+ * within this long: far beyond a healthy drive's answer (a few ms, tens under heavy load), far
+ * below the 5 s after which a silent node's channel is declared dead.
+ */
+export const HEDGE_MS = 250
 
 export type Versioning = 'unversioned' | 'enabled' | 'suspended'
 
@@ -137,6 +145,7 @@ export class ObjectStore {
   #onMiss: (miss: ShardMiss) => void
   /** Where reads with reuseBuffers receive their shard data. */
   readonly #buffers = new BufferPool()
+  #hedges = 0
 
   constructor(init: ObjectStoreInit) {
     this.cluster = init.cluster
@@ -573,7 +582,7 @@ export class ObjectStore {
     )
   }
 
-  async #resolveIn(
+  #resolveIn(
     pool: number,
     bucket: string,
     key: string,
@@ -582,71 +591,85 @@ export class ObjectStore {
     const placement = this.cluster.place(pool, bucket, key)
     const drives = placement.set.drives
     const req = { bucket, key, ...(versionId !== undefined ? { versionId } : { limit: 1 }) }
-    // Any committed version sits on at least the write quorum of drives, so r = n - wq + 1
-    // drives that all agree (and at least k, to read the data) settle the answer: ask the
-    // holders of shards 0..r-1 first, and the rest only when they disagree or fail.
-    const n = drives.length
-    const r = Math.min(n, Math.max(this.cluster.readQuorum, n - this.cluster.writeQuorum + 1))
-    const firstSlots = placement.distribution.slice(0, r)
-    const first = await this.cluster.callAll(
-      firstSlots.map((slot) => drives[slot]!),
-      ReadVersions,
-      req,
-    )
-    const agreed = allAgree(first)
-    if (agreed === 'none') return undefined
-    if (agreed !== undefined) {
-      const byShard = new Map<number, VersionRecord>()
-      for (const v of agreed) byShard.set(v.erasure.index, v)
-      return {
-        placement: { ...placement, distribution: agreed[0]!.erasure.distribution },
-        record: agreed[0]!,
-        byShard,
-        partial: r < n,
-      }
-    }
-    const restSlots = placement.distribution.slice(r)
-    const rest = await this.cluster.callAll(
-      restSlots.map((slot) => drives[slot]!),
-      ReadVersions,
-      req,
-    )
-    const results = [...first, ...rest]
-    const k = this.cluster.readQuorum
-    const answered = results.filter((r) => r.ok)
-    const groups = new Map<string, VersionRecord[]>()
-    for (const r of answered) {
-      const v = r.ok ? r.value.versions[0] : undefined
-      if (v === undefined) continue
-      const id = `${v.modTime}/${v.versionId}`
-      const g = groups.get(id)
-      if (g) g.push(v)
-      else groups.set(id, [v])
-    }
-    let best: VersionRecord[] | undefined
-    for (const g of groups.values()) {
-      if (g.length >= k && (best === undefined || g[0]!.modTime > best[0]!.modTime)) best = g
-    }
-    if (best) {
-      const byShard = new Map<number, VersionRecord>()
-      for (const v of best) byShard.set(v.erasure.index, v)
-      // Drives that answered without the agreed version missed it (a write or a heal): repair.
-      const chosen = best[0]!
-      for (const r of answered) {
-        const v = r.ok ? r.value.versions[0] : undefined
-        if (v === undefined || v.modTime < chosen.modTime) {
-          this.#miss(chosen, r.drive, 'the drive lacks the version its set agrees on', 'read')
+    const shape = { n: drives.length, k: this.cluster.readQuorum, wq: this.cluster.writeQuorum }
+    // Any r = n - wq + 1 drives that agree (and at least k, to read the data) settle the answer
+    // (see voteVersion): ask the holders of shards 0..r-1 first, and the rest when they
+    // disagree, fail, or have not all answered within HEDGE_MS (a frozen node answers nothing
+    // until its channel is declared dead, seconds later).
+    const r = Math.min(shape.n, Math.max(shape.k, shape.n - shape.wq + 1))
+    const order = placement.distribution
+    const answers: DriveResult<{ versions: VersionRecord[] }>[] = []
+    return new Promise((resolve) => {
+      let asked = 0
+      let settled = false
+      let hedge: NodeJS.Timeout | undefined
+      const ask = (upTo: number): void => {
+        for (; asked < upTo; asked++) {
+          this.cluster.callAll([drives[order[asked]!]!], ReadVersions, req).then(([a]) => {
+            if (settled) return
+            answers.push(a!)
+            judge()
+          })
         }
       }
-      // The object's own distribution, not this pool's placement of today (they agree unless
-      // the map changed k or m, which it may not).
-      return {
-        placement: { ...placement, distribution: best[0]!.erasure.distribution },
-        record: best[0]!,
-        byShard,
+      const judge = (): void => {
+        const heard: (VersionRecord | undefined)[] = []
+        for (const a of answers) if (a.ok) heard.push(a.value.versions[0])
+        const vote = voteVersion(heard, shape)
+        if (vote.kind === 'wait') {
+          if (answers.length < asked) return
+          if (asked < shape.n) {
+            ask(shape.n)
+            return
+          }
+        }
+        settled = true
+        clearTimeout(hedge)
+        if (vote.kind === 'wait') {
+          // Every drive was heard from (or failed): a version that may be committed cannot be
+          // read, and may not be called absent either.
+          resolve('unknown')
+          return
+        }
+        if (vote.kind === 'none') {
+          resolve(undefined)
+          return
+        }
+        const chosen = vote.holders[0]!
+        const byShard = new Map<number, VersionRecord>()
+        for (const v of vote.holders) byShard.set(v.erasure.index, v)
+        // Drives that answered without the chosen version missed it (a write or a heal): repair.
+        for (const a of answers) {
+          const v = a.ok ? a.value.versions[0] : undefined
+          if (a.ok && (v === undefined || v.modTime < chosen.modTime)) {
+            this.#miss(chosen, a.drive, 'the drive lacks the version its set agrees on', 'read')
+          }
+        }
+        resolve({
+          // The object's own distribution, not this pool's placement of today (they agree
+          // unless the map changed k or m, which it may not).
+          placement: { ...placement, distribution: chosen.erasure.distribution },
+          record: chosen,
+          byShard,
+          // Drives never asked may hold shards too: read on trust, checked as they come. Drives
+          // asked that did not answer with this version are not read.
+          partial: asked < shape.n,
+        })
       }
-    }
-    return answered.length >= k ? undefined : 'unknown'
+      ask(r)
+      if (asked < shape.n) {
+        hedge = setTimeout(() => {
+          if (settled || asked >= shape.n) return
+          this.#hedges++
+          ask(shape.n)
+        }, HEDGE_MS)
+      }
+    })
+  }
+
+  /** Version lookups that asked every drive of the set because the first were slow (HEDGE_MS). */
+  get hedges(): number {
+    return this.#hedges
   }
 
   /** What the read buffers hold (see ReadOptions.reuseBuffers), for metrics. */
@@ -811,12 +834,15 @@ export class ObjectStore {
       ? [found.placement]
       : this.cluster.layout.pools.map((p) => this.cluster.place(p.index, bucket, key))
     for (const placement of placements) {
-      const results = await this.cluster.callAll(placement.set.drives, DeleteVersion, {
-        bucket,
-        key,
-        versionId: vid,
-      })
-      this.cluster.requireWriteQuorum(results, `removed ${bucket}/${key}`)
+      // Done at the write quorum: a silent drive keeps the version until its node runs again
+      // and hears of it, or a heal removes what fewer than k drives hold.
+      const { settled } = await this.cluster.callQuorum(
+        placement.set.drives,
+        DeleteVersion,
+        { bucket, key, versionId: vid },
+        this.cluster.writeQuorum,
+      )
+      this.cluster.requireWriteQuorum(settled, `removed ${bucket}/${key}`)
     }
     return found ? { removed: found.record } : {}
   }
@@ -830,15 +856,20 @@ export class ObjectStore {
     change: (rec: VersionRecord) => VersionRecord,
   ): Promise<VersionRecord> {
     const drives = r.placement.set.drives
-    const all = await this.cluster.callAll(drives, ReadVersions, {
-      bucket: r.record.bucket,
-      key: r.record.key,
-      versionId: r.record.versionId,
-    })
-    const holders = all.filter(
-      (x): x is Extract<typeof x, { ok: true }> =>
-        x.ok && x.value.versions[0]?.modTime === r.record.modTime,
+    const holds = (x: DriveResult<{ versions: VersionRecord[] }>) =>
+      x.ok && x.value.versions[0]?.modTime === r.record.modTime
+    // Every holder that answers gets the change; one still silent after HEDGE_MS (a frozen
+    // node) is not waited for once the write quorum of holders answered. The change keeps the
+    // version's modTime, so a read cannot tell an updated record from an old one: every holder
+    // that answered is updated before the client hears of it.
+    const { settled } = await this.cluster.callUntil(
+      drives,
+      ReadVersions,
+      { bucket: r.record.bucket, key: r.record.key, versionId: r.record.versionId },
+      (s, graceOver) => graceOver && s.filter(holds).length >= this.cluster.writeQuorum,
+      { graceMs: HEDGE_MS },
     )
+    const holders = settled.filter((x): x is Extract<typeof x, { ok: true }> => holds(x))
     const results = await this.cluster.callAll(
       holders.map((h) => h.drive),
       CommitVersion,
@@ -869,29 +900,12 @@ function withDigests(
  * The version every drive asked agrees on: 'none' when all answered without one, the records
  * when all answered with the same one, undefined when any failed or they differ.
  */
-function allAgree(
-  results: DriveResult<{ versions: VersionRecord[] }>[],
-): VersionRecord[] | 'none' | undefined {
-  const found: VersionRecord[] = []
-  for (const r of results) {
-    if (!r.ok) return undefined
-    const v = r.value.versions[0]
-    if (v !== undefined) found.push(v)
-  }
-  if (found.length === 0) return 'none'
-  if (found.length !== results.length) return undefined
-  const first = found[0]!
-  return found.every((v) => v.modTime === first.modTime && v.versionId === first.versionId)
-    ? found
-    : undefined
-}
-
-/** Passes a body through, counting bytes; fails when it runs past `size`. */
 /** Whether a version's shards live in its records (inline) rather than in shard files. */
 export function storedInline(rec: VersionRecord): boolean {
   return rec.inline !== undefined || rec.dataDir === undefined
 }
 
+/** Passes a body through, counting bytes; fails when it runs past `size`. */
 async function* countBytes(
   body: AsyncIterable<Uint8Array>,
   size: number,

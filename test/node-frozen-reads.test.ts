@@ -1,0 +1,127 @@
+// Reads do not wait for a node that has just gone silent (frozen with SIGSTOP: its sockets
+// stay open and nothing answers, so its channel is declared dead only after 5 s of silence).
+// A version lookup asks the rest of the set when its first drives have not answered within
+// 250 ms; a bucket lookup, a delete and a tag change settle once enough drives answered.
+// Shown without timing, as in write-quorum.test.ts: each request is answered while the
+// gateway's calls to the frozen node are still open (tessera_rpc_errors_total counts no
+// failure for it yet), and the lookups that went past the frozen node are counted in
+// tessera_read_hedges_total.
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  GetObjectTaggingCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  PutObjectTaggingCommand,
+} from '@aws-sdk/client-s3'
+import t from 'tap'
+import { FOUR_NODES_RS22, gatewaySeesEveryDrive, startCluster } from './harness/cluster.ts'
+import { place, shardDrive } from './harness/object-io.ts'
+import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
+
+/** A counter of the gateway's metrics, summed over the series whose labels include `match`. */
+async function counter(endpoint: string, name: string, match = ''): Promise<number> {
+  const text = await (await fetch(`${endpoint}/_tessera/metrics`)).text()
+  let n = 0
+  for (const line of text.split('\n')) {
+    if ((line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && line.includes(match))
+      n += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return n
+}
+
+t.test('reads and deletes do not wait for a node that went silent', async (t) => {
+  const c = await startCluster(t, FOUR_NODES_RS22)
+  const endpoint = c.gateways[0]!.endpoint
+  const s3 = s3Client(endpoint, { maxAttempts: 1 })
+  t.teardown(() => s3.destroy())
+  const bucket = uniqueBucket('frozen')
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+
+  // The silent node holds shard 0 of every object read below: the drive a lookup asks first
+  // and a data shard of the streamed objects.
+  const victim = shardDrive(place(c, bucket, 'small-0'), 0).nodeId
+  const objects: { key: string; data: Buffer }[] = []
+  for (let i = 0; objects.length < 6 && i < 500; i++) {
+    const size = objects.length % 2 === 0 ? 1000 : 300_000 // inline, and in shard files
+    const key = `${size === 1000 ? 'small' : 'large'}-${i}`
+    if (shardDrive(place(c, bucket, key), 0).nodeId !== victim) continue
+    const data = bytes(size, i + 1)
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: data }))
+    objects.push({ key, data })
+  }
+  t.equal(objects.length, 6, 'three inline and three streamed objects on the silent node')
+  const doomed = objects[0]!.key
+  const tagged = objects[1]!.key
+  // Every connection is open and warm, and the bucket is in the gateway's cache.
+  await gatewaySeesEveryDrive(c)
+  for (const o of objects) await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: o.key }))
+
+  const failedBefore = await counter(endpoint, 'tessera_rpc_errors_total', `node="${victim}"`)
+  const hedgesBefore = await counter(endpoint, 'tessera_read_hedges_total')
+  const pid = c.local.pids()[victim]
+  if (pid === undefined) throw new Error(`no pid for ${victim}`)
+  process.kill(pid, 'SIGSTOP')
+  let frozen = true
+  const thaw = () => {
+    if (frozen) process.kill(pid, 'SIGCONT')
+    frozen = false
+  }
+  t.teardown(thaw)
+
+  const stillOpen = async (what: string) =>
+    t.equal(
+      await counter(endpoint, 'tessera_rpc_errors_total', `node="${victim}"`),
+      failedBefore,
+      `${what}: answered while the calls to the silent node were still open`,
+    )
+
+  const reads = await Promise.all(
+    objects.slice(1).map(async (o) => {
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.key }))
+      return { key: o.key, ok: sha256(await bodyBytes(got.Body)) === sha256(o.data) }
+    }),
+  )
+  for (const r of reads) t.ok(r.ok, `GET ${r.key} returns its bytes`)
+  const missing = await s3
+    .send(new GetObjectCommand({ Bucket: bucket, Key: 'small-none' }))
+    .then(() => undefined, s3Fault)
+  t.equal(missing?.code, 'NoSuchKey', 'a key that does not exist is still NoSuchKey (404)')
+  t.equal(missing?.status, 404)
+  await stillOpen('GETs of inline and streamed objects, and of a missing key')
+  t.ok(
+    (await counter(endpoint, 'tessera_read_hedges_total')) - hedgesBefore >= objects.length - 1,
+    'each lookup asked past the silent drive (tessera_read_hedges_total)',
+  )
+
+  await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: doomed }))
+  const gone = await s3
+    .send(new HeadObjectCommand({ Bucket: bucket, Key: doomed }))
+    .then(() => undefined, s3Fault)
+  t.equal(gone?.status, 404, 'the deleted object is gone')
+  await s3.send(
+    new PutObjectTaggingCommand({
+      Bucket: bucket,
+      Key: tagged,
+      Tagging: { TagSet: [{ Key: 'state', Value: 'frozen' }] },
+    }),
+  )
+  const tags = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: tagged }))
+  t.same(tags.TagSet, [{ Key: 'state', Value: 'frozen' }], 'the tag change is read back')
+  await stillOpen('a delete and a tag change')
+
+  // Past the bucket cache's second: the request looks the bucket up on every drive again.
+  await new Promise((r) => setTimeout(r, 1100))
+  await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: tagged }))
+  await stillOpen('a request that looked the bucket up again')
+
+  thaw()
+  await gatewaySeesEveryDrive(c)
+  const again = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: objects[2]!.key }))
+  t.equal(
+    sha256(await bodyBytes(again.Body)),
+    sha256(objects[2]!.data),
+    'reads go on once the node runs again',
+  )
+})
