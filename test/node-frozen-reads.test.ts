@@ -16,20 +16,16 @@ import {
   PutObjectTaggingCommand,
 } from '@aws-sdk/client-s3'
 import t from 'tap'
-import { FOUR_NODES_RS22, gatewaySeesEveryDrive, startCluster } from './harness/cluster.ts'
+import {
+  FOUR_NODES_RS22,
+  failedCalls,
+  freezeNode,
+  gatewayCounter,
+  gatewaySeesEveryDrive,
+  startCluster,
+} from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
-
-/** A counter of the gateway's metrics, summed over the series whose labels include `match`. */
-async function counter(endpoint: string, name: string, match = ''): Promise<number> {
-  const text = await (await fetch(`${endpoint}/_tessera/metrics`)).text()
-  let n = 0
-  for (const line of text.split('\n')) {
-    if ((line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && line.includes(match))
-      n += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return n
-}
 
 t.test('reads and deletes do not wait for a node that went silent', async (t) => {
   const c = await startCluster(t, FOUR_NODES_RS22)
@@ -58,21 +54,13 @@ t.test('reads and deletes do not wait for a node that went silent', async (t) =>
   await gatewaySeesEveryDrive(c)
   for (const o of objects) await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: o.key }))
 
-  const failedBefore = await counter(endpoint, 'tessera_rpc_errors_total', `node="${victim}"`)
-  const hedgesBefore = await counter(endpoint, 'tessera_read_hedges_total')
-  const pid = c.local.pids()[victim]
-  if (pid === undefined) throw new Error(`no pid for ${victim}`)
-  process.kill(pid, 'SIGSTOP')
-  let frozen = true
-  const thaw = () => {
-    if (frozen) process.kill(pid, 'SIGCONT')
-    frozen = false
-  }
-  t.teardown(thaw)
+  const failedBefore = await failedCalls(endpoint, victim)
+  const hedgesBefore = await gatewayCounter(endpoint, 'tessera_read_hedges_total')
+  const thaw = freezeNode(t, c, victim)
 
   const stillOpen = async (what: string) =>
     t.equal(
-      await counter(endpoint, 'tessera_rpc_errors_total', `node="${victim}"`),
+      await failedCalls(endpoint, victim),
       failedBefore,
       `${what}: answered while the calls to the silent node were still open`,
     )
@@ -91,7 +79,8 @@ t.test('reads and deletes do not wait for a node that went silent', async (t) =>
   t.equal(missing?.status, 404)
   await stillOpen('GETs of inline and streamed objects, and of a missing key')
   t.ok(
-    (await counter(endpoint, 'tessera_read_hedges_total')) - hedgesBefore >= objects.length - 1,
+    (await gatewayCounter(endpoint, 'tessera_read_hedges_total')) - hedgesBefore >=
+      objects.length - 1,
     'each lookup asked past the silent drive (tessera_read_hedges_total)',
   )
 

@@ -14,23 +14,14 @@ import t from 'tap'
 import {
   eventually,
   FOUR_NODES_RS22,
+  failedCalls,
+  freezeNode,
   gatewaySeesEveryDrive,
   startCluster,
   versionsOn,
 } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import { bodyBytes, bytes, s3Client, sha256, uniqueBucket, versionedBucket } from './harness/s3.ts'
-
-/** Calls to node `nodeId` the gateway counts as failed, whatever the code. */
-async function failedCalls(endpoint: string, nodeId: string): Promise<number> {
-  const text = await (await fetch(`${endpoint}/_tessera/metrics`)).text()
-  let n = 0
-  for (const line of text.split('\n')) {
-    if (line.startsWith('tessera_rpc_errors_total{') && line.includes(`node="${nodeId}"`))
-      n += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return n
-}
 
 t.test('a write does not wait for a silent node beyond its write quorum', async (t) => {
   const c = await startCluster(t, FOUR_NODES_RS22)
@@ -41,25 +32,14 @@ t.test('a write does not wait for a silent node beyond its write quorum', async 
   // Every connection is open and warm before the node goes silent.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'warm', Body: bytes(1000, 1) }))
 
-  const freeze = async (nodeId: string) => {
-    const pid = c.local.pids()[nodeId]
-    if (pid === undefined) throw new Error(`no pid for ${nodeId}`)
-    process.kill(pid, 'SIGSTOP')
-    let frozen = true
-    const thaw = () => {
-      if (frozen) process.kill(pid, 'SIGCONT')
-      frozen = false
-    }
-    t.teardown(thaw)
-    return thaw
-  }
+  const freeze = (nodeId: string) => freezeNode(t, c, nodeId)
 
   await t.test('an inline PUT', async (t) => {
     const key = 'quorum/small'
     const silent = shardDrive(place(c, bucket, key), 3)
     const before = await failedCalls(endpoint, silent.nodeId)
     const data = bytes(1000, 2)
-    const thaw = await freeze(silent.nodeId)
+    const thaw = freeze(silent.nodeId)
     const put = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: data }))
     t.equal(
       await failedCalls(endpoint, silent.nodeId),
@@ -96,7 +76,7 @@ t.test('a write does not wait for a silent node beyond its write quorum', async 
     const silent = shardDrive(place(c, bucket, key), 0)
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes(300_000, 3) }))
     const before = await failedCalls(endpoint, silent.nodeId)
-    const thaw = await freeze(silent.nodeId)
+    const thaw = freeze(silent.nodeId)
     const del = await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
     t.ok(del.DeleteMarker, 'a delete marker was written')
     t.equal(

@@ -228,3 +228,36 @@ export async function gatewaySeesEveryDrive(c: TestCluster, g = 0): Promise<void
     await new Promise((r) => setTimeout(r, 250))
   }
 }
+
+/**
+ * Freezes node `nodeId` with SIGSTOP (its sockets stay open and nothing answers, as with a cut
+ * link). Returns a function that resumes it; the test's teardown resumes it too.
+ */
+export function freezeNode(t: TestLike, c: TestCluster, nodeId: string): () => void {
+  const pid = c.local.pids()[nodeId]
+  if (pid === undefined) throw new Error(`no pid for ${nodeId}`)
+  process.kill(pid, 'SIGSTOP')
+  let frozen = true
+  const thaw = () => {
+    if (frozen) process.kill(pid, 'SIGCONT')
+    frozen = false
+  }
+  t.teardown(thaw)
+  return thaw
+}
+
+/** Calls to node `nodeId` a gateway counts as failed (tessera_rpc_errors_total), any code. */
+export async function failedCalls(endpoint: string, nodeId: string): Promise<number> {
+  return gatewayCounter(endpoint, 'tessera_rpc_errors_total', `node="${nodeId}"`)
+}
+
+/** A counter of a gateway's metrics, summed over the series whose labels include `match`. */
+export async function gatewayCounter(endpoint: string, name: string, match = ''): Promise<number> {
+  const text = await (await fetch(`${endpoint}/_tessera/metrics`)).text()
+  let n = 0
+  for (const line of text.split('\n')) {
+    if ((line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && line.includes(match))
+      n += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return n
+}
