@@ -40,7 +40,13 @@ import {
   StoreError,
   type VersionRecord,
 } from '@tessera/protocol'
-import type { Cluster, DriveResult, Placement, QuorumResults } from './cluster.ts'
+import {
+  asStoreError,
+  type Cluster,
+  type DriveResult,
+  type Placement,
+  type QuorumResults,
+} from './cluster.ts'
 import { Fanout } from './fanout.ts'
 import { hlcNow, newVersionId } from './hlc.ts'
 import { voteVersion } from './version-vote.ts'
@@ -605,11 +611,16 @@ export class ObjectStore {
       let hedge: NodeJS.Timeout | undefined
       const ask = (upTo: number): void => {
         for (; asked < upTo; asked++) {
-          this.cluster.callAll([drives[order[asked]!]!], ReadVersions, req).then(([a]) => {
+          const drive = drives[order[asked]!]!
+          const heard = (a: DriveResult<{ versions: VersionRecord[] }>): void => {
             if (settled) return
-            answers.push(a!)
+            answers.push(a)
             judge()
-          })
+          }
+          this.cluster.call(drive, ReadVersions, req).then(
+            (value) => heard({ drive, ok: true, value }),
+            (err: unknown) => heard({ drive, ok: false, error: asStoreError(err) }),
+          )
         }
       }
       const judge = (): void => {
@@ -896,10 +907,6 @@ function withDigests(
   }
 }
 
-/**
- * The version every drive asked agrees on: 'none' when all answered without one, the records
- * when all answered with the same one, undefined when any failed or they differ.
- */
 /** Whether a version's shards live in its records (inline) rather than in shard files. */
 export function storedInline(rec: VersionRecord): boolean {
   return rec.inline !== undefined || rec.dataDir === undefined
