@@ -44,6 +44,7 @@ import {
   type BucketRecord,
   type Hlc,
   hlcMillis,
+  laterRecord,
   type PartRecord,
   type UploadRecord,
   type VersionRecord,
@@ -680,8 +681,8 @@ export class MetaStore {
   /**
    * A repair's final write, in an exclusive section: `record`, rebuilt from what the set's drives
    * said at `readAt` (this node's clock), is written unless the drive meanwhile got a newer
-   * record under the same versionId ('newer') or a client deleted the version ('deleted', see
-   * wasDeleted). `current` is what the drive held under the versionId at the check: the
+   * record under the same versionId or a later change of its tags or ACL ('newer'), or a
+   * client deleted the version ('deleted', see wasDeleted). `current` is what the drive held under the versionId at the check: the
    * record replaced, or the one that stays; whose data folder is not the record's may need to go.
    */
   async restoreVersion(
@@ -691,8 +692,7 @@ export class MetaStore {
     return this.exclusive(record.bucket, record.key, async () => {
       const current = await this.getVersion(record.bucket, record.key, record.versionId)
       const was = current === undefined ? {} : { current }
-      if (current !== undefined && current.modTime > record.modTime)
-        return { outcome: 'newer', ...was }
+      if (current !== undefined && laterRecord(current, record)) return { outcome: 'newer', ...was }
       if (await this.wasDeleted(record, readAt)) return { outcome: 'deleted', ...was }
       await this.putVersion(record)
       return { outcome: 'written', ...was }

@@ -35,6 +35,7 @@ import {
   ListRange,
   ListSystem,
   ListUploads,
+  laterRecord,
   listenSecure,
   type PartRecord,
   PROTOCOL_VERSION,
@@ -414,14 +415,17 @@ export class StorageNode {
       // Decided and written in the key's exclusive section: no delete, repair or other commit
       // of the key comes between the checks and the write.
       const done = await d.meta.exclusive(rec.bucket, rec.key, async () => {
+        // A 'null' version replaces the one before it; a change of tags or ACL (metaTime)
+        // rewrites its own version.
         const old =
-          rec.versionId === 'null'
-            ? await d.meta.getVersion(rec.bucket, rec.key, 'null')
+          rec.versionId === 'null' || rec.metaTime !== undefined
+            ? await d.meta.getVersion(rec.bucket, rec.key, rec.versionId)
             : undefined
         // A commit that arrives late (its link was cut, TCP delivered it when the link came
-        // back) must not undo what happened since: a newer 'null' version stays, and a version
-        // a client deleted stays deleted. The write is dropped; the caller sees it superseded.
-        if ((old !== undefined && old.modTime > rec.modTime) || (await d.meta.deletedBefore(rec)))
+        // back) must not undo what happened since: a newer 'null' version or a later change of
+        // the version's tags or ACL stays, and a version a client deleted stays deleted. The
+        // write is dropped; the caller sees it superseded.
+        if ((old !== undefined && laterRecord(old, rec)) || (await d.meta.deletedBefore(rec)))
           return undefined
         if (req.tmpId !== undefined) {
           const moved = await commitShards(d, req.tmpId, rec.bucket, rec.key, rec.dataDir!)

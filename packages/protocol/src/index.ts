@@ -85,6 +85,8 @@ export {
   HLC_COUNTER_SPAN,
   type Hlc,
   hlcMillis,
+  laterRecord,
+  latestMeta,
   type PartInfo,
   type PartRecord,
   type UploadRecord,

@@ -18,6 +18,21 @@ export function hlcMillis(t: Hlc): number {
   return Math.floor(t / HLC_COUNTER_SPAN)
 }
 
+/**
+ * Whether record `a` is a later state of its key than `b`: a newer version, or the same version
+ * (same modTime) after a later change of its tags or ACL.
+ */
+export function laterRecord(a: VersionRecord, b: VersionRecord): boolean {
+  return a.modTime > b.modTime || (a.modTime === b.modTime && (a.metaTime ?? 0) > (b.metaTime ?? 0))
+}
+
+/** Of several drives' records of one version, the current one: the latest metadata change. */
+export function latestMeta<T extends VersionRecord>(records: readonly T[]): T {
+  let best = records[0]!
+  for (const r of records) if ((r.metaTime ?? 0) > (best.metaTime ?? 0)) best = r
+  return best
+}
+
 /** How an object's data is erasure coded, and which shard this copy of the record is for. */
 export interface ErasureInfo {
   k: number
@@ -65,6 +80,12 @@ export interface VersionRecord {
   /** 'null' for objects written while versioning was never enabled. */
   versionId: string
   modTime: Hlc
+  /**
+   * When the version's tags or ACL last changed (an HLC); absent while they never did. Such a
+   * change keeps modTime, so this orders the changes: of two records of one version, the one
+   * with the later metaTime is current, on reads, on the drives and in healing.
+   */
+  metaTime?: Hlc
   size: number
   etag: string
   /** S3 flexible checksums by algorithm (CRC32, CRC32C, SHA1, SHA256, CRC64NVME), base64. */

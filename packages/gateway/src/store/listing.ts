@@ -199,8 +199,11 @@ function agreedVersions(perDrive: Item[][], quorum: number): VersionRecord[] {
       if (it.prefix || !it.record) continue
       const id = `${it.record.modTime}/${it.record.versionId}`
       const c = counts.get(id)
-      if (c) c.n++
-      else counts.set(id, { rec: it.record, n: 1 })
+      if (c) {
+        c.n++
+        // Holders that missed a change of the version's tags or ACL keep an older metaTime.
+        if ((it.record.metaTime ?? 0) > (c.rec.metaTime ?? 0)) c.rec = it.record
+      } else counts.set(id, { rec: it.record, n: 1 })
     }
   }
   return [...counts.values()]

@@ -34,6 +34,8 @@ import {
   CommitVersion,
   DeleteVersion,
   type DriveSlot,
+  laterRecord,
+  latestMeta,
   PutShard,
   ReadShard,
   ReadVersions,
@@ -646,14 +648,24 @@ export class ObjectStore {
           resolve(undefined)
           return
         }
-        const chosen = vote.holders[0]!
+        // Holders may differ in the version's tags or ACL (a change some missed): the latest.
+        const chosen = latestMeta(vote.holders)
         const byShard = new Map<number, VersionRecord>()
         for (const v of vote.holders) byShard.set(v.erasure.index, v)
-        // Drives that answered without the chosen version missed it (a write or a heal): repair.
+        // Drives that answered without the chosen version, or with an older state of it, missed
+        // a write, a metadata change or a heal: repair.
         for (const a of answers) {
           const v = a.ok ? a.value.versions[0] : undefined
-          if (a.ok && (v === undefined || v.modTime < chosen.modTime)) {
+          if (!a.ok) continue
+          if (v === undefined || v.modTime < chosen.modTime) {
             this.#miss(chosen, a.drive, 'the drive lacks the version its set agrees on', 'read')
+          } else if (laterRecord(chosen, v)) {
+            this.#miss(
+              chosen,
+              a.drive,
+              'the drive missed a change of the version’s tags or ACL',
+              'read',
+            )
           }
         }
         resolve({
@@ -871,8 +883,8 @@ export class ObjectStore {
       x.ok && x.value.versions[0]?.modTime === r.record.modTime
     // Every holder that answers gets the change; one still silent after HEDGE_MS (a frozen
     // node) is not waited for once the write quorum of holders answered. The change keeps the
-    // version's modTime, so a read cannot tell an updated record from an old one: every holder
-    // that answered is updated before the client hears of it.
+    // version's modTime and carries its own metaTime: a holder that missed it (away, or too
+    // slow) keeps an older metaTime, which reads pass over and healing brings up to date.
     const { settled } = await this.cluster.callUntil(
       drives,
       ReadVersions,
@@ -881,13 +893,29 @@ export class ObjectStore {
       { graceMs: HEDGE_MS },
     )
     const holders = settled.filter((x): x is Extract<typeof x, { ok: true }> => holds(x))
+    // The change's own time orders it after every earlier one, whichever gateway made those
+    // (its clock may be ahead of ours): a drive keeps the record with the latest metaTime.
+    // The change applies to the latest state (a holder that missed an earlier change of the
+    // ACL must not keep its old ACL under the new metaTime); each keeps its shard and bytes.
+    const latest = latestMeta([r.record, ...holders.map((h) => h.value.versions[0]!)])
+    const metaTime = Math.max(hlcNow(), (latest.metaTime ?? 0) + 1)
+    const { inline: _theirs, ...next } = { ...change(latest), metaTime }
     const results = await this.cluster.callAll(
       holders.map((h) => h.drive),
       CommitVersion,
-      (_d, i) => ({ record: change(holders[i]!.value.versions[0]!) }),
+      (_d, i) => {
+        const own = holders[i]!.value.versions[0]!
+        return {
+          record: {
+            ...next,
+            erasure: own.erasure,
+            ...(own.inline !== undefined ? { inline: own.inline } : {}),
+          },
+        }
+      },
     )
     this.cluster.requireWriteQuorum(results, `updated ${r.record.bucket}/${r.record.key}`)
-    return change(r.record)
+    return next
   }
 }
 

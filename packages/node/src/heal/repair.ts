@@ -53,6 +53,7 @@ import {
   GetUpload,
   hlcMillis,
   ListParts,
+  latestMeta,
   type PartInfo,
   type PartRecord,
   StoreError,
@@ -712,12 +713,19 @@ async function encodeShard(
 /** The record the holders agree on: the most common one, shard index and inline bytes aside. */
 function reference(g: Group): VersionRecord {
   if (g.holders.length === 0) return g.local!
+  // The latest change of the version's tags or ACL wins (a drive that missed one keeps an
+  // older metaTime), the drive's own copy included; among equals, what most holders say.
+  const metaTime = latestMeta([
+    ...g.holders.map((h) => h.rec),
+    ...(g.local ? [g.local] : []),
+  ]).metaTime
   const counts = new Map<string, { rec: VersionRecord; n: number }>()
-  for (const h of g.holders) {
-    const f = fingerprint(h.rec)
+  for (const rec of [...g.holders.map((h) => h.rec), ...(g.local ? [g.local] : [])]) {
+    if (rec.metaTime !== metaTime) continue
+    const f = fingerprint(rec)
     const c = counts.get(f)
     if (c) c.n++
-    else counts.set(f, { rec: h.rec, n: 1 })
+    else counts.set(f, { rec, n: 1 })
   }
   let best: { rec: VersionRecord; n: number } | undefined
   for (const c of counts.values()) if (best === undefined || c.n > best.n) best = c

@@ -480,10 +480,13 @@ export class Scanner {
     const { drive, access, config, h64, signal } = this.#i
     const k = access.cluster.readQuorum
     const counts = new Map<string, number>()
+    // The latest change of each version's tags or ACL the others hold.
+    const metaTimes = new Map<string, number>()
     for (const o of view.others) {
       for (const v of o.versions) {
         const id = `${v.modTime}/${v.versionId}`
         counts.set(id, (counts.get(id) ?? 0) + 1)
+        if ((v.metaTime ?? 0) > (metaTimes.get(id) ?? 0)) metaTimes.set(id, v.metaTime!)
       }
     }
     const mine = new Set(view.local.map((v) => `${v.modTime}/${v.versionId}`))
@@ -504,9 +507,13 @@ export class Scanner {
     }
     const now = Date.now()
     for (const v of view.local) {
-      const n = (counts.get(`${v.modTime}/${v.versionId}`) ?? 0) + 1
-      if (n >= k) verdict.expected++
-      else if (n + view.unknown < k && now - hlcMillis(v.modTime) >= config.graceMs) {
+      const id = `${v.modTime}/${v.versionId}`
+      const n = (counts.get(id) ?? 0) + 1
+      if (n >= k) {
+        verdict.expected++
+        // The drive missed a change of the version's tags or ACL.
+        if ((metaTimes.get(id) ?? 0) > (v.metaTime ?? 0)) verdict.repair = true
+      } else if (n + view.unknown < k && now - hlcMillis(v.modTime) >= config.graceMs) {
         verdict.repair = true
         continue
       }
