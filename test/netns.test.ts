@@ -263,7 +263,8 @@ t.test(
         if (w.ok) acknowledged.push(o)
         const streamed = o.data.length >= INLINE
         // A streamed PUT on a connection to the silent host goes on without it once the write
-        // quorum has the data and that drive made no progress for STALL_MS.
+        // quorum has the data and that drive made no progress for STALL_MS, or the host sent
+        // nothing for SILENT_MS.
         t.ok(
           w.ok,
           `${gw}: PUT ${o.key} (${o.data.length} B${streamed ? ', streamed' : ''}) with host ${CUT} cut: ${w.ms} ms`,

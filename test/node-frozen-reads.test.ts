@@ -1,19 +1,30 @@
 // Reads do not wait for a node that has just gone silent (frozen with SIGSTOP: its sockets
 // stay open and nothing answers, so its channel is declared dead only after 5 s of silence).
 // A version lookup asks the rest of the set when its first drives have not answered within
-// 250 ms; a bucket lookup, a delete and a tag change settle once enough drives answered.
+// 250 ms; a bucket lookup, a delete and a tag change settle once enough drives answered; the
+// listings (objects, versions, buckets, uploads, parts) leave a drive out after 250 ms once
+// the others decide them; a streamed PUT goes on without a drive whose node sent nothing for
+// 2 s.
 // Shown without timing, as in write-quorum.test.ts: each request is answered while the
 // gateway's calls to the frozen node are still open (tessera_rpc_errors_total counts no
 // failure for it yet), and the lookups that went past the frozen node are counted in
 // tessera_read_hedges_total.
 import {
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
+  ListBucketsCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
+  ListPartsCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3'
 import t from 'tap'
 import {
@@ -112,5 +123,91 @@ t.test('reads and deletes do not wait for a node that went silent', async (t) =>
     sha256(await bodyBytes(again.Body)),
     sha256(objects[2]!.data),
     'reads go on once the node runs again',
+  )
+})
+
+t.test('listings do not wait for a node that went silent', async (t) => {
+  const c = await startCluster(t, FOUR_NODES_RS22)
+  const endpoint = c.gateways[0]!.endpoint
+  const s3 = s3Client(endpoint, { maxAttempts: 1 })
+  t.teardown(() => s3.destroy())
+  const bucket = uniqueBucket('frozen-list')
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+  // More keys than one page of a drive's listing at MaxKeys 7 (a drive sends 9 per page).
+  const keys = Array.from({ length: 20 }, (_, i) => `dir${i % 2}/key-${String(i).padStart(2, '0')}`)
+  for (const [i, key] of keys.entries()) {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes(100, i + 1) }))
+  }
+  const key = 'multipart/object'
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }))
+  await s3.send(
+    new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: bytes(100) }),
+  )
+  await gatewaySeesEveryDrive(c)
+  const victim = c.nodes[0]!.id
+  const failedBefore = await failedCalls(endpoint, victim)
+  freezeNode(t, c, victim)
+  // A streamed PUT meanwhile: the frozen drive takes part of its shard and then nothing.
+  const streamed = bytes(300_000, 99)
+  const put = s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'streamed', Body: streamed }))
+
+  const listed: string[] = []
+  let token: string | undefined
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 7, ContinuationToken: token }),
+    )
+    listed.push(...(page.Contents ?? []).map((o) => o.Key!))
+    token = page.NextContinuationToken
+  } while (token)
+  t.same(
+    listed.filter((k) => k !== 'streamed'),
+    [...keys].sort(),
+    'ListObjectsV2 pages through every key',
+  )
+  const tree = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Delimiter: '/' }))
+  t.same(
+    (tree.CommonPrefixes ?? []).map((p) => p.Prefix),
+    ['dir0/', 'dir1/'],
+    'and its common prefixes',
+  )
+  const versions = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket }))
+  t.equal(
+    versions.Versions?.filter((v) => v.Key !== 'streamed').length,
+    keys.length,
+    'ListObjectVersions lists every version',
+  )
+  const buckets = await s3.send(new ListBucketsCommand({}))
+  t.ok(
+    buckets.Buckets?.some((b) => b.Name === bucket),
+    'ListBuckets lists the bucket',
+  )
+  const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+  t.same(
+    uploads.Uploads?.map((u) => u.UploadId),
+    [UploadId],
+    'ListMultipartUploads lists the upload',
+  )
+  const parts = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId }))
+  t.same(
+    parts.Parts?.map((p) => p.PartNumber),
+    [1],
+    'ListParts finds the upload and lists its part',
+  )
+  const notEmpty = await s3
+    .send(new DeleteBucketCommand({ Bucket: bucket }))
+    .then(() => undefined, s3Fault)
+  t.equal(notEmpty?.code, 'BucketNotEmpty', 'DeleteBucket of a non-empty bucket says so')
+  await put
+  const back = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'streamed' }))
+  t.equal(
+    sha256(await bodyBytes(back.Body)),
+    sha256(streamed),
+    'a streamed PUT went on without the frozen drive',
+  )
+  t.equal(
+    await failedCalls(endpoint, victim),
+    failedBefore,
+    'all answered while the calls to the silent node were still open',
   )
 })

@@ -26,6 +26,13 @@ import { PROTOCOL_VERSION } from './version.ts'
  */
 export const STREAM_DEADLINE_MS = 3_600_000
 
+/**
+ * How long a read waits for a drive that has not answered once the answers in hand would
+ * decide it: far beyond a healthy drive's answer (a few ms, tens under heavy load), far below
+ * the 5 s after which a silent node's channel is declared dead (rpc.ts's DEAD_AFTER_MS).
+ */
+export const HEDGE_MS = 250
+
 export interface ClusterInit {
   map: ClusterMap
   mapHash: string
@@ -97,6 +104,11 @@ export class Cluster {
     return p
   }
 
+  /** How long node `nodeId` has sent nothing on any open channel (PeerPool.silentMs). */
+  silentMs(nodeId: string): number {
+    return this.peers.silentMs(this.peer(nodeId).id)
+  }
+
   /** Calls an RPC on the node that owns `drive`, addressed to that drive. */
   call<Req extends DriveRef, Res>(
     drive: DriveSlot,
@@ -143,6 +155,35 @@ export class Cluster {
         }
       }),
     )
+  }
+
+  /**
+   * Of n drives of a set, how many answers show every committed record (on at least the write
+   * quorum) at least k times: n - wq + k.
+   */
+  agreeing(n: number): number {
+    return Math.max(this.readQuorum, n - this.writeQuorum + this.readQuorum)
+  }
+
+  /**
+   * Calls every drive of a set for a read that keeps what k of them agree on (listings): settles
+   * once every call ended, or HEDGE_MS after the start once `agreeing(n)` succeeded, so a drive
+   * that went silent (a frozen node) is not waited for while the others decide the answer.
+   */
+  async callAgreeing<Req extends DriveRef, Res>(
+    drives: readonly DriveSlot[],
+    def: RpcDef<Req, Res>,
+    req: Omit<Req, keyof DriveRef>,
+  ): Promise<DriveResult<Res>[]> {
+    const need = this.agreeing(drives.length)
+    const { settled } = await this.callUntil(
+      drives,
+      def,
+      req,
+      (s, graceOver) => graceOver && s.filter((r) => r.ok).length >= need,
+      { graceMs: HEDGE_MS },
+    )
+    return settled
   }
 
   /**

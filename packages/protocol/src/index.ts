@@ -17,6 +17,7 @@ export {
   Cluster,
   type ClusterInit,
   type DriveResult,
+  HEDGE_MS,
   type Placement,
   type QuorumResults,
   STREAM_DEADLINE_MS,

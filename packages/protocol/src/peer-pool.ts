@@ -160,6 +160,21 @@ export class PeerPool {
     st.downUntil = Math.max(st.downUntil, Date.now() + backoff)
   }
 
+  /**
+   * How long the peer has sent nothing on any open channel (the least of their silences); 0
+   * with none open (nothing is known, and a dial settles it).
+   */
+  silentMs(peerId: string): number {
+    const st = this.#peers.get(peerId)
+    let least: number | undefined
+    for (const c of st?.clients ?? []) {
+      if (c.closed) continue
+      const s = c.silentMs
+      if (least === undefined || s < least) least = s
+    }
+    return least ?? 0
+  }
+
   /** Calls an RPC on a peer. */
   async call<Req, Res>(
     peer: Peer,

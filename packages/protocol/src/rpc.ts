@@ -647,6 +647,15 @@ export class RpcClient {
     return this.#closed !== undefined
   }
 
+  /**
+   * Milliseconds since the peer last sent anything on this channel. A live peer answers the
+   * pings sent after KEEPALIVE_MS of silence, so it stays below about 1.5 × KEEPALIVE_MS; a
+   * silent one (frozen, or behind a cut link) grows until the channel is declared dead.
+   */
+  get silentMs(): number {
+    return Date.now() - this.#heardAt
+  }
+
   /** Why the channel closed (NODE_UNAVAILABLE when the peer went silent). */
   get closeError(): StoreError | undefined {
     return this.#closed

@@ -7,6 +7,7 @@ import {
   type BucketRecord,
   DeleteBucket,
   GetBucket,
+  HEDGE_MS,
   ListBuckets,
   ListRange,
   PutBucket,
@@ -147,17 +148,27 @@ export class BucketStore {
     await this.require(name)
     // Check every set first, so a non-empty bucket is not half deleted.
     for (const set of this.#cluster.sets) {
-      const results = await this.#cluster.callAll(set.drives, ListRange, {
-        bucket: name,
-        limit: 1,
-        versions: true,
-      })
-      const ok = results.filter((r) => r.ok)
-      if (ok.length < this.#cluster.readQuorum) {
-        throw new StoreError('QUORUM_FAILED', `too few drives answered to check bucket ${name}`)
-      }
-      if (ok.some((r) => r.ok && r.value.entries.length > 0)) {
+      // A version is on at least wq drives: n - wq + 1 answers see each one; a drive still
+      // silent after the grace (a frozen node) is not waited for once they are in.
+      const r = Math.max(
+        this.#cluster.readQuorum,
+        set.drives.length - this.#cluster.writeQuorum + 1,
+      )
+      const { settled: results } = await this.#cluster.callUntil(
+        set.drives,
+        ListRange,
+        { bucket: name, limit: 1, versions: true },
+        (s, graceOver) =>
+          s.some((x) => x.ok && x.value.entries.length > 0) ||
+          (graceOver && s.filter((x) => x.ok).length >= r),
+        { graceMs: HEDGE_MS },
+      )
+      const ok = results.filter((x) => x.ok)
+      if (ok.some((x) => x.ok && x.value.entries.length > 0)) {
         throw new StoreError('BUCKET_NOT_EMPTY', `bucket ${name} is not empty`)
+      }
+      if (ok.length < r) {
+        throw new StoreError('QUORUM_FAILED', `too few drives answered to check bucket ${name}`)
       }
     }
     this.#cache.delete(name)
@@ -174,8 +185,10 @@ export class BucketStore {
   /** Every bucket, by name, as a read quorum of the first set's drives knows them. */
   async list(): Promise<BucketRecord[]> {
     const drives = this.#cluster.sets[0]!.drives
-    const results = await this.#cluster.callAll(drives, ListBuckets, {})
-    const ok = results.flatMap((r) => (r.ok ? [r.value.buckets] : []))
+    // A bucket is on at least wq drives: a drive still silent (a frozen node) is not waited for
+    // once the others show each bucket k times.
+    const settled = await this.#cluster.callAgreeing(drives, ListBuckets, {})
+    const ok = settled.flatMap((r) => (r.ok ? [r.value.buckets] : []))
     if (ok.length < this.#cluster.readQuorum) {
       throw new StoreError('QUORUM_FAILED', 'too few drives answered to list buckets')
     }

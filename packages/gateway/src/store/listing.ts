@@ -11,6 +11,7 @@ that fewer than k drives hold (a write that failed and was not yet undone, or a 
 drive missed) is not listed either.
 */
 import {
+  HEDGE_MS,
   ListRange,
   type ListRequest,
   type ListResponse,
@@ -45,7 +46,7 @@ interface Item {
 type FetchPage = (req: ListRequest) => Promise<ListResponse>
 
 /** One drive's listing, fetched a page at a time. */
-class DriveCursor {
+export class DriveCursor {
   readonly set: string
   #fetch: FetchPage
   #req: ListRequest
@@ -62,9 +63,11 @@ class DriveCursor {
 
   /** The next item, fetching a page when needed; undefined at the end (or when dead). */
   async peek(): Promise<Item | undefined> {
-    while (!this.dead && this.#at >= this.#items.length && !this.#done) {
+    while (this.waiting) {
       try {
         const r = await this.#fetch(this.#req)
+        // Left out of the listing while the page was on its way (see settleHeads).
+        if (this.dead) break
         const items: Item[] = [
           ...r.entries.map((e) => ({ name: e.key, prefix: false, record: e })),
           ...r.commonPrefixes.map((p) => ({ name: p, prefix: true })),
@@ -93,9 +96,59 @@ class DriveCursor {
     return this.#items[this.#at]
   }
 
+  /** Whether the next item needs a page not fetched yet. */
+  get waiting(): boolean {
+    return !this.dead && this.#at >= this.#items.length && !this.#done
+  }
+
+  /** The next item of the page in hand; undefined at the end, when dead, or when `waiting`. */
+  head(): Item | undefined {
+    return this.dead ? undefined : this.#items[this.#at]
+  }
+
   shift(): void {
     this.#at++
   }
+}
+
+/**
+ * Brings every live cursor of a set to its next item (fetching pages where needed). A drive
+ * whose page has not come after `graceMs` is left out of the rest of this listing (a frozen
+ * node answers nothing until its channel is declared dead, seconds later), but only when the
+ * drives that answered still decide it: `need` of them (Cluster.agreeing: n - wq + k) see
+ * every committed version at least k times, as if every drive had answered.
+ */
+export async function settleHeads(
+  cursors: readonly DriveCursor[],
+  need: number,
+  graceMs = HEDGE_MS,
+): Promise<void> {
+  const waiting = cursors.filter((c) => c.waiting)
+  if (waiting.length === 0) return
+  await new Promise<void>((resolve) => {
+    let left = waiting.length
+    let graceOver = false
+    let done = false
+    const check = (): void => {
+      if (done) return
+      const answered = cursors.filter((c) => !c.dead && !c.waiting).length
+      if (left > 0 && !(graceOver && answered >= need)) return
+      done = true
+      clearTimeout(timer)
+      for (const c of cursors) if (c.waiting) c.dead = true
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      graceOver = true
+      check()
+    }, graceMs)
+    for (const c of waiting) {
+      void c.peek().then(() => {
+        left--
+        check()
+      })
+    }
+  })
 }
 
 export interface ListQuery {
@@ -156,16 +209,20 @@ function openCursors(
 /** The smallest head name of all live cursors, checking every set still has a read quorum. */
 async function nextName(
   bySet: Map<string, DriveCursor[]>,
-  quorum: number,
+  cluster: Cluster,
 ): Promise<string | undefined> {
   let min: string | undefined
+  await Promise.all(
+    [...bySet.values()].map((cursors) => settleHeads(cursors, cluster.agreeing(cursors.length))),
+  )
   for (const [id, cursors] of bySet) {
-    const heads = await Promise.all(cursors.map((c) => c.peek()))
-    if (cursors.filter((c) => !c.dead).length < quorum) {
+    if (cursors.filter((c) => !c.dead).length < cluster.readQuorum) {
       throw new StoreError('QUORUM_FAILED', `too few drives of set ${id} answered the listing`)
     }
-    for (const h of heads)
+    for (const c of cursors) {
+      const h = c.head()
       if (h && (min === undefined || compareUtf8(h.name, min) < 0)) min = h.name
+    }
   }
   return min
 }
@@ -174,20 +231,28 @@ async function nextName(
 async function takeGroup(
   bySet: Map<string, DriveCursor[]>,
   name: string,
+  cluster: Cluster,
 ): Promise<Map<string, Item[][]>> {
   const out = new Map<string, Item[][]>()
-  for (const [id, cursors] of bySet) {
-    const perDrive: Item[][] = []
-    for (const c of cursors) {
-      const mine: Item[] = []
-      for (let h = await c.peek(); h && h.name === name; h = await c.peek()) {
-        mine.push(h)
-        c.shift()
+  await Promise.all(
+    [...bySet].map(async ([id, cursors]) => {
+      const perDrive: Item[][] = cursors.map(() => [])
+      // A key's items may run on into a drive's next page.
+      for (let more = true; more; ) {
+        await settleHeads(cursors, cluster.agreeing(cursors.length))
+        more = false
+        for (const [i, c] of cursors.entries()) {
+          for (let h = c.head(); h && h.name === name; h = c.head()) {
+            perDrive[i]!.push(h)
+            c.shift()
+          }
+          if (c.waiting) more = true
+        }
       }
-      if (mine.length > 0) perDrive.push(mine)
-    }
-    if (perDrive.length > 0) out.set(id, perDrive)
-  }
+      const held = perDrive.filter((items) => items.length > 0)
+      if (held.length > 0) out.set(id, held)
+    }),
+  )
   return out
 }
 
@@ -233,14 +298,14 @@ export async function listLatest(
   })
   let last: string | undefined
   for (;;) {
-    const name = await nextName(bySet, quorum)
+    const name = await nextName(bySet, cluster)
     if (name === undefined) return page
     if (page.entries.length + page.commonPrefixes.length >= q.maxKeys) {
       page.isTruncated = true
       if (last !== undefined) page.nextMarker = last
       return page
     }
-    const groups = await takeGroup(bySet, name)
+    const groups = await takeGroup(bySet, name, cluster)
     if (prefixAgreed(groups, quorum)) {
       page.commonPrefixes.push(name)
       last = name
@@ -274,13 +339,13 @@ export async function listVersions(
   })
   const room = () => q.maxKeys - page.entries.length - page.commonPrefixes.length
   for (;;) {
-    const name = await nextName(bySet, quorum)
+    const name = await nextName(bySet, cluster)
     if (name === undefined) return page
     if (room() <= 0) {
       page.isTruncated = true
       return page
     }
-    const groups = await takeGroup(bySet, name)
+    const groups = await takeGroup(bySet, name, cluster)
     if (prefixAgreed(groups, quorum)) {
       page.commonPrefixes.push(name)
       page.nextKeyMarker = name

@@ -152,7 +152,15 @@ export class MultipartStore {
     let unknown = false
     for (const pool of this.#cluster.layout.pools) {
       const placement = this.#cluster.place(pool.index, bucket, key)
-      const results = await this.#cluster.callAll(placement.set.drives, GetUpload, ids)
+      // Settled once k drives hold the upload (a part's lookup need not wait for a frozen
+      // node); anything else (a completion in progress or done, no upload) hears every drive.
+      const { settled: results } = await this.#cluster.callUntil(
+        placement.set.drives,
+        GetUpload,
+        ids,
+        (s) =>
+          s.filter((r) => r.ok && r.value.record !== undefined).length >= this.#cluster.readQuorum,
+      )
       const answered = results.flatMap((r) => (r.ok ? [{ drive: r.drive, ...r.value }] : []))
       const found = answered.flatMap((r) => (r.record ? [r.record] : []))
       if (found.length >= this.#cluster.readQuorum) {
@@ -286,7 +294,7 @@ export class MultipartStore {
   ): Promise<{ parts: PartRecord[]; isTruncated: boolean }> {
     const u = up.record
     const limit = opts.maxParts ?? 10_000
-    const results = await this.#cluster.callAll(up.placement.set.drives, ListParts, {
+    const results = await this.#cluster.callAgreeing(up.placement.set.drives, ListParts, {
       bucket: u.bucket,
       key: u.key,
       uploadId: u.uploadId,
@@ -429,7 +437,7 @@ export class MultipartStore {
     const seen = new Map<string, { rec: UploadRecord; n: number }>()
     let more = false
     for (const set of this.#cluster.sets) {
-      const results = await this.#cluster.callAll(set.drives, ListUploads, {
+      const results = await this.#cluster.callAgreeing(set.drives, ListUploads, {
         bucket: q.bucket,
         ...(prefix ? { prefix } : {}),
         ...(q.keyMarker !== undefined ? { keyMarker: q.keyMarker } : {}),

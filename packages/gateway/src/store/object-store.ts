@@ -34,6 +34,7 @@ import {
   CommitVersion,
   DeleteVersion,
   type DriveSlot,
+  HEDGE_MS,
   laterRecord,
   latestMeta,
   PutShard,
@@ -57,11 +58,12 @@ import { voteVersion } from './version-vote.ts'
 export const STALL_MS = 10_000
 
 /**
- * A version lookup asks the rest of the set's drives when the first ones have not all answered
- * within this long: far beyond a healthy drive's answer (a few ms, tens under heavy load), far
- * below the 5 s after which a silent node's channel is declared dead.
+ * How long a drive's node may send nothing at all (no answer, no credit, no pong) before a
+ * write that the others carry goes on without it. A live node answers the pings its channels
+ * get after a second of silence (rpc.ts's KEEPALIVE_MS), so it is never this silent, even with
+ * a slow disk; a frozen one would hold the write until its channel is declared dead (5 s).
  */
-export const HEDGE_MS = 250
+export const SILENT_MS = 2000
 
 export type Versioning = 'unversioned' | 'enabled' | 'suspended'
 
@@ -352,15 +354,20 @@ export class ObjectStore {
     const drives = w.placement.distribution.map((slot) => w.placement.set.drives[slot]!)
     const failures = new Map<number, string>()
     // A drive whose node went silent (a cut link: no error, no answer) must not hold the write
-    // until the stream deadline: the watchdog gives up on it after STALL_MS of no progress
-    // while the write quorum of others went on, and the write continues without it (a miss
-    // the drive's node heals).
+    // until the stream deadline: the watchdog gives up on it after STALL_MS of no progress, or
+    // once its node sent nothing for SILENT_MS, while the write quorum of others went on, and
+    // the write continues without it (a miss the drive's node heals).
     const own = drives.map(() => new AbortController())
     const done = drives.map(() => false)
     const moved = drives.map(() => ({ pos: -1, at: Date.now() }))
     let quorumAt: number | undefined
+    let tickAt = Date.now()
     const watchdog = setInterval(() => {
       const now = Date.now()
+      // A late tick means this process stalled: the nodes' answers may be waiting unread, so
+      // their silence is not theirs (as in RpcClient's liveness check).
+      const stalledHere = now - tickAt > 1000
+      tickAt = now
       const finished = done.filter(Boolean).length
       if (finished >= this.cluster.writeQuorum) quorumAt ??= now
       for (let i = 0; i < n; i++) {
@@ -368,13 +375,19 @@ export class ObjectStore {
         const pos = fan.position(i)
         if (pos !== moved[i]!.pos) moved[i] = { pos, at: now }
         const ahead = drives.filter((_, j) => j !== i && (done[j] || fan.position(j) > pos)).length
-        const stalled = now - moved[i]!.at > STALL_MS && ahead >= this.cluster.writeQuorum
-        const late = quorumAt !== undefined && now - quorumAt > STALL_MS
+        const silent = stalledHere ? 0 : this.cluster.silentMs(drives[i]!.nodeId)
+        const slow = now - moved[i]!.at > STALL_MS || silent > SILENT_MS
+        const stalled = slow && ahead >= this.cluster.writeQuorum
+        const late = quorumAt !== undefined && (now - quorumAt > STALL_MS || silent > SILENT_MS)
         if (stalled || late) {
+          const why =
+            silent > SILENT_MS
+              ? `its node sent nothing for ${silent} ms`
+              : `it made no progress for ${STALL_MS} ms`
           own[i]!.abort(
             new StoreError(
               'DEADLINE_EXCEEDED',
-              `drive ${drives[i]!.nodeId}:${drives[i]!.path} made no progress for ${STALL_MS} ms while the others took the write`,
+              `drive ${drives[i]!.nodeId}:${drives[i]!.path} left out of the write: ${why} while the others took it`,
             ),
           )
         }
