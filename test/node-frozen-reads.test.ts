@@ -4,7 +4,7 @@
 // 250 ms; a bucket lookup, a delete and a tag change settle once enough drives answered; the
 // listings (objects, versions, buckets, uploads, parts) leave a drive out after 250 ms once
 // the others decide them; a streamed PUT goes on without a drive whose node sent nothing for
-// 2 s.
+// 2 s; bucket writes settle at the write quorum.
 // Shown without timing, as in write-quorum.test.ts: each request is answered while the
 // gateway's calls to the frozen node are still open (tessera_rpc_errors_total counts no
 // failure for it yet), and the lookups that went past the frozen node are counted in
@@ -14,6 +14,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
+  GetBucketTaggingCommand,
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
@@ -22,6 +23,7 @@ import {
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   ListPartsCommand,
+  PutBucketTaggingCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
   UploadPartCommand,
@@ -198,6 +200,17 @@ t.test('listings do not wait for a node that went silent', async (t) => {
     .send(new DeleteBucketCommand({ Bucket: bucket }))
     .then(() => undefined, s3Fault)
   t.equal(notEmpty?.code, 'BucketNotEmpty', 'DeleteBucket of a non-empty bucket says so')
+  // Bucket writes settle at the write quorum.
+  const other = uniqueBucket('frozen-new')
+  await s3.send(new CreateBucketCommand({ Bucket: other }))
+  await s3.send(
+    new PutBucketTaggingCommand({
+      Bucket: other,
+      Tagging: { TagSet: [{ Key: 'made', Value: 'frozen' }] },
+    }),
+  )
+  const bucketTags = await s3.send(new GetBucketTaggingCommand({ Bucket: other }))
+  t.same(bucketTags.TagSet, [{ Key: 'made', Value: 'frozen' }], 'a new bucket and its tags')
   await put
   const back = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'streamed' }))
   t.equal(

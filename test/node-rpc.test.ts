@@ -359,6 +359,21 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     t.match(await c.pool.call(peer, GetBucket, { ...ref(d), name: 'logs' }), {
       record: { name: 'logs' },
     })
+    // A change of the settings replaces the record; one older than what the drive holds (a
+    // late write) does not.
+    const later = {
+      ...record,
+      versioning: 'enabled' as const,
+      settings: { updated: record.created + 10 },
+    }
+    t.same(await c.pool.call(peer, PutBucket, { ...ref(d), record: later }), { created: true })
+    const earlier = { ...record, settings: { updated: record.created + 5 } }
+    t.same(await c.pool.call(peer, PutBucket, { ...ref(d), record: earlier }), { created: false })
+    t.match(
+      await c.pool.call(peer, GetBucket, { ...ref(d), name: 'logs' }),
+      { record: { versioning: 'enabled', settings: { updated: record.created + 10 } } },
+      'a late, older record does not undo the later one',
+    )
     const { buckets } = await c.pool.call(peer, ListBuckets, ref(d))
     t.ok(buckets.some((b) => b.name === 'logs'))
     t.same(await c.pool.call(peer, DeleteBucket, { ...ref(d), name: 'logs' }), { existed: true })

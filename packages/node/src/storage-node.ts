@@ -10,6 +10,7 @@ import type { Server } from 'node:net'
 import { ErasureLayout, loadChunkHasher } from '@tessera/codec'
 import {
   AbortWrite,
+  bucketStamp,
   CheckUpload,
   type ClusterMap,
   CommitPart,
@@ -524,8 +525,11 @@ export class StorageNode {
     rpc.handle(PutBucket, async (req) => {
       const d = this.drive(req)
       d.objectPath(req.record.name, '') // validates the name
-      if (req.ifAbsent && (await d.meta.getBucket(req.record.name)) !== undefined)
-        return { created: false }
+      const old = await d.meta.getBucket(req.record.name)
+      if (req.ifAbsent && old !== undefined) return { created: false }
+      // A write that arrives late (its link was cut, or a gateway settled without this drive)
+      // does not undo a later change of the bucket's settings.
+      if (old !== undefined && bucketStamp(old) > bucketStamp(req.record)) return { created: false }
       await d.meta.putBucket(req.record)
       return { created: true }
     })

@@ -82,6 +82,7 @@ export {
   type AclOwner,
   type AclPermission,
   type BucketRecord,
+  bucketStamp,
   type ErasureInfo,
   HLC_COUNTER_SPAN,
   type Hlc,

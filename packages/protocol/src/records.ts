@@ -120,6 +120,12 @@ export interface BucketRecord {
   settings?: Record<string, unknown>
 }
 
+/** When a bucket's record last changed (its settings' `updated` stamp, or its creation). */
+export function bucketStamp(b: BucketRecord): Hlc {
+  const u = b.settings?.updated
+  return typeof u === 'number' ? u : b.created
+}
+
 export interface UploadRecord {
   bucket: string
   key: string

@@ -5,6 +5,7 @@
  */
 import {
   type BucketRecord,
+  bucketStamp,
   DeleteBucket,
   GetBucket,
   HEDGE_MS,
@@ -133,14 +134,27 @@ export class BucketStore {
     return next
   }
 
+  /**
+   * Writes a bucket's record to every drive, settled at the write quorum of each set: a drive
+   * still silent (a frozen node) is not waited for. Reads take the newest record among enough
+   * drives to see every change, a drive keeps the newer of two records it gets (a late write
+   * cannot undo a later one), and healing brings a drive that missed one up to date.
+   */
   async #writeAll(record: BucketRecord, ifAbsent: boolean): Promise<void> {
-    for (const set of this.#cluster.sets) {
-      const results = await this.#cluster.callAll(set.drives, PutBucket, { record, ifAbsent })
-      this.#cluster.requireWriteQuorum(
-        results,
-        `of set ${set.pool}/${set.index} stored bucket ${record.name}`,
-      )
-    }
+    await Promise.all(
+      this.#cluster.sets.map(async (set) => {
+        const { settled } = await this.#cluster.callQuorum(
+          set.drives,
+          PutBucket,
+          { record, ifAbsent },
+          this.#cluster.writeQuorum,
+        )
+        this.#cluster.requireWriteQuorum(
+          settled,
+          `of set ${set.pool}/${set.index} stored bucket ${record.name}`,
+        )
+      }),
+    )
   }
 
   /** Deletes an empty bucket; BUCKET_NOT_EMPTY when any set holds a version of it. */
@@ -208,9 +222,4 @@ export class BucketStore {
       .map((x) => x.rec)
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
-}
-
-function bucketStamp(b: BucketRecord): number {
-  const u = b.settings?.updated
-  return typeof u === 'number' ? u : b.created
 }

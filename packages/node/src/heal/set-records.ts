@@ -11,17 +11,12 @@
  *   is replaced by the newest. Never deleted here: the identity store deletes by tombstones.
  *   Keys under `local/` are this drive's own state and never copied.
  */
-import { type BucketRecord, type DriveSlot, hlcMillis } from '@tessera/protocol'
+import { type BucketRecord, bucketStamp, type DriveSlot, hlcMillis } from '@tessera/protocol'
 import type { Drive } from '../drive.ts'
 import type { SetAccess } from './set-access.ts'
 
 /** Prefix of system keys that describe one drive (never copied to others). */
 export const LOCAL_SYSTEM_PREFIX = 'local/'
-
-function bucketStamp(b: BucketRecord): number {
-  const u = b.settings?.updated
-  return typeof u === 'number' ? u : b.created
-}
 
 async function settleAll<T>(drives: DriveSlot[], fn: (d: DriveSlot) => Promise<T>): Promise<T[]> {
   const r = await Promise.allSettled(drives.map(fn))

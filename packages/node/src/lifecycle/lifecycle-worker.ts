@@ -31,6 +31,7 @@ markers) carry the real wall clock, like every other write.
 import { randomBytes } from 'node:crypto'
 import {
   type BucketRecord,
+  bucketStamp,
   Cluster,
   type ClusterMap,
   CommitVersion,
@@ -473,11 +474,6 @@ export class LifecycleWorker {
       }
     }
   }
-}
-
-function bucketStamp(b: BucketRecord): number {
-  const u = b.settings?.updated
-  return typeof u === 'number' ? u : b.created
 }
 
 function errText(err: unknown): string {
