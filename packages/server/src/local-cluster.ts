@@ -162,15 +162,23 @@ export interface LocalGateway {
   child: ChildProcess | undefined
 }
 
+/** Ports freePort gave out in this process, oldest first (a cluster's are not bound yet). */
+const givenOut = new Set<number>()
+
 /** A free loopback port (listen on 0, read, close). */
 export async function freePort(): Promise<number> {
   // Below Linux's ephemeral range (32768 and up): a port the kernel hands out for listen(0)
   // can be taken by any process's next outgoing connection before our node binds it, which
   // happens when tests run side by side. A random port down here only clashes with another
-  // random pick, and is checked free first.
+  // random pick, and is checked free first; a pick this process made before is skipped, since
+  // the ports of a cluster are all picked before any is bound (two nodes got the same port
+  // about once in ten CI runs).
   for (let attempt = 0; attempt < 50; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000)
-    if (await canListen(port)) return port
+    if (givenOut.has(port) || !(await canListen(port))) continue
+    givenOut.add(port)
+    if (givenOut.size > 4000) givenOut.delete(givenOut.values().next().value!)
+    return port
   }
   const s = createServer()
   s.listen(0, '127.0.0.1')

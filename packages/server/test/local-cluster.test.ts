@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { DAEMON_ENV, DAEMON_V8_FLAGS } from '@tessera/protocol'
 import t from 'tap'
-import { NODE_MAIN, startLocalCluster } from '../src/local-cluster.ts'
+import { freePort, NODE_MAIN, startLocalCluster } from '../src/local-cluster.ts'
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url))
 
@@ -102,6 +102,15 @@ t.test('startLocalCluster: 4 nodes, RS(2,2), one gateway, signed PUT and GET', a
   await cluster.close()
   t.same(cluster.pids(), {}, 'every process stopped')
   t.equal(cluster.gateways[0]!.endpoint, '')
+})
+
+t.test('freePort never gives the same port twice in a process', async (t) => {
+  // A cluster's ports are all picked before any is bound, so a repeat would give two nodes one
+  // address. 1,500 picks among its 12,000 ports would repeat one almost surely (the birthday
+  // bound: about 90 pairs) if picks were independent.
+  const ports: number[] = []
+  for (let i = 0; i < 1500; i++) ports.push(await freePort())
+  t.equal(new Set(ports).size, ports.length, 'all different')
 })
 
 t.test('startLocalCluster refuses a layout that cannot hold an erasure set', async (t) => {

@@ -46,7 +46,7 @@ interface Item {
 type FetchPage = (req: ListRequest) => Promise<ListResponse>
 
 /** One drive's listing, fetched a page at a time. */
-export class DriveCursor {
+class DriveCursor {
   readonly set: string
   #fetch: FetchPage
   #req: ListRequest
@@ -118,7 +118,7 @@ export class DriveCursor {
  * drives that answered still decide it: `need` of them (Cluster.agreeing: n - wq + k) see
  * every committed version at least k times, as if every drive had answered.
  */
-export async function settleHeads(
+async function settleHeads(
   cursors: readonly DriveCursor[],
   need: number,
   graceMs = HEDGE_MS,
