@@ -4,7 +4,7 @@
 // 250 ms; a bucket lookup, a delete and a tag change settle once enough drives answered; the
 // listings (objects, versions, buckets, uploads, parts) leave a drive out after 250 ms once
 // the others decide them; a streamed PUT goes on without a drive whose node sent nothing for
-// 2 s; bucket writes settle at the write quorum.
+// 2 s; a new upload's record and bucket writes settle at the write quorum.
 // Shown without timing, as in write-quorum.test.ts: each request is answered while the
 // gateway's calls to the frozen node are still open (tessera_rpc_errors_total counts no
 // failure for it yet), and the lookups that went past the frozen node are counted in
@@ -200,7 +200,11 @@ t.test('listings do not wait for a node that went silent', async (t) => {
     .send(new DeleteBucketCommand({ Bucket: bucket }))
     .then(() => undefined, s3Fault)
   t.equal(notEmpty?.code, 'BucketNotEmpty', 'DeleteBucket of a non-empty bucket says so')
-  // Bucket writes settle at the write quorum.
+  // An upload's record and bucket writes settle at the write quorum.
+  const second = await s3.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'multipart/second' }),
+  )
+  t.ok(second.UploadId, 'CreateMultipartUpload answers')
   const other = uniqueBucket('frozen-new')
   await s3.send(new CreateBucketCommand({ Bucket: other }))
   await s3.send(

@@ -24,7 +24,7 @@ import {
   type UploadRecord,
   type VersionRecord,
 } from '@tessera/protocol'
-import type { Placement } from './cluster.ts'
+import type { DriveResult, Placement } from './cluster.ts'
 import { hlcNow, newUploadId, newVersionId } from './hlc.ts'
 import { compareUtf8 } from './listing.ts'
 import type { ObjectStore, Versioning, WriteMeta } from './object-store.ts'
@@ -104,12 +104,22 @@ export class MultipartStore {
       },
     }
     const drives = placement.distribution.map((slot) => placement.set.drives[slot]!)
-    const results = await this.#cluster.callAll(drives, PutUpload, (_d, shard) => ({
-      record: { ...record, erasure: { ...record.erasure, index: shard } },
-    }))
-    this.#cluster.requireWriteQuorum(results, 'recorded the upload')
-    for (const r of results)
-      if (!r.ok) this.#objects.missedUpload(record, undefined, r.drive, r.error.message)
+    // Settled at the write quorum: a drive still silent (a frozen node) is not waited for. A
+    // drive's parts do not need its upload record (CommitPart does not look), and one that
+    // missed it is reported, then or when its call ends, and healed.
+    const { settled, rest } = await this.#cluster.callQuorum(
+      drives,
+      PutUpload,
+      (_d, shard) => ({ record: { ...record, erasure: { ...record.erasure, index: shard } } }),
+      this.#cluster.writeQuorum,
+    )
+    const report = (results: readonly DriveResult<unknown>[]): void => {
+      for (const r of results)
+        if (!r.ok) this.#objects.missedUpload(record, undefined, r.drive, r.error.message)
+    }
+    this.#cluster.requireWriteQuorum(settled, 'recorded the upload')
+    report(settled)
+    void rest.then(report)
     return record
   }
 
