@@ -682,8 +682,9 @@ export class MetaStore {
    * A repair's final write, in an exclusive section: `record`, rebuilt from what the set's drives
    * said at `readAt` (this node's clock), is written unless the drive meanwhile got a newer
    * record under the same versionId or a later change of its tags or ACL ('newer'), or a
-   * client deleted the version ('deleted', see wasDeleted). `current` is what the drive held under the versionId at the check: the
-   * record replaced, or the one that stays; whose data folder is not the record's may need to go.
+   * client deleted the version ('deleted', see wasDeleted). `current` is what the drive held
+   * under the versionId at the check: the record replaced, or the one that stays; whose data
+   * folder is not the record's may need to go.
    */
   async restoreVersion(
     record: VersionRecord,
