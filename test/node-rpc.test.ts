@@ -17,6 +17,7 @@ import {
   GetSystem,
   GetUpload,
   Health,
+  ListBrief,
   ListBuckets,
   ListParts,
   ListRange,
@@ -105,6 +106,28 @@ t.test('a 3-node cluster answers every RPC family', async (t) => {
     t.same(
       flat.entries.map((e) => e.key),
       ['a/b/c.jpg'],
+    )
+    t.ok(flat.entries[0]?.erasure && flat.entries[0].parts.length === 1, 'full records')
+    // A gateway's listing asks for only what it shows.
+    const brief = await c.pool.call(c.peer(d0.nodeId), ListBrief, {
+      ...ref(d0),
+      bucket: 'photos',
+      limit: 10,
+      brief: true,
+    })
+    t.same(
+      brief.entries,
+      [
+        {
+          key: 'a/b/c.jpg',
+          versionId: flat.entries[0]!.versionId,
+          modTime: flat.entries[0]!.modTime,
+          size: 300_001,
+          etag: flat.entries[0]!.etag,
+          deleteMarker: false,
+        },
+      ],
+      'a brief listing: no data layout, parts or metadata',
     )
 
     // Every drive holds its own shard index in its copy of the record.

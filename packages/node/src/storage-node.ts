@@ -37,6 +37,7 @@ import {
   ListSystem,
   ListUploads,
   laterRecord,
+  listedVersion,
   listenSecure,
   type PartRecord,
   PROTOCOL_VERSION,
@@ -494,9 +495,11 @@ export class StorageNode {
 
     rpc.handle(ListRange, async (req) => {
       const d = this.drive(req)
-      // Listings carry metadata only: a record's inline shard bytes stay on the drive.
+      // Listings carry metadata only: a record's inline shard bytes stay on the drive, and a
+      // brief listing (a gateway's) gets only the fields it shows.
       const strip = <R extends { entries: VersionRecord[] }>(r: R): R => {
-        for (const e of r.entries) delete e.inline
+        if (req.brief) r.entries = r.entries.map(listedVersion) as VersionRecord[]
+        else for (const e of r.entries) delete e.inline
         return r
       }
       if (req.versions) {

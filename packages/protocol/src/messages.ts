@@ -4,7 +4,14 @@
  * node registers `server.handle(PutShard, async (req, ctx) => …)`. IDs are never reused: a
  * change in meaning gets a new ID.
  */
-import type { BucketRecord, Hlc, PartRecord, UploadRecord, VersionRecord } from './records.ts'
+import type {
+  BucketRecord,
+  Hlc,
+  ListedVersion,
+  PartRecord,
+  UploadRecord,
+  VersionRecord,
+} from './records.ts'
 import { defineRpc } from './rpc.ts'
 
 /** A drive by its place in the erasure layout. */
@@ -127,10 +134,12 @@ export interface ListRequest extends DriveRef {
   versions?: boolean
   keyMarker?: string
   versionIdMarker?: string
+  /** Entries with only what a listing shows ({@link ListedVersion}); see {@link ListBrief}. */
+  brief?: boolean
 }
 
-export interface ListResponse {
-  entries: VersionRecord[]
+export interface ListResponse<E = VersionRecord> {
+  entries: E[]
   commonPrefixes: string[]
   isTruncated: boolean
   nextMarker?: string
@@ -139,6 +148,16 @@ export interface ListResponse {
 }
 
 export const ListRange = defineRpc<ListRequest, ListResponse>({ id: 0x0107, name: 'ListRange' })
+
+/**
+ * ListRange asked `brief`: the gateways' listings, which show a few fields of each version and
+ * pack, send and unpack nothing else (the data layout, user metadata, tags, ACL). A node that
+ * does not know the flag answers full records, which hold those fields too.
+ */
+export const ListBrief = defineRpc<ListRequest & { brief: true }, ListResponse<ListedVersion>>({
+  id: 0x0107,
+  name: 'ListRange',
+})
 
 // Buckets --------------------------------------------------------------------------------------
 

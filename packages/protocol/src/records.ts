@@ -19,15 +19,50 @@ export function hlcMillis(t: Hlc): number {
 }
 
 /**
+ * What a listing shows of a version (ListRange asked `brief`): no data layout, user metadata,
+ * tags or ACL, which a listing neither shows nor needs to decide what it lists.
+ */
+export type ListedVersion = Pick<
+  VersionRecord,
+  | 'key'
+  | 'versionId'
+  | 'modTime'
+  | 'metaTime'
+  | 'size'
+  | 'etag'
+  | 'deleteMarker'
+  | 'checksums'
+  | 'checksumType'
+  | 'owner'
+>
+
+/** The listing's view of a version record. */
+export function listedVersion(r: VersionRecord): ListedVersion {
+  const v: ListedVersion = {
+    key: r.key,
+    versionId: r.versionId,
+    modTime: r.modTime,
+    size: r.size,
+    etag: r.etag,
+    deleteMarker: r.deleteMarker,
+  }
+  if (r.metaTime !== undefined) v.metaTime = r.metaTime
+  if (r.checksums !== undefined) v.checksums = r.checksums
+  if (r.checksumType !== undefined) v.checksumType = r.checksumType
+  if (r.owner !== undefined) v.owner = r.owner
+  return v
+}
+
+/**
  * Whether record `a` is a later state of its key than `b`: a newer version, or the same version
  * (same modTime) after a later change of its tags or ACL.
  */
-export function laterRecord(a: VersionRecord, b: VersionRecord): boolean {
+export function laterRecord(a: ListedVersion, b: ListedVersion): boolean {
   return a.modTime > b.modTime || (a.modTime === b.modTime && (a.metaTime ?? 0) > (b.metaTime ?? 0))
 }
 
 /** Of several drives' records of one version, the current one: the latest metadata change. */
-export function latestMeta<T extends VersionRecord>(records: readonly T[]): T {
+export function latestMeta<T extends ListedVersion>(records: readonly T[]): T {
   let best = records[0]!
   for (const r of records) if ((r.metaTime ?? 0) > (best.metaTime ?? 0)) best = r
   return best

@@ -12,11 +12,11 @@ drive missed) is not listed either.
 */
 import {
   HEDGE_MS,
-  ListRange,
+  ListBrief,
+  type ListedVersion,
   type ListRequest,
   type ListResponse,
   StoreError,
-  type VersionRecord,
 } from '@tessera/protocol'
 import type { Cluster } from './cluster.ts'
 
@@ -40,10 +40,10 @@ export function compareUtf8(a: string, b: string): number {
 interface Item {
   name: string
   prefix: boolean
-  record?: VersionRecord
+  record?: ListedVersion
 }
 
-type FetchPage = (req: ListRequest) => Promise<ListResponse>
+type FetchPage = (req: ListRequest) => Promise<ListResponse<ListedVersion>>
 
 /** One drive's listing, fetched a page at a time. */
 class DriveCursor {
@@ -159,7 +159,7 @@ export interface ListQuery {
 }
 
 export interface LatestPage {
-  entries: VersionRecord[]
+  entries: ListedVersion[]
   commonPrefixes: string[]
   isTruncated: boolean
   /** The last key or prefix returned, when truncated. */
@@ -168,7 +168,7 @@ export interface LatestPage {
 
 export interface VersionsPage {
   /** Versions and delete markers in key order, newest first, with isLatest. */
-  entries: { record: VersionRecord; isLatest: boolean }[]
+  entries: { record: ListedVersion; isLatest: boolean }[]
   commonPrefixes: string[]
   isTruncated: boolean
   nextKeyMarker?: string
@@ -198,7 +198,7 @@ function openCursors(
       set.drives.map(
         (d) =>
           new DriveCursor(id, { ...req, pool: d.pool, set: d.set, slot: d.slot }, (r) =>
-            cluster.call(d, ListRange, r),
+            cluster.call(d, ListBrief, { ...r, brief: true }),
           ),
       ),
     )
@@ -257,8 +257,8 @@ async function takeGroup(
 }
 
 /** Versions held by at least `quorum` drives of a set, newest first. */
-function agreedVersions(perDrive: Item[][], quorum: number): VersionRecord[] {
-  const counts = new Map<string, { rec: VersionRecord; n: number }>()
+function agreedVersions(perDrive: Item[][], quorum: number): ListedVersion[] {
+  const counts = new Map<string, { rec: ListedVersion; n: number }>()
   for (const items of perDrive) {
     for (const it of items) {
       if (it.prefix || !it.record) continue
@@ -311,7 +311,7 @@ export async function listLatest(
       last = name
       continue
     }
-    let best: VersionRecord | undefined
+    let best: ListedVersion | undefined
     for (const perDrive of groups.values()) {
       const v = agreedVersions(perDrive, quorum)[0]
       if (v && (best === undefined || v.modTime > best.modTime)) best = v
@@ -352,7 +352,7 @@ export async function listVersions(
       delete page.nextVersionIdMarker
       continue
     }
-    const versions: VersionRecord[] = []
+    const versions: ListedVersion[] = []
     for (const perDrive of groups.values()) versions.push(...agreedVersions(perDrive, quorum))
     versions.sort((a, b) => b.modTime - a.modTime)
     // A page that starts inside this key's versions does not start with its latest.
