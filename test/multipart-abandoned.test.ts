@@ -30,17 +30,12 @@ import {
   type VersionRecord,
 } from '@tessera/protocol'
 import t from 'tap'
-import {
-  FOUR_NODES_RS22,
-  gatewaySeesEveryDrive,
-  startCluster,
-  type TestCluster,
-} from './harness/cluster.ts'
+import { FOUR_NODES_RS22, gatewaySeesEveryDrive, type TestCluster } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
 import {
   bodyBytes,
   bytes,
-  s3Client,
+  clusterWithClient,
   s3Fault,
   sha256,
   uniqueBucket,
@@ -144,9 +139,7 @@ function versionOf(
 }
 
 t.test('a Complete its gateway left unsettled is settled or taken back', async (t) => {
-  const c = await startCluster(t, FOUR_NODES_RS22)
-  const s3 = s3Client(c.gateways[0]!.endpoint)
-  t.teardown(() => s3.destroy())
+  const { c, s3 } = await clusterWithClient(t, FOUR_NODES_RS22)
 
   t.test('at its write quorum: settled, and answered as the first answer', async (t) => {
     const bucket = await versionedBucket(s3)

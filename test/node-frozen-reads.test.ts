@@ -35,16 +35,12 @@ import {
   freezeNode,
   gatewayCounter,
   gatewaySeesEveryDrive,
-  startCluster,
 } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
-import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
+import { bodyBytes, bytes, clusterWithClient, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 
 t.test('reads and deletes do not wait for a node that went silent', async (t) => {
-  const c = await startCluster(t, FOUR_NODES_RS22)
-  const endpoint = c.gateways[0]!.endpoint
-  const s3 = s3Client(endpoint, { maxAttempts: 1 })
-  t.teardown(() => s3.destroy())
+  const { c, endpoint, s3 } = await clusterWithClient(t, FOUR_NODES_RS22)
   const bucket = uniqueBucket('frozen')
   await s3.send(new CreateBucketCommand({ Bucket: bucket }))
 
@@ -129,10 +125,7 @@ t.test('reads and deletes do not wait for a node that went silent', async (t) =>
 })
 
 t.test('listings do not wait for a node that went silent', async (t) => {
-  const c = await startCluster(t, FOUR_NODES_RS22)
-  const endpoint = c.gateways[0]!.endpoint
-  const s3 = s3Client(endpoint, { maxAttempts: 1 })
-  t.teardown(() => s3.destroy())
+  const { c, endpoint, s3 } = await clusterWithClient(t, FOUR_NODES_RS22)
   const bucket = uniqueBucket('frozen-list')
   await s3.send(new CreateBucketCommand({ Bucket: bucket }))
   // More keys than one page of a drive's listing at MaxKeys 7 (a drive sends 9 per page).

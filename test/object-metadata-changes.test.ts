@@ -20,13 +20,12 @@ import {
   FOUR_NODES_RS22,
   freezeNode,
   gatewaySeesEveryDrive,
-  startCluster,
   type TestCluster,
   type TestLike,
   versionsOn,
 } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
-import { bytes, s3Client, uniqueBucket } from './harness/s3.ts'
+import { bytes, clusterWithClient, uniqueBucket } from './harness/s3.ts'
 
 const tagSet = (v: string) => [{ Key: 'state', Value: v }]
 
@@ -57,13 +56,11 @@ async function tagsOn(c: TestCluster, d: DriveSlot, bucket: string, key: string)
 }
 
 t.test('a drive that missed a tag or ACL change', async (t) => {
-  const c = await startCluster(t, {
+  const { c, s3 } = await clusterWithClient(t, {
     ...FOUR_NODES_RS22,
     // No periodic scan: the second object is healed only by the scan the test starts.
     nodeConfig: { scanIntervalMs: 600_000, deepEvery: 0, healGraceMs: 1000 },
   })
-  const s3 = s3Client(c.gateways[0]!.endpoint, { maxAttempts: 1 })
-  t.teardown(() => s3.destroy())
   const bucket = uniqueBucket('meta')
   await s3.send(
     new CreateBucketCommand({ Bucket: bucket, ObjectOwnership: 'BucketOwnerPreferred' }),

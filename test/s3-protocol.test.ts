@@ -23,8 +23,8 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { HttpRequest } from '@smithy/protocol-http'
 import { SignatureV4 } from '@smithy/signature-v4'
 import t from 'tap'
-import { FOUR_NODES_RS22, ROOT, startCluster } from './harness/cluster.ts'
-import { bodyBytes, bytes, s3Client, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
+import { FOUR_NODES_RS22, ROOT } from './harness/cluster.ts'
+import { bodyBytes, bytes, clusterWithClient, s3Fault, sha256, uniqueBucket } from './harness/s3.ts'
 
 const signer = new SignatureV4({
   service: 's3',
@@ -78,10 +78,7 @@ function xmlCode(text: string): string | undefined {
 }
 
 t.test('S3 protocol edges on a 4-node RS(2,2) cluster', async (t) => {
-  const c = await startCluster(t, FOUR_NODES_RS22)
-  const endpoint = c.gateways[0]!.endpoint
-  const s3 = s3Client(endpoint)
-  t.teardown(() => s3.destroy())
+  const { c, endpoint, s3 } = await clusterWithClient(t, FOUR_NODES_RS22)
   const bucket = uniqueBucket('proto')
   await s3.send(new CreateBucketCommand({ Bucket: bucket }))
 

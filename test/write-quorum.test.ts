@@ -17,17 +17,20 @@ import {
   failedCalls,
   freezeNode,
   gatewaySeesEveryDrive,
-  startCluster,
   versionsOn,
 } from './harness/cluster.ts'
 import { place, shardDrive } from './harness/object-io.ts'
-import { bodyBytes, bytes, s3Client, sha256, uniqueBucket, versionedBucket } from './harness/s3.ts'
+import {
+  bodyBytes,
+  bytes,
+  clusterWithClient,
+  sha256,
+  uniqueBucket,
+  versionedBucket,
+} from './harness/s3.ts'
 
 t.test('a write does not wait for a silent node beyond its write quorum', async (t) => {
-  const c = await startCluster(t, FOUR_NODES_RS22)
-  const endpoint = c.gateways[0]!.endpoint
-  const s3 = s3Client(endpoint)
-  t.teardown(() => s3.destroy())
+  const { c, endpoint, s3 } = await clusterWithClient(t, FOUR_NODES_RS22)
   const bucket = await versionedBucket(s3)
   // Every connection is open and warm before the node goes silent.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'warm', Body: bytes(1000, 1) }))

@@ -9,7 +9,29 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
-import { ROOT } from './cluster.ts'
+import {
+  type ClusterOptions,
+  ROOT,
+  startCluster,
+  type TestCluster,
+  type TestLike,
+} from './cluster.ts'
+
+/**
+ * Starts a cluster with `opts` and an S3 client of its first gateway (destroyed when the test
+ * ends): what most end-to-end tests begin with.
+ */
+export async function clusterWithClient(
+  t: TestLike,
+  opts: ClusterOptions,
+  over: Partial<S3ClientConfig> = {},
+): Promise<{ c: TestCluster; endpoint: string; s3: S3Client }> {
+  const c = await startCluster(t, opts)
+  const endpoint = c.gateways[0]!.endpoint
+  const s3 = s3Client(endpoint, over)
+  t.teardown(() => s3.destroy())
+  return { c, endpoint, s3 }
+}
 
 export function s3Client(endpoint: string, over: Partial<S3ClientConfig> = {}): S3Client {
   return new S3Client({

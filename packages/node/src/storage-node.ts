@@ -496,7 +496,8 @@ export class StorageNode {
     rpc.handle(ListRange, async (req) => {
       const d = this.drive(req)
       // Listings carry metadata only: a record's inline shard bytes stay on the drive, and a
-      // brief listing (a gateway's) gets only the fields it shows.
+      // brief listing (a gateway's) gets only the fields it shows. One handler serves both
+      // ListRange and ListBrief (one RPC id); the cast is the brief answer's type, ListBrief's.
       const strip = <R extends { entries: VersionRecord[] }>(r: R): R => {
         if (req.brief) r.entries = r.entries.map(listedVersion) as VersionRecord[]
         else for (const e of r.entries) delete e.inline
